@@ -1,0 +1,88 @@
+"""Kernel constants, each with the header it comes from.
+
+Values are part of the kernel's stable UAPI; they are spelled out here rather
+than read from headers so that nothing needs a compiler at install time.
+"""
+
+from __future__ import annotations
+
+# --- include/linux/socket.h -------------------------------------------------
+AF_XDP = 44
+SOL_XDP = 283
+
+# --- include/uapi/linux/if_xdp.h ------------------------------------------
+# sockaddr_xdp.sxdp_flags
+XDP_SHARED_UMEM = 1 << 0
+XDP_COPY = 1 << 1  # force copy mode
+XDP_ZEROCOPY = 1 << 2  # force zero-copy mode
+XDP_USE_NEED_WAKEUP = 1 << 3
+XDP_USE_SG = 1 << 4  # multi-buffer (jumbo) support
+
+# xdp_umem_reg.flags
+XDP_UMEM_UNALIGNED_CHUNK_FLAG = 1 << 0
+
+# SOL_XDP socket options
+XDP_MMAP_OFFSETS = 1
+XDP_RX_RING = 2
+XDP_TX_RING = 3
+XDP_UMEM_REG = 4
+XDP_UMEM_FILL_RING = 5
+XDP_UMEM_COMPLETION_RING = 6
+XDP_STATISTICS = 7
+XDP_OPTIONS = 8
+XDP_MAX_TX_SKB_BUDGET = 9  # Linux 6.15+
+
+# xdp_options.flags
+XDP_OPTIONS_ZEROCOPY = 1 << 0
+
+# Ring flags word (xdp_ring_offset.flags)
+XDP_RING_NEED_WAKEUP = 1 << 0
+
+# mmap page offsets of the four rings
+XDP_PGOFF_RX_RING = 0
+XDP_PGOFF_TX_RING = 0x80000000
+XDP_UMEM_PGOFF_FILL_RING = 0x100000000
+XDP_UMEM_PGOFF_COMPLETION_RING = 0x180000000
+
+# xdp_desc.options
+XDP_PKT_CONTD = 1 << 0  # multi-buffer: more fragments follow
+
+# --- include/uapi/linux/bpf.h -----------------------------------------------
+# XDP_PACKET_HEADROOM: the kernel reserves this much before packet data in
+# every frame it receives into (copy mode), on top of the UMEM headroom.
+XDP_PACKET_HEADROOM = 256
+
+# XDP actions
+XDP_ABORTED = 0
+XDP_DROP = 1
+XDP_PASS = 2
+XDP_TX = 3
+XDP_REDIRECT = 4
+
+# --- include/uapi/linux/if_link.h -------------------------------------------
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+
+# IFLA_XDP_ATTACHED values
+XDP_ATTACHED_NONE = 0
+XDP_ATTACHED_DRV = 1
+XDP_ATTACHED_SKB = 2
+XDP_ATTACHED_HW = 3
+XDP_ATTACHED_MULTI = 4
+
+# --- include/uapi/asm-generic/mman-common.h / mman.h ---------------------------
+MAP_HUGETLB = 0x40000
+MAP_POPULATE = 0x8000
+
+# --- include/uapi/linux/sched.h ----------------------------------------------
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+
+# --- include/uapi/linux/mount.h ----------------------------------------------
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+
+# Huge page size used for the UMEM when huge pages are asked for.
+HUGE_PAGE_SIZE = 2 * 1024 * 1024
