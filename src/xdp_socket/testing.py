@@ -1,0 +1,392 @@
+"""A test kit for programs that use xdp_socket, without a physical NIC.
+
+Everything here works inside a *private* network namespace that the test
+process creates for itself, with virtual Ethernet (veth) pairs as the links::
+
+    from xdp_socket import testing
+
+    testing.enter_private_netns()          # once, early (root needed)
+    with testing.veth_pair(queues=2) as link:
+        peer = testing.AfPacketPeer(link.b)
+        tx = xdp_socket.create_tx_socket(link.a, 0)
+        tx.send(testing.make_frame(testing.BROADCAST, testing.LOCAL_MAC, payload=b"hi"))
+        frame = peer.recv(timeout=1.0)
+
+Nothing is ever created in the host's namespace: :func:`veth_pair` refuses to
+run unless :func:`enter_private_netns` moved the calling thread first, and
+everything created in the private namespace disappears with the process.
+
+Notes on what the kernel does to test traffic:
+
+* A new interface sends IPv6 router/neighbour discovery frames a few seconds
+  after it comes up. :func:`enter_private_netns` turns IPv6 off for new
+  interfaces; tests that count frames should still match their own frames,
+  e.g. by :data:`TEST_ETHERTYPE` (an IEEE "local experimental" ethertype).
+* veth silently drops frames longer than its MTU + 18 bytes; pass ``mtu=`` to
+  :func:`veth_pair` to test long frames.
+* On veth, a frame sent on queue *q* of one end arrives on RX queue *q* of the
+  other end only when that end runs a native-mode XDP program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ._sys import consts
+from ._sys.ns import mount, unshare
+
+__all__ = [
+    "BROADCAST",
+    "LOCAL_MAC",
+    "TEST_ETHERTYPE",
+    "AfPacketPeer",
+    "VethPair",
+    "enter_private_netns",
+    "in_private_netns",
+    "make_frame",
+    "veth_pair",
+]
+
+#: IEEE 802 "local experimental ethertype 1": nothing in the kernel sends it,
+#: so frames of this type are the test's own.
+TEST_ETHERTYPE = 0x88B5
+
+#: The broadcast MAC address.
+BROADCAST = b"\xff" * 6
+
+#: A locally administered unicast MAC address (bit 1 of the first byte set).
+LOCAL_MAC = b"\x02\x00\x00\x00\x00\x01"
+
+_ETH_P_ALL = 0x0003  # include/uapi/linux/if_ether.h
+_PACKET_OUTGOING = 4  # include/uapi/linux/if_packet.h: pkttype of frames we transmit
+_ETH_HLEN = 14
+_ETH_ZLEN = 60  # minimum frame length without FCS
+
+# The namespace the kit created: (pid, netns inode). Recorded so that
+# veth_pair() can check that the *calling thread* still lives there: a network
+# namespace belongs to a thread, and a thread started before
+# enter_private_netns() stays in the host's namespace.
+_private_ns: tuple[int, int] | None = None
+_ns_lock = threading.Lock()
+_name_counter = itertools.count()
+
+
+def _thread_netns_inode() -> int:
+    return os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino
+
+
+def in_private_netns() -> bool:
+    """True when the calling thread lives in the namespace :func:`enter_private_netns` made."""
+    # A forked child inherits the namespace (same inode): still private.
+    ns = _private_ns
+    return ns is not None and _thread_netns_inode() == ns[1]
+
+
+def enter_private_netns(*, mount_sysfs: bool = True) -> None:
+    """Move the calling thread into a new, empty network namespace.
+
+    With ``mount_sysfs`` (the default) the process also gets a new mount
+    namespace in which ``/`` is made recursively private (so nothing mounted
+    here propagates to the host) and a fresh sysfs is mounted on ``/sys``:
+    sysfs shows the network namespace it was mounted in, so without this
+    ``/sys/class/net`` would still list the host's interfaces. A mount
+    namespace can only be entered while the process has a single thread, so
+    call this early (before importing numpy, whose BLAS starts threads);
+    otherwise pass ``mount_sysfs=False`` — the network namespace alone works
+    per thread.
+
+    In the new namespace ``lo`` is brought up and IPv6 is disabled for
+    interfaces created from now on, so that router and neighbour discovery do
+    not add frames to the test's counts.
+
+    Calling it again in the same process does nothing. Needs root
+    (CAP_SYS_ADMIN); raises :class:`PermissionError` otherwise.
+    """
+    global _private_ns
+    with _ns_lock:
+        if _private_ns is not None and in_private_netns():
+            return
+        flags = consts.CLONE_NEWNET
+        if mount_sysfs:
+            flags |= consts.CLONE_NEWNS
+        try:
+            unshare(flags)
+        except OSError as e:
+            if e.errno == errno.EINVAL and mount_sysfs and threading.active_count() > 1:
+                raise RuntimeError(
+                    "cannot enter a new mount namespace: the process already runs "
+                    f"{threading.active_count()} threads; call enter_private_netns() "
+                    "earlier or pass mount_sysfs=False"
+                ) from e
+            raise
+        if mount_sysfs:
+            # Stop propagation first, or the sysfs mount below would show up
+            # on the host's /sys.
+            mount(None, "/", None, consts.MS_REC | consts.MS_PRIVATE)
+            mount("sysfs", "/sys", "sysfs", 0)
+        _private_ns = (os.getpid(), _thread_netns_inode())
+        # /proc/sys/net is resolved in the namespace of the thread that opens
+        # the file, so this changes the private namespace only.
+        with (
+            contextlib.suppress(FileNotFoundError),  # kernel without IPv6
+            open("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w") as f,
+        ):
+            f.write("1")
+        from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
+
+        with IPRoute() as ip:
+            (lo,) = ip.link_lookup(ifname="lo")
+            ip.link("set", index=lo, state="up")
+
+
+def _require_private_netns() -> None:
+    if not in_private_netns():
+        raise RuntimeError(
+            "xdp_socket.testing creates interfaces only inside a private network "
+            "namespace: call xdp_socket.testing.enter_private_netns() first (from "
+            "this thread, or before starting threads)"
+        )
+
+
+@dataclass(frozen=True)
+class VethPair:
+    """The two ends of a veth pair: names and interface indices."""
+
+    a: str
+    b: str
+    a_index: int
+    b_index: int
+    queues: int
+    mtu: int
+
+
+def _unique_names() -> tuple[str, str]:
+    n = next(_name_counter)
+    base = f"xt{os.getpid() % 100000}x{n}"
+    return base + "a", base + "b"
+
+
+@contextlib.contextmanager
+def veth_pair(
+    a: str | None = None,
+    b: str | None = None,
+    *,
+    queues: int = 1,
+    mtu: int | None = None,
+    timeout: float = 5.0,
+) -> Iterator[VethPair]:
+    """Create a veth pair, bring it up, and delete it when the block ends.
+
+    ``a``/``b`` name the two ends (unique names are made up when omitted);
+    both get ``queues`` RX and TX queues; ``mtu`` sets both ends' MTU (veth
+    drops frames longer than MTU + 18 bytes). The block starts only once both
+    ends are operationally up (carrier on), or :class:`TimeoutError` after
+    ``timeout`` seconds.
+
+    Raises :class:`RuntimeError` unless the calling thread is in the private
+    namespace made by :func:`enter_private_netns`: the kit never creates
+    interfaces on the host.
+    """
+    _require_private_netns()
+    if isinstance(queues, bool) or not isinstance(queues, int) or not 1 <= queues <= 4096:
+        raise ValueError(f"queues must be an integer in 1..4096, got {queues!r}")
+    if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < 68):
+        raise ValueError(f"mtu must be an integer >= 68, got {mtu!r}")
+    if (a is None) != (b is None):
+        raise ValueError("give both names or neither")
+    if a is None or b is None:
+        a, b = _unique_names()
+    for name in (a, b):
+        if not name or len(name) >= 16 or "/" in name or " " in name:
+            raise ValueError(f"not a valid interface name: {name!r}")
+
+    from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
+
+    with IPRoute() as ip:
+        ip.link(
+            "add",
+            ifname=a,
+            kind="veth",
+            peer={"ifname": b, "num_rx_queues": queues, "num_tx_queues": queues},
+            num_rx_queues=queues,
+            num_tx_queues=queues,
+        )
+        try:
+            a_index = ip.link_lookup(ifname=a)[0]
+            b_index = ip.link_lookup(ifname=b)[0]
+            for index in (a_index, b_index):
+                (link,) = ip.get_links(index)
+                got = (link.get_attr("IFLA_NUM_RX_QUEUES"), link.get_attr("IFLA_NUM_TX_QUEUES"))
+                if got != (queues, queues):
+                    raise RuntimeError(
+                        f"veth {link.get_attr('IFLA_IFNAME')} got (rx, tx) queues {got}, "
+                        f"asked for {queues}"
+                    )
+                if mtu is not None:
+                    ip.link("set", index=index, mtu=mtu)
+            for index in (a_index, b_index):
+                ip.link("set", index=index, state="up")
+            _wait_oper_up(ip, (a_index, b_index), timeout)
+            (link,) = ip.get_links(a_index)
+            pair = VethPair(a, b, a_index, b_index, queues, int(link.get_attr("IFLA_MTU")))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ip.link("del", ifname=a)
+            raise
+    try:
+        yield pair
+    finally:
+        # Deleting one end deletes both; it also detaches any XDP program.
+        # Fresh netlink socket: the caller may have switched threads.
+        with IPRoute() as ip, contextlib.suppress(Exception):
+            ip.link("del", index=a_index)
+
+
+def _wait_oper_up(ip: object, indices: tuple[int, ...], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [
+            ip.get_links(i)[0].get_attr("IFLA_OPERSTATE")  # type: ignore[attr-defined]
+            for i in indices
+        ]
+        if all(s == "UP" for s in states):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"veth not operationally up after {timeout} s: {states}")
+        time.sleep(0.005)
+
+
+def _mac(addr: bytes | str) -> bytes:
+    if isinstance(addr, str):
+        parts = addr.split(":")
+        if len(parts) != 6:
+            raise ValueError(f"not a MAC address: {addr!r}")
+        try:
+            addr = bytes(int(p, 16) for p in parts)
+        except ValueError:
+            raise ValueError(f"not a MAC address: {addr!r}") from None
+    if not isinstance(addr, (bytes, bytearray)) or len(addr) != 6:
+        raise ValueError(f"a MAC address is 6 bytes, got {addr!r}")
+    return bytes(addr)
+
+
+def make_frame(
+    dst: bytes | str = BROADCAST,
+    src: bytes | str = LOCAL_MAC,
+    ethertype: int = TEST_ETHERTYPE,
+    payload: bytes = b"",
+    *,
+    pad: bool = True,
+) -> bytes:
+    """Build an Ethernet frame: ``dst`` + ``src`` + ``ethertype`` + ``payload``.
+
+    MAC addresses are 6 bytes or ``"aa:bb:cc:dd:ee:ff"`` strings. With ``pad``
+    (the default) frames shorter than 60 bytes (the Ethernet minimum without
+    FCS) are padded with zero bytes, as a NIC would do.
+    """
+    if isinstance(ethertype, bool) or not isinstance(ethertype, int) or not 0 <= ethertype < 65536:
+        raise ValueError(f"ethertype must be in 0..0xffff, got {ethertype!r}")
+    frame = _mac(dst) + _mac(src) + ethertype.to_bytes(2, "big") + bytes(payload)
+    if pad and len(frame) < _ETH_ZLEN:
+        frame += bytes(_ETH_ZLEN - len(frame))
+    return frame
+
+
+class AfPacketPeer:
+    """A plain ``AF_PACKET``/``SOCK_RAW`` socket bound to one interface: the
+    kernel's ordinary packet path, as a reference peer for AF_XDP sockets.
+
+    With ``ethertype`` (default :data:`TEST_ETHERTYPE`) the kernel delivers
+    only frames of that type; pass ``None`` to see every frame. Frames the
+    interface itself transmits are skipped unless ``outgoing=True``.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        ethertype: int | None = TEST_ETHERTYPE,
+        *,
+        outgoing: bool = False,
+        rcvbuf: int = 4 << 20,
+    ) -> None:
+        proto = _ETH_P_ALL if ethertype is None else ethertype
+        if not 0 <= proto < 65536:
+            raise ValueError(f"ethertype must be in 0..0xffff, got {ethertype!r}")
+        self.ifname = ifname
+        self.outgoing = outgoing
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+        try:
+            # Best effort: a bigger buffer lets a burst wait for recv().
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self._sock.bind((ifname, proto))
+            self._sock.setblocking(False)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send(self, frame: bytes) -> None:
+        """Transmit one complete Ethernet frame (header included) on the interface."""
+        if len(frame) < _ETH_HLEN:
+            raise ValueError(f"an Ethernet frame has at least {_ETH_HLEN} bytes")
+        # Blocking send: the socket is non-blocking for recv, so wait for room.
+        while True:
+            try:
+                self._sock.send(frame)
+                return
+            except BlockingIOError:
+                select.select([], [self._sock], [], 0.1)
+
+    def recv(self, timeout: float | None = 1.0) -> bytes | None:
+        """Return the next frame, or ``None`` after ``timeout`` seconds
+        (``None`` waits forever, ``0`` only looks)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                data, addr = self._sock.recvfrom(65536)
+            except BlockingIOError:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                select.select([self._sock], [], [], left)
+                continue
+            if addr[2] == _PACKET_OUTGOING and not self.outgoing:
+                continue
+            return data
+
+    def recv_matching(
+        self, pred: Callable[[bytes], bool], count: int, timeout: float = 5.0
+    ) -> list[bytes]:
+        """Collect up to ``count`` frames for which ``pred(frame)`` is true,
+        dropping the rest, for at most ``timeout`` seconds in total. Returns
+        what arrived (fewer than ``count`` when time ran out)."""
+        out: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count:
+            frame = self.recv(max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                break
+            if pred(frame):
+                out.append(frame)
+        return out
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> AfPacketPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
