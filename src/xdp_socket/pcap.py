@@ -1,0 +1,787 @@
+"""Streaming pcap and pcapng capture files.
+
+Writing: :class:`PcapWriter` (classic libpcap format) and :class:`PcapngWriter`
+(one section, one interface) append one packet per :meth:`~PcapWriter.write`
+call, with nanosecond timestamps by default.  They never seek, so the output
+may be a pipe (``sys.stdout.buffer`` for ``-w -``).
+
+Reading: :func:`open_capture` / :func:`read_capture` detect the format from the
+first four bytes and yield :class:`Packet` tuples one at a time, so a capture
+larger than memory (or an endless stream on stdin) is fine.  Supported:
+
+* pcap, both byte orders, microsecond (``0xa1b2c3d4``) and nanosecond
+  (``0xa1b23c4d``) magic;
+* pcapng, any number of sections (each with its own byte order) and interfaces
+  (each with its own ``if_tsresol``, decimal or power-of-two, and
+  ``if_tsoffset``), Enhanced, Simple and obsolete Packet Blocks; other block
+  types are skipped.
+
+Anything malformed raises :class:`CaptureFormatError` (a :class:`ValueError`)
+whose one-line message says what is wrong and at which byte offset.  Lengths
+read from the file are checked against :data:`MAX_RECORD_LEN` before anything
+is allocated, and long records are read in bounded chunks, so a hostile length
+field in a short file costs nothing.
+
+Pure Python, stdlib only, no kernel access.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import time
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO, NamedTuple
+
+__all__ = [
+    "LINKTYPE_ETHERNET",
+    "MAX_RECORD_LEN",
+    "CaptureFormatError",
+    "CaptureInterface",
+    "CaptureReader",
+    "Packet",
+    "PcapWriter",
+    "PcapngWriter",
+    "open_capture",
+    "read_capture",
+]
+
+#: Link-layer header type for Ethernet (``LINKTYPE_ETHERNET`` / ``DLT_EN10MB``).
+LINKTYPE_ETHERNET = 1
+
+#: Largest captured length (pcap record or pcapng packet data) accepted when
+#: reading.  Real link layers stay far below this (libpcap caps at 256 KiB);
+#: the limit only exists so that a corrupt length cannot make us allocate
+#: gigabytes.
+MAX_RECORD_LEN = 256 * 1024 * 1024
+
+# pcapng blocks carry a packet plus options; allow generous room for options
+# on top of the largest packet before calling a block length absurd.
+_MAX_BLOCK_LEN = MAX_RECORD_LEN + 1024 * 1024
+
+# Reads of untrusted lengths happen in pieces of this size, so memory grows
+# only as fast as data actually arrives.
+_READ_CHUNK = 1024 * 1024
+
+# --- classic pcap (see the libpcap savefile format / draft-ietf-opsawg-pcap) ---
+_PCAP_MAGIC_US = 0xA1B2C3D4
+_PCAP_MAGIC_NS = 0xA1B23C4D
+_PCAP_VERSION = (2, 4)
+_PCAP_HDR_LEN = 24
+_PCAP_REC_LEN = 16
+
+# --- pcapng (draft-ietf-opsawg-pcapng) ---
+_BT_SHB = 0x0A0D0D0A  # palindromic on purpose: readable before the byte order is known
+_BT_IDB = 0x00000001
+_BT_PB = 0x00000002  # obsolete Packet Block
+_BT_SPB = 0x00000003
+_BT_EPB = 0x00000006
+_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+_OPT_ENDOFOPT = 0
+_OPT_SHB_USERAPPL = 4
+_OPT_IF_NAME = 2
+_OPT_IF_TSRESOL = 9
+_OPT_IF_TSOFFSET = 14
+_TSRESOL_POW2 = 0x80  # high bit of if_tsresol: 2**-n instead of 10**-n
+_DEFAULT_TSRESOL = 6  # microseconds when an IDB has no if_tsresol option
+_BLOCK_NAMES = {
+    _BT_SHB: "section header block",
+    _BT_IDB: "interface description block",
+    _BT_PB: "packet block",
+    _BT_SPB: "simple packet block",
+    _BT_EPB: "enhanced packet block",
+}
+
+_NS_PER_S = 1_000_000_000
+
+#: Anything holding packet bytes (numpy arrays work too, via the buffer protocol).
+Buffer = bytes | bytearray | memoryview
+#: A path to open, or an already open binary file object (may be a pipe).
+FileOrPath = str | os.PathLike[str] | IO[bytes]
+
+
+class CaptureFormatError(ValueError):
+    """A capture file is malformed, truncated or in an unsupported format.
+
+    ``offset`` is the byte offset in the stream where the problem was found
+    (``None`` if unknown); it is also part of the message.
+    """
+
+    offset: int | None
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        self.offset = offset
+        if offset is not None:
+            message = f"{message} (at byte offset {offset})"
+        super().__init__(message)
+
+
+class Packet(NamedTuple):
+    """One captured packet.
+
+    ``data`` holds the captured bytes, possibly cut to the snapshot length;
+    ``orig_len`` is the packet's length on the wire.  ``interface`` is the
+    index into :attr:`CaptureReader.interfaces` (always 0 for pcap).
+    """
+
+    timestamp_ns: int
+    data: bytes
+    orig_len: int
+    interface: int
+
+
+class CaptureInterface(NamedTuple):
+    """An interface described by a capture file.
+
+    pcap files have exactly one; pcapng has one per Interface Description
+    Block, numbered in file order across all sections.  ``ts_units`` is the
+    number of timestamp units per second (10**6 for microseconds).
+    """
+
+    linktype: int
+    snaplen: int
+    name: str | None
+    ts_units: int
+    ts_offset_s: int
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def _as_byte_view(data: Buffer) -> memoryview:
+    """Return a flat unsigned-byte view of ``data`` or raise ValueError/TypeError."""
+    mv = memoryview(data)
+    if not mv.c_contiguous:
+        raise ValueError("packet data must be a contiguous buffer")
+    if mv.ndim != 1 or mv.format not in ("B", "b", "c"):
+        mv = mv.cast("B")
+    return mv
+
+
+def _check_int(name: str, value: int, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def _write_all(f: IO[bytes], data: bytes | memoryview) -> None:
+    # Raw (unbuffered) files and pipes may accept only part of a write; keep
+    # going until everything is out.  Buffered files write everything at once.
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if n is None:  # non-blocking raw stream with a full pipe
+            raise BlockingIOError("capture output would block")
+        if n >= len(view):
+            return
+        view = view[n:]
+
+
+class _OutputMixin:
+    """File handling shared by the two writers."""
+
+    _file: IO[bytes] | None
+    _owns_file: bool
+    packets_written: int
+
+    def _open_output(self, file_or_path: FileOrPath) -> None:
+        if isinstance(file_or_path, (str, os.PathLike)):
+            self._file = open(file_or_path, "wb")  # noqa: SIM115 - closed in close()
+            self._owns_file = True
+        else:
+            if not hasattr(file_or_path, "write"):
+                raise TypeError("expected a path or a binary file object with write()")
+            if isinstance(file_or_path, io.TextIOBase):
+                raise TypeError("capture output must be a binary file (use sys.stdout.buffer)")
+            self._file = file_or_path
+            self._owns_file = False
+        self.packets_written = 0
+
+    def _out(self) -> IO[bytes]:
+        if self._file is None:
+            raise ValueError("write to a closed capture writer")
+        return self._file
+
+    def flush(self) -> None:
+        """Push buffered data to the file (or pipe)."""
+        self._out().flush()
+
+    def close(self) -> None:
+        """Flush, and close the file if the writer opened it from a path.
+
+        A file object passed in by the caller is flushed but left open.
+        Closing twice is harmless.
+        """
+        f = self._file
+        if f is None:
+            return
+        self._file = None
+        try:
+            f.flush()
+        finally:
+            if self._owns_file:
+                f.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._file is None
+
+
+def _packet_fields(
+    data: Buffer, timestamp_ns: int | None, orig_len: int | None, snaplen: int
+) -> tuple[memoryview, int, int]:
+    """Validate one packet for writing; return (captured view, orig_len, timestamp_ns)."""
+    mv = _as_byte_view(data)
+    if timestamp_ns is None:
+        timestamp_ns = time.time_ns()
+    _check_int("timestamp_ns", timestamp_ns, 0, (1 << 64) - 1)
+    if orig_len is None:
+        orig_len = len(mv)
+    _check_int("orig_len", orig_len, 0, 0xFFFFFFFF)
+    if orig_len < len(mv):
+        raise ValueError(f"orig_len {orig_len} is smaller than the data length {len(mv)}")
+    return mv[:snaplen], orig_len, timestamp_ns
+
+
+# ---------------------------------------------------------------------------
+# writers
+
+
+class PcapWriter(_OutputMixin):
+    """Write a classic pcap file, one packet per :meth:`write`.
+
+    ``file_or_path`` is a path (opened, and closed by :meth:`close`) or a
+    binary file object (left open; may be a non-seekable pipe).  The global
+    header is written immediately, so even an empty capture is a valid file.
+    Timestamps have nanosecond resolution unless ``nanosecond=False``.
+    Packets longer than ``snaplen`` are cut; their ``orig_len`` is kept.
+    Output is little-endian, which every reader accepts.
+    """
+
+    def __init__(
+        self,
+        file_or_path: FileOrPath,
+        *,
+        linktype: int = LINKTYPE_ETHERNET,
+        snaplen: int = 262144,
+        nanosecond: bool = True,
+    ) -> None:
+        self._file = None
+        _check_int("linktype", linktype, 0, 0xFFFF)
+        _check_int("snaplen", snaplen, 1, 0x7FFFFFFF)
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.nanosecond = bool(nanosecond)
+        self._open_output(file_or_path)
+        magic = _PCAP_MAGIC_NS if self.nanosecond else _PCAP_MAGIC_US
+        header = struct.pack("<IHHiIII", magic, *_PCAP_VERSION, 0, 0, snaplen, linktype)
+        _write_all(self._out(), header)
+
+    def write(
+        self, data: Buffer, timestamp_ns: int | None = None, orig_len: int | None = None
+    ) -> None:
+        """Append one packet.
+
+        ``timestamp_ns`` defaults to now (``time.time_ns()``) and must fit the
+        pcap 32-bit seconds field (before year 2106).  ``orig_len`` defaults to
+        ``len(data)`` and may not be smaller than it.
+        """
+        f = self._out()
+        cap, orig_len, ts = _packet_fields(data, timestamp_ns, orig_len, self.snaplen)
+        sec, frac = divmod(ts, _NS_PER_S)
+        if sec > 0xFFFFFFFF:
+            raise ValueError(f"timestamp_ns {ts} is past the pcap 32-bit seconds range")
+        if not self.nanosecond:
+            frac //= 1000
+        # One write per packet: header and data together keep pipe readers from
+        # ever seeing a header without its data longer than necessary.
+        _write_all(f, struct.pack("<IIII", sec, frac, len(cap), orig_len) + cap)
+        self.packets_written += 1
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _option(order: str, code: int, value: bytes) -> bytes:
+    pad = -len(value) % 4
+    return struct.pack(order + "HH", code, len(value)) + value + b"\0" * pad
+
+
+def _block(order: str, block_type: int, body: bytes) -> bytes:
+    total = 12 + len(body)
+    return struct.pack(order + "II", block_type, total) + body + struct.pack(order + "I", total)
+
+
+class PcapngWriter(_OutputMixin):
+    """Write a pcapng file: one section, one interface, one EPB per packet.
+
+    Same interface as :class:`PcapWriter`.  The Interface Description Block
+    carries ``if_tsresol`` = 9 (nanoseconds; omitted, i.e. microseconds, when
+    ``nanosecond=False``) and ``if_name`` when ``if_name`` is given.  The
+    section length is written as "unknown" (-1), so no seek is ever needed.
+    """
+
+    def __init__(
+        self,
+        file_or_path: FileOrPath,
+        *,
+        linktype: int = LINKTYPE_ETHERNET,
+        snaplen: int = 262144,
+        nanosecond: bool = True,
+        if_name: str | None = None,
+        application: str | None = "xdp-socket",
+    ) -> None:
+        self._file = None
+        _check_int("linktype", linktype, 0, 0xFFFF)
+        _check_int("snaplen", snaplen, 1, 0x7FFFFFFF)
+        name_bytes = None
+        if if_name is not None:
+            name_bytes = if_name.encode("utf-8")
+            if len(name_bytes) > 0xFFFF:
+                raise ValueError("if_name is too long for a pcapng option")
+        app_bytes = None
+        if application is not None:
+            app_bytes = application.encode("utf-8")
+            if len(app_bytes) > 0xFFFF:
+                raise ValueError("application is too long for a pcapng option")
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.nanosecond = bool(nanosecond)
+        self.if_name = if_name
+        self._open_output(file_or_path)
+
+        o = "<"
+        shb_opts = b""
+        if app_bytes is not None:
+            shb_opts = _option(o, _OPT_SHB_USERAPPL, app_bytes) + _option(o, _OPT_ENDOFOPT, b"")
+        shb = _block(o, _BT_SHB, struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1) + shb_opts)
+        idb_opts = b""
+        if name_bytes is not None:
+            idb_opts += _option(o, _OPT_IF_NAME, name_bytes)
+        if self.nanosecond:
+            idb_opts += _option(o, _OPT_IF_TSRESOL, bytes([9]))
+        if idb_opts:
+            idb_opts += _option(o, _OPT_ENDOFOPT, b"")
+        idb = _block(o, _BT_IDB, struct.pack("<HHI", linktype, 0, snaplen) + idb_opts)
+        _write_all(self._out(), shb + idb)
+
+    def write(
+        self, data: Buffer, timestamp_ns: int | None = None, orig_len: int | None = None
+    ) -> None:
+        """Append one packet as an Enhanced Packet Block on interface 0.
+
+        ``timestamp_ns`` defaults to now and must be non-negative; ``orig_len``
+        defaults to ``len(data)`` and may not be smaller than it.
+        """
+        f = self._out()
+        cap, orig_len, ts = _packet_fields(data, timestamp_ns, orig_len, self.snaplen)
+        if not self.nanosecond:
+            ts //= 1000
+        caplen = len(cap)
+        pad = -caplen % 4
+        total = 32 + caplen + pad
+        head = struct.pack(
+            "<IIIIIII", _BT_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, caplen, orig_len
+        )
+        _write_all(f, head + cap + b"\0" * pad + struct.pack("<I", total))
+        self.packets_written += 1
+
+    def __enter__(self) -> PcapngWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# reader
+
+
+class _Stream:
+    """Exact-length reads from a possibly non-seekable binary stream, with an offset."""
+
+    def __init__(self, f: IO[bytes], fmt: str) -> None:
+        self._f = f
+        self.offset = 0
+        self.fmt = fmt
+
+    def error(self, message: str, offset: int | None = None) -> CaptureFormatError:
+        return CaptureFormatError(
+            f"{self.fmt}: {message}", self.offset if offset is None else offset
+        )
+
+    def read_upto(self, n: int) -> bytes:
+        """Read up to ``n`` bytes, fewer only at end of stream.
+
+        Pipes and raw files return short reads; loop.  Large ``n`` is read in
+        bounded chunks so a lying length field cannot force a huge allocation.
+        """
+        if n <= 0:
+            return b""
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            chunk = self._f.read(min(n - got, _READ_CHUNK))
+            if chunk is None:
+                raise BlockingIOError("capture input would block")
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        self.offset += got
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def read_exact(self, n: int, what: str) -> bytes:
+        start = self.offset
+        data = self.read_upto(n)
+        if len(data) != n:
+            raise self.error(f"truncated {what}: got {len(data)} of {n} bytes", start)
+        return data
+
+    def skip(self, n: int, what: str) -> None:
+        start = self.offset
+        left = n
+        while left > 0:
+            got = len(self.read_upto(min(left, _READ_CHUNK)))
+            if got == 0:
+                raise self.error(f"truncated {what}: got {n - left} of {n} bytes", start)
+            left -= got
+
+
+def _ts_units(tsresol: int) -> int:
+    """Timestamp units per second for an ``if_tsresol`` byte."""
+    if tsresol & _TSRESOL_POW2:
+        return 1 << (tsresol & 0x7F)
+    return int(10**tsresol)  # int(): mypy types int ** int as Any
+
+
+def _to_ns(ts: int, units: int, offset_s: int) -> int:
+    # Exact integer arithmetic: floats would lose nanoseconds at epoch scale.
+    if units == _NS_PER_S:
+        ns = ts
+    elif units < _NS_PER_S and _NS_PER_S % units == 0:
+        ns = ts * (_NS_PER_S // units)
+    else:
+        ns = ts * _NS_PER_S // units
+    return ns + offset_s * _NS_PER_S
+
+
+class CaptureReader:
+    """An open capture file; iterate it to get :class:`Packet` objects.
+
+    Created by :func:`open_capture`.  Attributes:
+
+    * ``format``: ``"pcap"`` or ``"pcapng"``;
+    * ``interfaces``: list of :class:`CaptureInterface` seen so far (for
+      pcapng it grows while reading, as IDBs appear);
+    * ``linktype`` / ``snaplen``: those of the first interface (for pcapng,
+      ``None`` until the first IDB has been read).
+
+    Iteration is single-pass and streaming.  Use as a context manager, or call
+    :meth:`close`, to close a file opened from a path.
+    """
+
+    format: str
+    interfaces: list[CaptureInterface]
+
+    def __init__(self, file_or_path: FileOrPath) -> None:
+        self._owns_file = False
+        if isinstance(file_or_path, (str, os.PathLike)):
+            f: IO[bytes] = open(file_or_path, "rb")  # noqa: SIM115 - closed in close()
+            self._owns_file = True
+        else:
+            if not hasattr(file_or_path, "read"):
+                raise TypeError("expected a path or a binary file object with read()")
+            if isinstance(file_or_path, io.TextIOBase):
+                raise TypeError("capture input must be a binary file (use sys.stdin.buffer)")
+            f = file_or_path
+        self._file: IO[bytes] | None = f
+        self.interfaces = []
+        try:
+            self._start(f)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- setup --------------------------------------------------------------
+
+    def _start(self, f: IO[bytes]) -> None:
+        s = _Stream(f, "capture")
+        head = s.read_upto(4)
+        if len(head) < 4:
+            what = "empty file" if not head else f"file of {len(head)} bytes"
+            raise s.error(f"{what}: too short for a capture header", 0)
+        (le,) = struct.unpack("<I", head)
+        (be,) = struct.unpack(">I", head)
+        self._stream = s
+        if le == _BT_SHB:
+            s.fmt = "pcapng"
+            self.format = "pcapng"
+            self._packets: Iterator[Packet] = self._pcapng_packets(head)
+            return
+        for order, magic in (("<", le), (">", be)):
+            if magic in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS):
+                s.fmt = "pcap"
+                self.format = "pcap"
+                self._pcap_header(order, magic == _PCAP_MAGIC_NS)
+                self._packets = self._pcap_packets(order)
+                return
+        raise s.error(f"unknown magic number 0x{le:08x}: not a pcap or pcapng file", 0)
+
+    def _pcap_header(self, order: str, nanosecond: bool) -> None:
+        s = self._stream
+        rest = s.read_exact(_PCAP_HDR_LEN - 4, "pcap file header")
+        major, minor, _tz, _sigfigs, snaplen, network = struct.unpack(order + "HHiIII", rest)
+        if major != 2:
+            raise s.error(f"unsupported pcap version {major}.{minor}", 4)
+        self.nanosecond = nanosecond
+        # The top bits of the link-type field carry FCS information; the link
+        # type proper is the low 16 bits.
+        units = _NS_PER_S if nanosecond else 1_000_000
+        # thiszone is ignored, as libpcap and Wireshark do: timestamps are UTC.
+        self.interfaces.append(CaptureInterface(network & 0xFFFF, snaplen, None, units, 0))
+
+    # --- public -------------------------------------------------------------
+
+    @property
+    def linktype(self) -> int | None:
+        """Link type of the first interface (``None`` before a pcapng IDB)."""
+        return self.interfaces[0].linktype if self.interfaces else None
+
+    @property
+    def snaplen(self) -> int | None:
+        """Snapshot length of the first interface (``None`` before a pcapng IDB)."""
+        return self.interfaces[0].snaplen if self.interfaces else None
+
+    def __iter__(self) -> Iterator[Packet]:
+        return self
+
+    def __next__(self) -> Packet:
+        if self._file is None:
+            raise ValueError("read from a closed capture reader")
+        return next(self._packets)
+
+    def close(self) -> None:
+        """Close the file if it was opened from a path; stop iteration either way."""
+        f = self._file
+        self._file = None
+        if f is not None and self._owns_file:
+            f.close()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- pcap ---------------------------------------------------------------
+
+    def _pcap_packets(self, order: str) -> Iterator[Packet]:
+        s = self._stream
+        iface = self.interfaces[0]
+        rec = struct.Struct(order + "IIII")
+        while True:
+            start = s.offset
+            hdr = s.read_upto(_PCAP_REC_LEN)
+            if not hdr:
+                return
+            if len(hdr) < _PCAP_REC_LEN:
+                raise s.error(
+                    f"truncated record header: got {len(hdr)} of {_PCAP_REC_LEN} bytes", start
+                )
+            sec, frac, incl_len, orig_len = rec.unpack(hdr)
+            if incl_len > MAX_RECORD_LEN:
+                raise s.error(
+                    f"record captured length {incl_len} exceeds the limit {MAX_RECORD_LEN}", start
+                )
+            data = s.read_exact(incl_len, "record data")
+            ts = sec * _NS_PER_S + frac * (_NS_PER_S // iface.ts_units)
+            yield Packet(ts, data, orig_len, 0)
+
+    # --- pcapng -------------------------------------------------------------
+
+    def _pcapng_packets(self, first4: bytes) -> Iterator[Packet]:
+        s = self._stream
+        order = "<"
+        section_base = 0  # index in self.interfaces of this section's interface 0
+        pending = first4  # the magic already consumed by format detection
+        while True:
+            start = s.offset - len(pending)
+            head = pending + s.read_upto(8 - len(pending))
+            pending = b""
+            if not head:
+                return  # clean end of file, between blocks
+            if len(head) < 8:
+                raise s.error(f"truncated block header: got {len(head)} of 8 bytes", start)
+            (btype,) = struct.unpack(order + "I", head[:4])
+            what = _BLOCK_NAMES.get(btype, f"block of type 0x{btype:08x}")
+            if btype == _BT_SHB:
+                # A new section may switch byte order; its length field can only
+                # be decoded once the byte-order magic that follows it is known.
+                bom = s.read_exact(4, what)
+                if struct.unpack("<I", bom)[0] == _BYTE_ORDER_MAGIC:
+                    order = "<"
+                elif struct.unpack(">I", bom)[0] == _BYTE_ORDER_MAGIC:
+                    order = ">"
+                else:
+                    raise s.error(f"bad byte-order magic 0x{bom.hex()} in {what}", start + 8)
+            (total,) = struct.unpack(order + "I", head[4:])
+            min_len = 28 if btype == _BT_SHB else 12
+            if total < min_len:
+                raise s.error(f"{what} length {total} is below the minimum {min_len}", start)
+            if total % 4:
+                raise s.error(f"{what} length {total} is not a multiple of 4", start)
+            if total > _MAX_BLOCK_LEN:
+                raise s.error(f"{what} length {total} exceeds the limit {_MAX_BLOCK_LEN}", start)
+            body_len = total - (s.offset - start) - 4
+            if btype in _BLOCK_NAMES:
+                body = s.read_exact(body_len, what)
+            else:
+                # Unknown block types (name resolution, statistics, custom...)
+                # are skipped without being held in memory.
+                s.skip(body_len, what)
+                body = b""
+            (trailer,) = struct.unpack(order + "I", s.read_exact(4, f"{what} trailer"))
+            if trailer != total:
+                raise s.error(
+                    f"{what} trailing length {trailer} differs from leading length {total}",
+                    start,
+                )
+            if btype == _BT_SHB:
+                section_base = len(self.interfaces)
+                major, minor = struct.unpack(order + "HH", body[:4])
+                if major != 1:
+                    raise s.error(f"unsupported pcapng version {major}.{minor}", start + 12)
+            elif btype == _BT_IDB:
+                self.interfaces.append(self._parse_idb(order, body, start))
+            elif btype in (_BT_EPB, _BT_PB):
+                yield self._parse_epb(order, btype, body, start, section_base)
+            elif btype == _BT_SPB:
+                yield self._parse_spb(order, body, start, section_base)
+
+    def _parse_idb(self, order: str, body: bytes, start: int) -> CaptureInterface:
+        s = self._stream
+        if len(body) < 8:
+            raise s.error(f"interface description block body too short ({len(body)} bytes)", start)
+        linktype, _reserved, snaplen = struct.unpack(order + "HHI", body[:8])
+        name: str | None = None
+        tsresol = _DEFAULT_TSRESOL
+        tsoffset = 0
+        pos = 8
+        # Options: (code u16, length u16, value padded to 4 bytes), ended by
+        # opt_endofopt or by the end of the block body.
+        while pos + 4 <= len(body):
+            code, olen = struct.unpack(order + "HH", body[pos : pos + 4])
+            if code == _OPT_ENDOFOPT:
+                break
+            vstart = pos + 4
+            vend = vstart + olen
+            if vend > len(body):
+                raise s.error(
+                    f"interface option {code} length {olen} overruns its block",
+                    start + 8 + pos,
+                )
+            value = body[vstart:vend]
+            if code == _OPT_IF_NAME:
+                name = value.rstrip(b"\0").decode("utf-8", "replace")
+            elif code == _OPT_IF_TSRESOL:
+                if olen < 1:
+                    raise s.error("empty if_tsresol option", start + 8 + pos)
+                tsresol = value[0]
+            elif code == _OPT_IF_TSOFFSET:
+                if olen != 8:
+                    raise s.error(f"if_tsoffset option has length {olen}, not 8", start + 8 + pos)
+                (tsoffset,) = struct.unpack(order + "q", value)
+            pos = vend + (-olen % 4)
+        return CaptureInterface(linktype, snaplen, name, _ts_units(tsresol), tsoffset)
+
+    def _interface(self, section_base: int, if_id: int, start: int) -> tuple[int, CaptureInterface]:
+        index = section_base + if_id
+        if index >= len(self.interfaces):
+            defined = len(self.interfaces) - section_base
+            raise self._stream.error(
+                f"packet references interface {if_id} but its section defines {defined}", start
+            )
+        return index, self.interfaces[index]
+
+    def _parse_epb(
+        self, order: str, btype: int, body: bytes, start: int, section_base: int
+    ) -> Packet:
+        s = self._stream
+        if len(body) < 20:
+            raise s.error(f"packet block body too short ({len(body)} bytes)", start)
+        if btype == _BT_EPB:
+            if_id, ts_hi, ts_lo, caplen, orig_len = struct.unpack(order + "IIIII", body[:20])
+        else:  # obsolete Packet Block: 16-bit interface id, then drop count
+            if_id, _drops, ts_hi, ts_lo, caplen, orig_len = struct.unpack(
+                order + "HHIIII", body[:20]
+            )
+        if caplen > len(body) - 20:
+            raise s.error(
+                f"captured length {caplen} exceeds the packet block's {len(body) - 20} data bytes",
+                start,
+            )
+        index, iface = self._interface(section_base, if_id, start)
+        ts = _to_ns((ts_hi << 32) | ts_lo, iface.ts_units, iface.ts_offset_s)
+        return Packet(ts, body[20 : 20 + caplen], orig_len, index)
+
+    def _parse_spb(self, order: str, body: bytes, start: int, section_base: int) -> Packet:
+        s = self._stream
+        if len(body) < 4:
+            raise s.error(f"simple packet block body too short ({len(body)} bytes)", start)
+        (orig_len,) = struct.unpack(order + "I", body[:4])
+        index, iface = self._interface(section_base, 0, start)
+        # An SPB does not store its captured length: it is the original length
+        # cut by the interface snaplen (0 = unlimited) and by the block itself.
+        caplen = min(orig_len, len(body) - 4)
+        if iface.snaplen:
+            caplen = min(caplen, iface.snaplen)
+        # No timestamp in an SPB.
+        return Packet(0, body[4 : 4 + caplen], orig_len, index)
+
+
+def open_capture(file_or_path: FileOrPath) -> CaptureReader:
+    """Open a pcap or pcapng capture for streaming reading.
+
+    ``file_or_path`` is a path or a binary file object (which may be a pipe
+    such as ``sys.stdin.buffer``; it is not closed by the reader).  The format
+    is detected from the first bytes; a bad header raises
+    :class:`CaptureFormatError` right away, a bad record while iterating.
+    """
+    return CaptureReader(file_or_path)
+
+
+def read_capture(file_or_path: FileOrPath) -> Iterator[Packet]:
+    """Yield every :class:`Packet` of a pcap or pcapng capture, streaming.
+
+    Convenience wrapper around :func:`open_capture` that closes a file it
+    opened from a path when iteration ends.
+    """
+    with open_capture(file_or_path) as reader:
+        yield from reader
