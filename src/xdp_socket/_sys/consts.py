@@ -86,3 +86,61 @@ MS_PRIVATE = 1 << 18
 
 # Huge page size used for the UMEM when huge pages are asked for.
 HUGE_PAGE_SIZE = 2 * 1024 * 1024
+
+# --- include/uapi/linux/bpf.h: the bpf(2) syscall (added for _sys/bpf.py) -----
+# enum bpf_cmd
+BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_UPDATE_ELEM = 2
+BPF_MAP_DELETE_ELEM = 3
+BPF_PROG_LOAD = 5
+BPF_PROG_TEST_RUN = 10
+BPF_PROG_GET_NEXT_ID = 11
+BPF_MAP_GET_NEXT_ID = 12
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_MAP_GET_FD_BY_ID = 14
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_LINK_CREATE = 28
+BPF_LINK_GET_FD_BY_ID = 30
+BPF_LINK_GET_NEXT_ID = 31
+
+# enum bpf_map_type
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_XSKMAP = 17
+
+# enum bpf_prog_type
+BPF_PROG_TYPE_XDP = 6
+
+# enum bpf_attach_type
+BPF_XDP = 37
+
+# enum bpf_link_type
+BPF_LINK_TYPE_XDP = 6
+
+# map update flags
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+
+# BPF_PROG_TEST_RUN flags
+BPF_F_TEST_RUN_ON_CPU = 1 << 0
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+
+# Length of prog/map names, including the terminating NUL (BPF_OBJ_NAME_LEN).
+BPF_OBJ_NAME_LEN = 16
+
+# enum bpf_func_id: helpers the built-in programs call
+BPF_FUNC_redirect = 23
+BPF_FUNC_redirect_map = 51
+
+# struct xdp_md field offsets (the XDP program's ctx)
+XDP_MD_DATA = 0
+XDP_MD_DATA_END = 4
+XDP_MD_DATA_META = 8
+XDP_MD_INGRESS_IFINDEX = 12
+XDP_MD_RX_QUEUE_INDEX = 16
+XDP_MD_EGRESS_IFINDEX = 20
+XDP_MD_SIZE = 24
+
+# --- arch syscall tables: __NR_bpf -------------------------------------------
+NR_BPF = {"x86_64": 321, "aarch64": 280}

@@ -1,0 +1,339 @@
+"""Layer 0: a tiny eBPF instruction encoder (no clang needed).
+
+Rules this module keeps:
+
+* Every function returns the encoded ``bytes`` of one instruction (16 bytes
+  for ``ld_imm64``/``ld_map_fd``, which occupy two slots; 8 bytes otherwise),
+  so a program is just ``b"".join([...])``.
+* Encoding follows ``struct bpf_insn`` from include/uapi/linux/bpf.h, in host
+  byte order (the kernel reads it natively)::
+
+      __u8  code;       opcode = class | size/op | mode/source
+      __u8  dst_reg:4;  low nibble on little-endian hosts
+      __u8  src_reg:4;
+      __s16 off;
+      __s32 imm;
+
+* Bad arguments (register out of range, offset/immediate that does not fit)
+  raise :class:`ValueError` here rather than an obscure verifier error later.
+* Jump offsets are counted in instruction *slots* relative to the next
+  instruction, exactly as the kernel counts them (``ld_imm64`` is two slots).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+__all__ = [
+    "INSN_SIZE",
+    "R0",
+    "R1",
+    "R2",
+    "R3",
+    "R4",
+    "R5",
+    "R6",
+    "R7",
+    "R8",
+    "R9",
+    "R10",
+    "alu32_imm",
+    "alu32_reg",
+    "alu64_imm",
+    "alu64_reg",
+    "call",
+    "exit_",
+    "ja",
+    "jmp_imm",
+    "jmp_reg",
+    "ld_imm64",
+    "ld_map_fd",
+    "ldx_b",
+    "ldx_dw",
+    "ldx_h",
+    "ldx_w",
+    "mov32_imm",
+    "mov32_reg",
+    "mov64_imm",
+    "mov64_reg",
+    "st_b",
+    "st_dw",
+    "st_h",
+    "st_w",
+    "stx_b",
+    "stx_dw",
+    "stx_h",
+    "stx_w",
+]
+
+INSN_SIZE = 8  # sizeof(struct bpf_insn)
+
+# Registers (include/uapi/linux/bpf.h enum: BPF_REG_0 .. BPF_REG_10).
+R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
+_MAX_REG = 10
+
+# --- include/uapi/linux/bpf_common.h: instruction classes -----------------
+BPF_LD = 0x00
+BPF_LDX = 0x01
+BPF_ST = 0x02
+BPF_STX = 0x03
+BPF_ALU = 0x04
+BPF_JMP = 0x05
+BPF_JMP32 = 0x06  # include/uapi/linux/bpf.h
+BPF_ALU64 = 0x07  # include/uapi/linux/bpf.h
+
+# ld/ldx fields: size
+BPF_W = 0x00
+BPF_H = 0x08
+BPF_B = 0x10
+BPF_DW = 0x18  # include/uapi/linux/bpf.h
+# ld/ldx fields: mode
+BPF_IMM = 0x00
+BPF_MEM = 0x60
+
+# alu/jmp fields: source
+BPF_K = 0x00
+BPF_X = 0x08
+
+# ALU operations (bpf_common.h, plus BPF_MOV/BPF_ARSH from bpf.h)
+ALU_OPS: dict[str, int] = {
+    "add": 0x00,
+    "sub": 0x10,
+    "mul": 0x20,
+    "div": 0x30,
+    "or": 0x40,
+    "and": 0x50,
+    "lsh": 0x60,
+    "rsh": 0x70,
+    "neg": 0x80,
+    "mod": 0x90,
+    "xor": 0xA0,
+    "mov": 0xB0,
+    "arsh": 0xC0,
+}
+
+# Jump operations (bpf_common.h, plus the extended ones from bpf.h)
+JMP_OPS: dict[str, int] = {
+    "ja": 0x00,
+    "jeq": 0x10,
+    "jgt": 0x20,
+    "jge": 0x30,
+    "jset": 0x40,
+    "jne": 0x50,
+    "jsgt": 0x60,
+    "jsge": 0x70,
+    "jlt": 0xA0,
+    "jle": 0xB0,
+    "jslt": 0xC0,
+    "jsle": 0xD0,
+}
+BPF_CALL = 0x80
+BPF_EXIT = 0x90
+
+# src_reg value of an ld_imm64 whose imm is a map fd (bpf.h: BPF_PSEUDO_MAP_FD).
+BPF_PSEUDO_MAP_FD = 1
+
+_INSN = struct.Struct("=BBhi")
+_LITTLE = sys.byteorder == "little"
+
+
+def _reg(r: int, what: str) -> int:
+    if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= _MAX_REG:
+        raise ValueError(f"{what} must be a register 0..{_MAX_REG}, got {r!r}")
+    return r
+
+
+def _s16(v: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not -(1 << 15) <= v < (1 << 15):
+        raise ValueError(f"{what} must fit in a signed 16-bit offset, got {v!r}")
+    return v
+
+
+def _s32(v: int, what: str) -> int:
+    """Accept -2**31 .. 2**32-1; values >= 2**31 are reinterpreted as their u32 bit pattern."""
+    if isinstance(v, bool) or not isinstance(v, int) or not -(1 << 31) <= v < (1 << 32):
+        raise ValueError(f"{what} must fit in 32 bits, got {v!r}")
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    """Encode one raw ``struct bpf_insn``."""
+    if not 0 <= code <= 0xFF:
+        raise ValueError(f"opcode must be a byte, got {code!r}")
+    d = _reg(dst, "dst")
+    s = _reg(src, "src")
+    # The bitfields dst_reg:4 / src_reg:4 are allocated from the least
+    # significant bit on little-endian ABIs and from the most significant on
+    # big-endian ones.
+    regs = (s << 4) | d if _LITTLE else (d << 4) | s
+    return _INSN.pack(code, regs, _s16(off, "off"), _s32(imm, "imm"))
+
+
+# --- ALU ----------------------------------------------------------------------
+
+
+def _alu_op(op: str) -> int:
+    try:
+        return ALU_OPS[op]
+    except KeyError:
+        raise ValueError(f"unknown ALU operation {op!r}") from None
+
+
+def alu64_imm(op: str, dst: int, imm: int) -> bytes:
+    """``dst = dst <op> imm`` on 64 bits (imm is sign-extended)."""
+    return insn(BPF_ALU64 | _alu_op(op) | BPF_K, dst, 0, 0, imm)
+
+
+def alu64_reg(op: str, dst: int, src: int) -> bytes:
+    """``dst = dst <op> src`` on 64 bits."""
+    return insn(BPF_ALU64 | _alu_op(op) | BPF_X, dst, src)
+
+
+def alu32_imm(op: str, dst: int, imm: int) -> bytes:
+    """``dst = (u32)(dst <op> imm)``; the upper half of dst is zeroed."""
+    return insn(BPF_ALU | _alu_op(op) | BPF_K, dst, 0, 0, imm)
+
+
+def alu32_reg(op: str, dst: int, src: int) -> bytes:
+    """``dst = (u32)(dst <op> src)``; the upper half of dst is zeroed."""
+    return insn(BPF_ALU | _alu_op(op) | BPF_X, dst, src)
+
+
+def mov64_imm(dst: int, imm: int) -> bytes:
+    return alu64_imm("mov", dst, imm)
+
+
+def mov64_reg(dst: int, src: int) -> bytes:
+    return alu64_reg("mov", dst, src)
+
+
+def mov32_imm(dst: int, imm: int) -> bytes:
+    return alu32_imm("mov", dst, imm)
+
+
+def mov32_reg(dst: int, src: int) -> bytes:
+    return alu32_reg("mov", dst, src)
+
+
+# --- memory -------------------------------------------------------------------
+
+
+def _ldx(size: int, dst: int, src: int, off: int) -> bytes:
+    return insn(BPF_LDX | size | BPF_MEM, dst, src, off)
+
+
+def ldx_b(dst: int, src: int, off: int) -> bytes:
+    """``dst = *(u8 *)(src + off)``"""
+    return _ldx(BPF_B, dst, src, off)
+
+
+def ldx_h(dst: int, src: int, off: int) -> bytes:
+    """``dst = *(u16 *)(src + off)``"""
+    return _ldx(BPF_H, dst, src, off)
+
+
+def ldx_w(dst: int, src: int, off: int) -> bytes:
+    """``dst = *(u32 *)(src + off)``"""
+    return _ldx(BPF_W, dst, src, off)
+
+
+def ldx_dw(dst: int, src: int, off: int) -> bytes:
+    """``dst = *(u64 *)(src + off)``"""
+    return _ldx(BPF_DW, dst, src, off)
+
+
+def stx_b(dst: int, off: int, src: int) -> bytes:
+    """``*(u8 *)(dst + off) = src``"""
+    return insn(BPF_STX | BPF_B | BPF_MEM, dst, src, off)
+
+
+def stx_h(dst: int, off: int, src: int) -> bytes:
+    """``*(u16 *)(dst + off) = src``"""
+    return insn(BPF_STX | BPF_H | BPF_MEM, dst, src, off)
+
+
+def stx_w(dst: int, off: int, src: int) -> bytes:
+    """``*(u32 *)(dst + off) = src``"""
+    return insn(BPF_STX | BPF_W | BPF_MEM, dst, src, off)
+
+
+def stx_dw(dst: int, off: int, src: int) -> bytes:
+    """``*(u64 *)(dst + off) = src``"""
+    return insn(BPF_STX | BPF_DW | BPF_MEM, dst, src, off)
+
+
+def st_b(dst: int, off: int, imm: int) -> bytes:
+    """``*(u8 *)(dst + off) = imm``"""
+    return insn(BPF_ST | BPF_B | BPF_MEM, dst, 0, off, imm)
+
+
+def st_h(dst: int, off: int, imm: int) -> bytes:
+    """``*(u16 *)(dst + off) = imm``"""
+    return insn(BPF_ST | BPF_H | BPF_MEM, dst, 0, off, imm)
+
+
+def st_w(dst: int, off: int, imm: int) -> bytes:
+    """``*(u32 *)(dst + off) = imm``"""
+    return insn(BPF_ST | BPF_W | BPF_MEM, dst, 0, off, imm)
+
+
+def st_dw(dst: int, off: int, imm: int) -> bytes:
+    """``*(u64 *)(dst + off) = imm`` (imm sign-extended)."""
+    return insn(BPF_ST | BPF_DW | BPF_MEM, dst, 0, off, imm)
+
+
+def ld_imm64(dst: int, imm: int, src: int = 0) -> bytes:
+    """``dst = imm`` (full 64 bits): two slots, the second carrying the upper half.
+
+    ``src`` selects a pseudo source (e.g. :data:`BPF_PSEUDO_MAP_FD`).
+    """
+    if isinstance(imm, bool) or not isinstance(imm, int) or not -(1 << 63) <= imm < (1 << 64):
+        raise ValueError(f"imm must fit in 64 bits, got {imm!r}")
+    u = imm & ((1 << 64) - 1)
+    lo, hi = u & 0xFFFFFFFF, u >> 32
+    return insn(BPF_LD | BPF_DW | BPF_IMM, dst, src, 0, lo) + insn(0, 0, 0, 0, hi)
+
+
+def ld_map_fd(dst: int, map_fd: int) -> bytes:
+    """``dst = &map`` for the map behind ``map_fd`` (the verifier swaps the fd for a pointer)."""
+    if isinstance(map_fd, bool) or not isinstance(map_fd, int) or not 0 <= map_fd < (1 << 31):
+        raise ValueError(f"map_fd must be a file descriptor, got {map_fd!r}")
+    return ld_imm64(dst, map_fd, BPF_PSEUDO_MAP_FD)
+
+
+# --- jumps --------------------------------------------------------------------
+
+
+def _jmp_op(op: str) -> int:
+    try:
+        return JMP_OPS[op]
+    except KeyError:
+        raise ValueError(f"unknown jump operation {op!r}") from None
+
+
+def jmp_imm(op: str, dst: int, imm: int, off: int) -> bytes:
+    """``if dst <op> imm: pc += off`` (64-bit compare)."""
+    return insn(BPF_JMP | _jmp_op(op) | BPF_K, dst, 0, off, imm)
+
+
+def jmp_reg(op: str, dst: int, src: int, off: int) -> bytes:
+    """``if dst <op> src: pc += off`` (64-bit compare)."""
+    return insn(BPF_JMP | _jmp_op(op) | BPF_X, dst, src, off)
+
+
+def ja(off: int) -> bytes:
+    """``pc += off`` unconditionally."""
+    return insn(BPF_JMP | JMP_OPS["ja"], 0, 0, off)
+
+
+def call(helper_id: int) -> bytes:
+    """Call BPF helper ``helper_id`` (arguments in R1..R5, result in R0)."""
+    if isinstance(helper_id, bool) or not isinstance(helper_id, int) or helper_id < 0:
+        raise ValueError(f"helper id must be a non-negative integer, got {helper_id!r}")
+    return insn(BPF_JMP | BPF_CALL, 0, 0, 0, helper_id)
+
+
+def exit_() -> bytes:
+    """Return R0."""
+    return insn(BPF_JMP | BPF_EXIT)
