@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import errno
 import socket
+from dataclasses import dataclass
+from typing import Any
 
 from .errors import xdp_error
 
-__all__ = ["resolve_interface"]
+__all__ = ["XdpState", "queue_counts", "resolve_interface", "xdp_state"]
 
 
 def resolve_interface(iface: str | int) -> tuple[str, int]:
@@ -34,3 +36,89 @@ def resolve_interface(iface: str | int) -> tuple[str, int]:
         return iface, socket.if_nametoindex(iface)
     except OSError:
         raise xdp_error(errno.ENODEV, "look up interface", iface) from None
+
+
+# --- link facts over rtnetlink (pyroute2) ------------------------------------
+# pyroute2 is imported lazily: it is slow to import and only the XDP program
+# code needs it. Each query opens its own netlink socket, in the network
+# namespace of the calling thread at that moment.
+
+# pyroute2 decodes IFLA_XDP_ATTACHED (if_link.h XDP_ATTACHED_*) into strings;
+# older versions may hand back the raw number, so both spellings are mapped.
+_ATTACHED_MODES: dict[object, str | None] = {
+    None: None,
+    0: None,
+    1: "native",
+    "xdp": "native",
+    2: "skb",
+    "xdpgeneric": "skb",
+    3: "hw",
+    "xdpoffload": "hw",
+    4: "multi",
+    "xdpmulti": "multi",
+}
+
+
+@dataclass(frozen=True)
+class XdpState:
+    """What XDP program an interface runs, as rtnetlink reports it (IFLA_XDP).
+
+    ``mode`` is ``None`` (nothing attached), ``"native"``, ``"skb"``, ``"hw"``,
+    or ``"multi"`` (programs in more than one mode at once); ``prog_id`` is the
+    program id when exactly one is attached, and ``prog_ids`` lists every
+    attached program (one per mode).
+    """
+
+    mode: str | None
+    prog_id: int | None
+    prog_ids: tuple[int, ...] = ()
+
+
+def _get_link(ifindex: int) -> Any:
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+
+    if isinstance(ifindex, bool) or not isinstance(ifindex, int) or ifindex <= 0:
+        raise ValueError(f"interface index must be a positive int, got {ifindex!r}")
+    try:
+        with IPRoute() as ipr:
+            links = ipr.get_links(ifindex)
+    except NetlinkError as e:
+        raise xdp_error(e.code or errno.EIO, "query interface", f"#{ifindex}") from None
+    if not links:
+        raise xdp_error(errno.ENODEV, "query interface", f"#{ifindex}")
+    return links[0]
+
+
+def xdp_state(ifindex: int) -> XdpState:
+    """The XDP program(s) attached to interface ``ifindex`` (ENODEV if it is gone)."""
+    nested = _get_link(ifindex).get("IFLA_XDP")
+    if nested is None:
+        return XdpState(None, None)
+    attached = nested.get("IFLA_XDP_ATTACHED")
+    mode = _ATTACHED_MODES.get(attached, str(attached))
+    if mode is None:
+        return XdpState(None, None)
+    ids: list[int] = []
+    for name in ("IFLA_XDP_DRV_PROG_ID", "IFLA_XDP_SKB_PROG_ID", "IFLA_XDP_HW_PROG_ID"):
+        v = nested.get(name)
+        if v:
+            ids.append(int(v))
+    # The kernel sends IFLA_XDP_PROG_ID only when a single mode is in use.
+    single = nested.get("IFLA_XDP_PROG_ID")
+    prog_id = int(single) if single else None
+    if prog_id is not None and prog_id not in ids:
+        ids.append(prog_id)
+    return XdpState(mode, prog_id, tuple(ids))
+
+
+def queue_counts(ifindex: int) -> tuple[int, int]:
+    """``(rx, tx)``: how many RX and TX queues the device has (IFLA_NUM_RX/TX_QUEUES).
+
+    These are the queues the device was created with (the upper bound for
+    queue ids); drivers may run fewer (``ethtool -L``).
+    """
+    link = _get_link(ifindex)
+    rx = link.get("IFLA_NUM_RX_QUEUES")
+    tx = link.get("IFLA_NUM_TX_QUEUES")
+    return int(rx or 1), int(tx or 1)

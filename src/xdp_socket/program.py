@@ -1,0 +1,485 @@
+"""Layer 2: the built-in XDP program and its XSKMAP, shared per interface.
+
+Rules this module keeps:
+
+* The built-in program is assembled here (no clang): it reads
+  ``ctx->rx_queue_index`` and returns ``bpf_redirect_map(&xskmap, queue,
+  XDP_PASS)``. The low bits of the helper's flags are the action to take when
+  the map has no socket for that queue, so frames on queues nobody listens to
+  reach the kernel stack untouched.
+* We recognise our own program by its name, :data:`BUILTIN_PROG_NAME`. We
+  never replace or detach a program that is not ours: that is a
+  :class:`~xdp_socket.errors.XdpProgramConflictError`.
+* The program is attached with a BPF link (BPF_LINK_CREATE), never pinned: a
+  link lives exactly as long as some fd refers to it, so the program leaves
+  the interface when the last socket that needs it is released *or* when the
+  last process holding it dies, with no cleanup step that could be skipped.
+* One program + map + link per interface per process, shared by all sockets
+  of the process on that interface (one map slot per queue) and reference
+  counted under a lock. A second process that finds our program attached
+  *adopts* it: it opens the program's map by id and takes its own fd on the
+  existing link, which keeps the program attached while it needs it.
+* Interfaces are keyed by (network namespace, ifindex): an ifindex means
+  nothing outside its namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from dataclasses import dataclass, field
+
+from . import iface as _iface
+from ._sys import bpf
+from ._sys import bpf_asm as asm
+from ._sys import consts as C
+from .errors import XdpBusyError, XdpError, XdpProgramConflictError, xdp_error
+
+__all__ = [
+    "BUILTIN_PROG_NAME",
+    "XSKMAP_NAME",
+    "XskMapEntry",
+    "attach_xsk",
+    "builtin_program_attached",
+    "builtin_program_insns",
+]
+
+BUILTIN_PROG_NAME = "xsk_py_redir"  # <= 15 chars (BPF_OBJ_NAME_LEN - 1)
+XSKMAP_NAME = "xsk_py_map"
+_LICENSE = "Dual MIT/GPL"
+_MODES = ("auto", "native", "skb")
+_MODE_FLAGS = {"native": C.XDP_FLAGS_DRV_MODE, "skb": C.XDP_FLAGS_SKB_MODE}
+
+# How often to start over when the interface's XDP state changes under us
+# (another process attaching or detaching at the same moment).
+_RACE_RETRIES = 5
+
+
+def builtin_program_insns(xskmap_fd: int) -> bytes:
+    """The built-in redirect program for the XSKMAP behind ``xskmap_fd``."""
+    return b"".join(
+        [
+            # r2 = ctx->rx_queue_index (r1 holds the struct xdp_md pointer on entry)
+            asm.ldx_w(asm.R2, asm.R1, C.XDP_MD_RX_QUEUE_INDEX),
+            asm.ld_map_fd(asm.R1, xskmap_fd),
+            # flags: action when the map has no socket for this queue
+            asm.mov64_imm(asm.R3, C.XDP_PASS),
+            asm.call(C.BPF_FUNC_redirect_map),
+            asm.exit_(),  # return what bpf_redirect_map returned
+        ]
+    )
+
+
+def _netns_key() -> int:
+    # The inode of the thread's network namespace; 0 if /proc is unavailable
+    # (then all namespaces share keys, which is only wrong in multi-netns use).
+    try:
+        return os.stat("/proc/thread-self/ns/net").st_ino
+    except OSError:
+        return 0
+
+
+@dataclass(eq=False)
+class _Attachment:
+    """The built-in program on one interface, as held by this process."""
+
+    ifname: str
+    ifindex: int
+    prog_fd: int
+    map_fd: int
+    link_fd: int | None  # None when adopted from a netlink attachment (no link to hold)
+    prog_id: int
+    mode: str
+    max_entries: int
+    refs: int = 0
+    closed: bool = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        # Closing the link fd first detaches the program (if it was the last
+        # reference), then map and program are freed with their last fd.
+        for fd in (self.link_fd, self.map_fd, self.prog_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+_lock = threading.Lock()
+_registry: dict[tuple[int, int], _Attachment] = {}
+
+
+def _reinit_after_fork() -> None:
+    # A child forked while another thread held the lock would deadlock on it.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reinit_after_fork)
+
+
+@dataclass(eq=False)
+class XskMapEntry:
+    """A socket's slot in an XSKMAP; for the built-in program also a reference
+    on the attachment.
+
+    Call :meth:`release` *before* closing the socket: once the socket is
+    closed the kernel empties its slot itself, and the slot may already hold
+    another socket by the time a late release deletes it.
+    """
+
+    map_fd: int  # the XSKMAP fd (owned by the attachment / the user)
+    prog_id: int | None  # id of the built-in program, None when the user passed their own map
+    mode: str | None  # "native" | "skb" | None
+    queue_id: int
+    ifname: str
+    _attachment: _Attachment | None = field(default=None, repr=False)
+    _user_map_id: int | None = field(default=None, repr=False)
+    _released: bool = field(default=False, repr=False)
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        """Empty the map slot and drop the reference on the attachment.
+
+        Idempotent. The last reference closes link, map and program fds, which
+        detaches the program unless another process still holds it.
+        """
+        with _lock:
+            if self._released:
+                return
+            self._released = True
+            att = self._attachment
+            try:
+                if att is None:
+                    self._delete_from_user_map()
+                elif not att.closed:
+                    _delete_entry(att.map_fd, self.queue_id, self.ifname)
+            finally:
+                if att is not None:
+                    att.refs -= 1
+                    if att.refs <= 0:
+                        key = next((k for k, v in _registry.items() if v is att), None)
+                        if key is not None:
+                            del _registry[key]
+                        att.close()
+
+    def _delete_from_user_map(self) -> None:
+        # The user owns the fd and may have closed it, and the number may now
+        # name another map: only delete when the fd still names the same map.
+        try:
+            if bpf.map_get_info(self.map_fd).id != self._user_map_id:
+                return
+        except (OSError, ValueError):
+            return
+        _delete_entry(self.map_fd, self.queue_id, self.ifname)
+
+
+def _delete_entry(map_fd: int, queue_id: int, ifname: str) -> None:
+    try:
+        bpf.map_delete_elem(map_fd, queue_id, ifname=ifname, queue_id=queue_id)
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.EBADF):
+            raise
+
+
+def _check_args(queue_id: int, xsk_fd: int, mode: str) -> None:
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(_MODES)}; got {mode!r}")
+    if isinstance(queue_id, bool) or not isinstance(queue_id, int) or queue_id < 0:
+        raise ValueError(f"queue_id must be a non-negative int, got {queue_id!r}")
+    if isinstance(xsk_fd, bool) or not isinstance(xsk_fd, int) or xsk_fd < 0:
+        raise ValueError(f"xsk_fd must be a file descriptor, got {xsk_fd!r}")
+
+
+def attach_xsk(
+    ifname: str,
+    ifindex: int,
+    queue_id: int,
+    xsk_fd: int,
+    *,
+    mode: str = "auto",
+    xskmap_fd: int | None = None,
+) -> XskMapEntry:
+    """Make frames received on ``ifname`` queue ``queue_id`` go to socket ``xsk_fd``.
+
+    With ``xskmap_fd`` (a user's XSKMAP, used by the user's own program) only
+    the map slot is set. Otherwise the built-in program is attached to the
+    interface (or this process's attachment, or another process's attachment
+    of it, is reused) and the socket goes into its map. ``mode``: ``"native"``
+    (driver XDP), ``"skb"`` (generic XDP) or ``"auto"`` (native, falling back
+    to skb when the driver has no XDP support).
+
+    Raises :class:`XdpProgramConflictError` when a program that is not ours is
+    attached, :class:`XdpBusyError` when the queue already has a socket in the
+    map or our program runs in another mode than asked.
+    """
+    _check_args(queue_id, xsk_fd, mode)
+    if xskmap_fd is not None:
+        if isinstance(xskmap_fd, bool) or not isinstance(xskmap_fd, int) or xskmap_fd < 0:
+            raise ValueError(f"xskmap_fd must be a file descriptor, got {xskmap_fd!r}")
+        info = bpf.map_get_info(xskmap_fd)
+        if info.type != C.BPF_MAP_TYPE_XSKMAP:
+            raise ValueError(f"xskmap_fd is a BPF map of type {info.type}, not an XSKMAP")
+        if queue_id >= info.max_entries:
+            raise ValueError(
+                f"queue {queue_id} does not fit the XSKMAP ({info.max_entries} entries)"
+            )
+        bpf.map_update_elem(xskmap_fd, queue_id, xsk_fd, ifname=ifname, queue_id=queue_id)
+        return XskMapEntry(xskmap_fd, None, None, queue_id, ifname, None, info.id)
+
+    with _lock:
+        key = (_netns_key(), ifindex)
+        att = _registry.get(key)
+        if att is not None and not _still_attached(att):
+            # The interface was deleted or someone detached our link: entries
+            # that hold it release it on their own; start a fresh attachment.
+            del _registry[key]
+            if att.refs <= 0:
+                att.close()
+            att = None
+        fresh = att is None
+        if att is None:
+            att = _acquire(ifname, ifindex, mode, queue_id)
+        try:
+            if mode != "auto" and att.mode != mode:
+                raise XdpBusyError(
+                    errno.EBUSY,
+                    "attach XDP program",
+                    ifname,
+                    queue_id,
+                    f"the built-in program is already attached in {att.mode} mode, "
+                    f"not {mode}; use mode='auto' or '{att.mode}'",
+                )
+            if queue_id >= att.max_entries:
+                raise xdp_error(
+                    errno.EINVAL,
+                    "insert socket into XSKMAP",
+                    ifname,
+                    queue_id,
+                    f"{ifname} has {att.max_entries} RX queues (0..{att.max_entries - 1})",
+                )
+            try:
+                # BPF_NOEXIST: never steal a queue from another socket (of this
+                # or another process sharing the program).
+                bpf.map_update_elem(
+                    att.map_fd, queue_id, xsk_fd, C.BPF_NOEXIST, ifname=ifname, queue_id=queue_id
+                )
+            except XdpError as e:
+                if e.errno == errno.EEXIST:
+                    raise XdpBusyError(
+                        errno.EBUSY,
+                        "insert socket into XSKMAP",
+                        ifname,
+                        queue_id,
+                        "another socket already receives this queue",
+                    ) from None
+                raise
+        except BaseException:
+            if fresh:
+                att.close()
+            raise
+        att.refs += 1
+        _registry[key] = att
+        return XskMapEntry(att.map_fd, att.prog_id, att.mode, queue_id, ifname, att)
+
+
+def _still_attached(att: _Attachment) -> bool:
+    try:
+        return att.prog_id in _iface.xdp_state(att.ifindex).prog_ids
+    except OSError:
+        return False
+
+
+def builtin_program_attached(ifindex: int) -> bool:
+    """Is the built-in program attached to ``ifindex`` (by any process)?"""
+    for prog_id in _iface.xdp_state(ifindex).prog_ids:
+        try:
+            if _is_builtin(_prog_info(prog_id)):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _prog_info(prog_id: int) -> bpf.ProgInfo:
+    fd = bpf.prog_get_fd_by_id(prog_id)
+    try:
+        return bpf.prog_get_info(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_builtin(info: bpf.ProgInfo) -> bool:
+    return (
+        info.name == BUILTIN_PROG_NAME
+        and info.type == C.BPF_PROG_TYPE_XDP
+        and len(info.map_ids) == 1
+    )
+
+
+class _Retry(Exception):
+    """The interface's XDP state changed while we looked at it."""
+
+
+def _acquire(ifname: str, ifindex: int, mode: str, queue_id: int) -> _Attachment:
+    for _ in range(_RACE_RETRIES):
+        state = _iface.xdp_state(ifindex)
+        try:
+            if state.prog_ids:
+                return _adopt(ifname, ifindex, mode, queue_id, state)
+            return _create(ifname, ifindex, mode, queue_id)
+        except _Retry:
+            continue
+    raise XdpBusyError(
+        errno.EBUSY,
+        "attach XDP program",
+        ifname,
+        queue_id,
+        "the interface's XDP program keeps changing; retry later",
+    )
+
+
+def _conflict(
+    ifname: str, queue_id: int, state: _iface.XdpState, prog_id: int, name: str
+) -> XdpProgramConflictError:
+    return XdpProgramConflictError(
+        errno.EBUSY,
+        "attach XDP program",
+        ifname,
+        queue_id,
+        f"{ifname} already runs XDP program id {prog_id} '{name}' in {state.mode} mode, "
+        "which xdp_socket did not load; detach it, or pass its XSKMAP as xskmap_fd",
+    )
+
+
+def _adopt(
+    ifname: str, ifindex: int, mode: str, queue_id: int, state: _iface.XdpState
+) -> _Attachment:
+    if state.mode not in ("native", "skb") or state.prog_id is None:
+        # hw or several programs at once: not something we set up.
+        names = []
+        for pid in state.prog_ids:
+            try:
+                names.append(f"{pid} '{_prog_info(pid).name}'")
+            except OSError:
+                names.append(str(pid))
+        raise XdpProgramConflictError(
+            errno.EBUSY,
+            "attach XDP program",
+            ifname,
+            queue_id,
+            f"{ifname} runs XDP programs {', '.join(names)} in {state.mode} mode",
+        )
+    prog_id = state.prog_id
+    try:
+        prog_fd = bpf.prog_get_fd_by_id(prog_id)
+    except OSError as e:
+        if e.errno == errno.ENOENT:  # detached and freed since we asked
+            raise _Retry from None
+        raise
+    fds: list[int] = [prog_fd]
+    try:
+        info = bpf.prog_get_info(prog_fd)
+        if not _is_builtin(info):
+            raise _conflict(ifname, queue_id, state, prog_id, info.name)
+        map_fd = bpf.map_get_fd_by_id(info.map_ids[0])
+        fds.append(map_fd)
+        minfo = bpf.map_get_info(map_fd)
+        if minfo.type != C.BPF_MAP_TYPE_XSKMAP:
+            raise _conflict(ifname, queue_id, state, prog_id, info.name)
+        link_fd = _find_xdp_link(prog_id, ifindex)
+        if link_fd is not None:
+            fds.append(link_fd)
+        # Between our netlink query and taking the link, the last holder may
+        # have let go: then the program we hold is no longer attached.
+        if prog_id not in _iface.xdp_state(ifindex).prog_ids:
+            raise _Retry
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return _Attachment(
+        ifname, ifindex, prog_fd, map_fd, link_fd, prog_id, state.mode, minfo.max_entries
+    )
+
+
+def _find_xdp_link(prog_id: int, ifindex: int) -> int | None:
+    """An fd on the XDP link that attaches ``prog_id`` to ``ifindex``, or None."""
+    link_id = bpf.link_get_next_id(0)
+    while link_id is not None:
+        try:
+            fd = bpf.link_get_fd_by_id(link_id)
+        except OSError as e:
+            if e.errno != errno.ENOENT:  # a link that went away meanwhile is fine
+                raise
+        else:
+            try:
+                li = bpf.link_get_info(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            if li.type == C.BPF_LINK_TYPE_XDP and li.prog_id == prog_id and li.ifindex == ifindex:
+                return fd
+            os.close(fd)
+        link_id = bpf.link_get_next_id(link_id)
+    return None
+
+
+def _create(ifname: str, ifindex: int, mode: str, queue_id: int) -> _Attachment:
+    rx, _tx = _iface.queue_counts(ifindex)
+    max_entries = max(rx, 1)
+    if queue_id >= max_entries:
+        raise xdp_error(
+            errno.EINVAL,
+            "insert socket into XSKMAP",
+            ifname,
+            queue_id,
+            f"{ifname} has {rx} RX queues (0..{rx - 1})",
+        )
+    map_fd = bpf.map_create(
+        C.BPF_MAP_TYPE_XSKMAP, 4, 4, max_entries, XSKMAP_NAME, ifname=ifname, queue_id=queue_id
+    )
+    fds = [map_fd]
+    try:
+        prog_fd = bpf.prog_load(
+            C.BPF_PROG_TYPE_XDP,
+            builtin_program_insns(map_fd),
+            _LICENSE,
+            BUILTIN_PROG_NAME,
+            ifname=ifname,
+            queue_id=queue_id,
+        )
+        fds.append(prog_fd)
+        tries = ["native", "skb"] if mode == "auto" else [mode]
+        link_fd = None
+        used = ""
+        for i, m in enumerate(tries):
+            try:
+                link_fd = bpf.link_create(
+                    prog_fd, ifindex, C.BPF_XDP, _MODE_FLAGS[m], ifname=ifname, queue_id=queue_id
+                )
+                used = m
+                break
+            except XdpError as e:
+                # EBUSY (native) / EEXIST (skb): a program appeared since we
+                # looked; go back and decide between adopting and a conflict.
+                if e.errno in (errno.EBUSY, errno.EEXIST):
+                    raise _Retry from None
+                # "auto": only a driver without native XDP sends us to skb.
+                if i + 1 < len(tries) and e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                    continue
+                raise
+        assert link_fd is not None
+        fds.append(link_fd)
+        prog_id = bpf.prog_get_info(prog_fd).id
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return _Attachment(ifname, ifindex, prog_fd, map_fd, link_fd, prog_id, used, max_entries)
