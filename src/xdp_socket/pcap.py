@@ -504,6 +504,9 @@ class CaptureReader:
 
     format: str
     interfaces: list[CaptureInterface]
+    #: pcap only: True for the nanosecond magic, False for microseconds;
+    #: ``None`` for pcapng, where each interface has its own resolution.
+    nanosecond: bool | None
 
     def __init__(self, file_or_path: FileOrPath) -> None:
         self._owns_file = False
@@ -518,6 +521,7 @@ class CaptureReader:
             f = file_or_path
         self._file: IO[bytes] | None = f
         self.interfaces = []
+        self.nanosecond = None
         try:
             self._start(f)
         except BaseException:
