@@ -1,0 +1,46 @@
+"""xdp-socket: Linux AF_XDP sockets for Python.
+
+Send and receive raw Ethernet frames through AF_XDP, bypassing the kernel's
+network stack. See the README for the two API tiers and the examples.
+"""
+
+from __future__ import annotations
+
+from ._sys.xsk import Statistics
+from .config import Direction, XdpConfig
+from .errors import (
+    InterfaceDownError,
+    SocketClosedError,
+    XdpBusyError,
+    XdpError,
+    XdpPermissionError,
+    XdpProgramConflictError,
+)
+from .socket import (
+    RxSocket,
+    TxSocket,
+    create_bi_socket,
+    create_rx_socket,
+    create_socket,
+    create_tx_socket,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Direction",
+    "InterfaceDownError",
+    "RxSocket",
+    "SocketClosedError",
+    "Statistics",
+    "TxSocket",
+    "XdpBusyError",
+    "XdpConfig",
+    "XdpError",
+    "XdpPermissionError",
+    "XdpProgramConflictError",
+    "create_bi_socket",
+    "create_rx_socket",
+    "create_socket",
+    "create_tx_socket",
+]

@@ -1,0 +1,558 @@
+"""Layer 1: producer/consumer ring logic shared by both API tiers.
+
+Everything that moves a frame between the user, the four rings and the free
+frame pools lives here, written once; the per-packet API and the numpy batch
+API are thin layers over :class:`TxPath` and :class:`RxPath`.
+
+Rules this module keeps:
+
+* **No I/O.** It is given buffers (kernel mappings in production, bytearrays
+  in the unit tests' fake kernel) and byte offsets; it makes no syscalls and
+  never decides when to wake the kernel.
+* **Free-running u32 indices.** The kernel's producer and consumer words count
+  up forever and wrap at 2**32; a slot is ``index & (entries - 1)``. All index
+  differences are taken modulo 2**32 (``& U32``), so the wrap is invisible.
+  Local counters that never reach the kernel (frame pools) are Python ints.
+* **Cached indices.** Like libxdp we keep a cached copy of the other side's
+  index and read the shared word only when the cache says we are short; that
+  read is the only synchronisation point.
+* **Memory ordering.** The kernel's protocol (``xsk_queue.h``) needs an
+  *acquire* load of the other side's index before touching descriptors, and a
+  *release* store of our index after writing or reading descriptors. On
+  x86-64 (TSO) every plain load is an acquire and every plain store a release
+  at the hardware level; the remaining risk is compiler reordering, and there
+  is none here because every shared-memory access is a separate call into
+  CPython or numpy through opaque function pointers that the C compiler cannot
+  move accesses across. On arm64 and other weakly ordered CPUs that is not
+  enough: a ``dmb ishld`` after the index load and a ``dmb ish`` before the
+  index store would be needed, and neither numpy nor memoryview emits them.
+  :data:`ORDERING_SAFE` says whether this machine is covered; the socket layer
+  refuses to run where it is not.
+* **Every frame accounted for.** A frame is in exactly one place: a free pool,
+  a reserved TX slot, a ring (owned by the kernel), or held by the user
+  between ``seek`` and ``commit``. Nothing here ever hands one frame to two
+  rings.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "DESC_DTYPE",
+    "ORDERING_SAFE",
+    "U32",
+    "ConsumerRing",
+    "FramePool",
+    "ProducerRing",
+    "RingArea",
+    "RxPath",
+    "TxPath",
+    "copy_circular",
+]
+
+U32 = 0xFFFFFFFF
+"""Mask for free-running 32-bit ring indices."""
+
+ORDERING_SAFE = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+"""True where plain loads/stores give the acquire/release the rings need."""
+
+DESC_DTYPE = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
+"""``struct xdp_desc`` (if_xdp.h): the RX and TX ring entry."""
+
+ADDR_DTYPE = np.dtype("<u8")
+"""A Fill / Completion ring entry: a UMEM address."""
+
+U64Array = npt.NDArray[np.uint64]
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0
+
+
+class RingArea:
+    """Views over one ring's memory: the producer, consumer and flags words
+    and the descriptor array. ``kind`` is ``"addr"`` (Fill/Completion: u64
+    addresses) or ``"desc"`` (RX/TX: :data:`DESC_DTYPE`).
+
+    Scalar access (the per-packet path) goes through ``memoryview`` casts,
+    which cost far less per element than numpy scalars; vector access (the
+    batch path) through numpy arrays. Both view the same bytes.
+    """
+
+    def __init__(
+        self,
+        buf: Any,
+        producer_off: int,
+        consumer_off: int,
+        flags_off: int,
+        desc_off: int,
+        entries: int,
+        kind: str,
+    ) -> None:
+        if not _is_pow2(entries):
+            raise ValueError(f"ring entries must be a power of two, got {entries}")
+        if kind not in ("addr", "desc"):
+            raise ValueError(f"unknown ring kind {kind!r}")
+        self.entries = entries
+        self.kind = kind
+        esize = 8 if kind == "addr" else 16
+        end = desc_off + entries * esize
+        base = memoryview(buf)
+        if base.nbytes < end or max(producer_off, consumer_off, flags_off) + 4 > base.nbytes:
+            base.release()
+            raise ValueError("ring mapping is smaller than its offsets and entries need")
+        self._base = base
+        self.producer = base[producer_off : producer_off + 4].cast("I")
+        self.consumer = base[consumer_off : consumer_off + 4].cast("I")
+        self.flags = base[flags_off : flags_off + 4].cast("I")
+        area = base[desc_off:end]
+        self._area = area
+        if kind == "addr":
+            self.addr_q = area.cast("Q")  # addr of slot i at [i]
+            self.desc_q = self.addr_q
+            self.desc_i = area.cast("I")
+            self.addrs: U64Array = np.frombuffer(area, dtype=ADDR_DTYPE, count=entries)
+            self.descs: np.ndarray[Any, Any] = self.addrs
+            self.lens: npt.NDArray[np.uint32] = np.empty(0, np.uint32)
+            self.options: npt.NDArray[np.uint32] = np.empty(0, np.uint32)
+        else:
+            self.desc_q = area.cast("Q")  # addr of slot i at [2*i]
+            self.desc_i = area.cast("I")  # len at [4*i+2], options at [4*i+3]
+            self.addr_q = self.desc_q
+            self.descs = np.frombuffer(area, dtype=DESC_DTYPE, count=entries)
+            self.addrs = self.descs["addr"]
+            self.lens = self.descs["len"]
+            self.options = self.descs["options"]
+
+    def release(self) -> None:
+        """Drop every view this object made, so the mapping can be closed.
+
+        numpy arrays hold an export on ``_area``; they are dropped first.
+        """
+        self.descs = self.addrs = np.empty(0, np.uint64)
+        self.lens = self.options = np.empty(0, np.uint32)
+        for mv in (self.producer, self.consumer, self.flags, self.desc_q, self.desc_i,
+                   self.addr_q, self._area, self._base):
+            try:
+                mv.release()
+            except (BufferError, ValueError):  # pragma: no cover - user still holds a view
+                pass
+
+
+class ProducerRing:
+    """A ring this process produces into: Fill or TX.
+
+    ``cached_prod`` is our producer (the kernel sees it after :meth:`submit`);
+    ``cached_cons`` is the kernel's consumer *plus the ring size*, so that
+    ``cached_cons - cached_prod`` is the number of free slots.
+    """
+
+    __slots__ = ("_cons", "_prod", "area", "cached_cons", "cached_prod", "entries", "flags", "mask")
+
+    def __init__(self, area: RingArea) -> None:
+        self.area = area
+        self.entries = area.entries
+        self.mask = area.entries - 1
+        self._prod = area.producer
+        self._cons = area.consumer
+        self.flags = area.flags
+        self.cached_prod: int = area.producer[0]
+        self.cached_cons: int = (area.consumer[0] + self.entries) & U32
+
+    def free_entries(self, wanted: int) -> int:
+        """Free slots; re-reads the kernel's consumer only when the cache has
+        fewer than ``wanted``."""
+        free = (self.cached_cons - self.cached_prod) & U32
+        if free >= wanted:
+            return free
+        # acquire load of the kernel's consumer (see the module docstring)
+        self.cached_cons = (self._cons[0] + self.entries) & U32
+        return (self.cached_cons - self.cached_prod) & U32
+
+    def submit(self, n: int) -> None:
+        """Publish ``n`` more entries (their slots must be written already)."""
+        self.cached_prod = (self.cached_prod + n) & U32
+        # release store: every slot write above happened in earlier calls
+        self._prod[0] = self.cached_prod
+
+    def need_wakeup(self) -> bool:
+        return bool(self.flags[0] & 1)  # XDP_RING_NEED_WAKEUP
+
+    def kernel_pending(self) -> int:
+        """Entries published but not yet consumed by the kernel."""
+        return (self.cached_prod - self._cons[0]) & U32
+
+
+class ConsumerRing:
+    """A ring this process consumes from: RX or Completion.
+
+    Starts with nothing available: the cached producer is the kernel's
+    producer at creation (0 for a new socket), never the ring size.
+    """
+
+    __slots__ = ("_cons", "_prod", "area", "cached_cons", "cached_prod", "entries", "flags", "mask")
+
+    def __init__(self, area: RingArea) -> None:
+        self.area = area
+        self.entries = area.entries
+        self.mask = area.entries - 1
+        self._prod = area.producer
+        self._cons = area.consumer
+        self.flags = area.flags
+        self.cached_cons: int = area.consumer[0]
+        self.cached_prod: int = area.producer[0]
+
+    def available(self, wanted: int) -> int:
+        """Entries ready to read; re-reads the kernel's producer only when the
+        cache has fewer than ``wanted``."""
+        n = (self.cached_prod - self.cached_cons) & U32
+        if n >= wanted:
+            return n
+        # acquire load of the kernel's producer
+        self.cached_prod = self._prod[0]
+        n = (self.cached_prod - self.cached_cons) & U32
+        if n > self.entries:
+            raise RuntimeError(
+                f"ring corrupted: producer {self.cached_prod} is {n} entries ahead of "
+                f"consumer {self.cached_cons} in a ring of {self.entries}"
+            )
+        return n
+
+    def release(self, n: int) -> None:
+        """Give ``n`` read entries back to the kernel."""
+        self.cached_cons = (self.cached_cons + n) & U32
+        # release store: all reads of those slots happened in earlier calls
+        self._cons[0] = self.cached_cons
+
+
+def copy_circular(
+    dst: np.ndarray[Any, Any],
+    dst_start: int,
+    src: np.ndarray[Any, Any],
+    src_start: int,
+    n: int,
+    and_mask: int | None = None,
+) -> None:
+    """Copy ``n`` elements between two circular arrays (power-of-two lengths),
+    starting at free-running positions, splitting at each wrap (at most three
+    slices). With ``and_mask``, each element is ANDed with it on the way
+    (used to turn a packet address into its frame's base address)."""
+    dlen = dst.shape[0]
+    slen = src.shape[0]
+    while n > 0:
+        d = dst_start & (dlen - 1)
+        s = src_start & (slen - 1)
+        k = min(n, dlen - d, slen - s)
+        if and_mask is None:
+            dst[d : d + k] = src[s : s + k]
+        else:
+            np.bitwise_and(src[s : s + k], np.uint64(and_mask), out=dst[d : d + k])
+        n -= k
+        dst_start += k
+        src_start += k
+
+
+class FramePool:
+    """A FIFO of free UMEM frame addresses owned by this process.
+
+    TX keeps its free frames here (completions come back into it); RX keeps the
+    frames that do not fit in the Fill ring right now.
+    """
+
+    __slots__ = ("buf", "capacity", "head", "mask", "mv", "tail")
+
+    def __init__(self, capacity: int) -> None:
+        cap = 1
+        while cap < max(capacity, 1):
+            cap <<= 1
+        self.capacity = cap
+        self.mask = cap - 1
+        self.buf: U64Array = np.zeros(cap, dtype=np.uint64)
+        self.mv = memoryview(self.buf)  # fast scalar access
+        self.head = 0  # Python ints: local only, no 2**32 wrap needed
+        self.tail = 0
+
+    @property
+    def count(self) -> int:
+        return self.tail - self.head
+
+    def push(self, addr: int) -> None:
+        if self.tail - self.head >= self.capacity:
+            raise RuntimeError("frame pool overflow: a frame was returned twice")
+        self.mv[self.tail & self.mask] = addr
+        self.tail += 1
+
+    def pop(self) -> int:
+        if self.tail == self.head:
+            raise RuntimeError("frame pool underflow")
+        addr: int = self.mv[self.head & self.mask]
+        self.head += 1
+        return addr
+
+    def push_from(self, src: np.ndarray[Any, Any], src_start: int, n: int,
+                  and_mask: int | None = None) -> None:
+        """Append ``n`` addresses read from circular array ``src``."""
+        if self.tail - self.head + n > self.capacity:
+            raise RuntimeError("frame pool overflow: a frame was returned twice")
+        copy_circular(self.buf, self.tail, src, src_start, n, and_mask)
+        self.tail += n
+
+    def pop_into(self, dst: np.ndarray[Any, Any], dst_start: int, n: int) -> None:
+        """Remove ``n`` addresses into circular array ``dst``."""
+        if n > self.tail - self.head:
+            raise RuntimeError("frame pool underflow")
+        copy_circular(dst, dst_start, self.buf, self.head, n)
+        self.head += n
+
+    def snapshot(self) -> U64Array:
+        """The free addresses, oldest first (a copy; for tests and checks)."""
+        idx = (np.arange(self.head, self.tail, dtype=np.int64) & self.mask)
+        return self.buf[idx].copy()
+
+
+class TxPath:
+    """The TX side: TX ring (we produce), Completion ring (we consume), and a
+    pool of free TX frames.
+
+    ``seek(n)`` reclaims completions into the pool and *reserves* TX slots
+    beyond our published producer, writing a free frame's address into each:
+    those ``reserved`` slots are the frames available to the user, in order.
+    ``peek_at(i, length)`` sets slot i's length and returns the frame's bytes;
+    ``commit(n)`` publishes the first n reserved slots. The kernel never reads
+    past the producer, so reserved slots are private to us.
+    """
+
+    def __init__(
+        self,
+        tx: RingArea,
+        comp: RingArea,
+        frame_addrs: U64Array,
+        frame_size: int,
+        umem: memoryview,
+    ) -> None:
+        if tx.kind != "desc" or comp.kind != "addr":
+            raise ValueError("TxPath needs a descriptor TX ring and an address completion ring")
+        self.tx = ProducerRing(tx)
+        self.comp = ConsumerRing(comp)
+        self.frame_size = frame_size
+        self.base_mask = ~(frame_size - 1) & 0xFFFFFFFFFFFFFFFF
+        self.umem = umem
+        self.frame_count = len(frame_addrs)
+        self.pool = FramePool(self.frame_count)
+        self.pool.buf[: self.frame_count] = frame_addrs
+        self.pool.tail = self.frame_count
+        self.reserved = 0
+        self.submitted = 0  # frames ever committed (Python int, no wrap)
+        self.completed = 0  # frames ever reclaimed from the Completion ring
+        self._q = tx.desc_q
+        self._i = tx.desc_i
+
+    @property
+    def in_flight(self) -> int:
+        """Frames committed to the kernel and not yet seen on the Completion ring."""
+        return self.submitted - self.completed
+
+    def reclaim(self) -> int:
+        """Move every completed frame from the Completion ring to the pool."""
+        comp = self.comp
+        n = comp.available(comp.entries)
+        if n:
+            self.pool.push_from(comp.area.addrs, comp.cached_cons, n, self.base_mask)
+            comp.release(n)
+            self.completed += n
+        return n
+
+    def seek(self, n: int) -> int:
+        """Reserve frames until ``n`` are available (or no more can be);
+        returns ``min(n, available)``."""
+        reserved = self.reserved
+        if reserved >= n:
+            return n
+        want = n - reserved
+        pool = self.pool
+        if pool.tail - pool.head < want:
+            self.reclaim()
+        k = min(want, pool.tail - pool.head, self.tx.free_entries(n) - reserved)
+        if k > 0:
+            tx = self.tx
+            start = tx.cached_prod + reserved
+            if k == 1:
+                slot = start & tx.mask
+                self._q[2 * slot] = pool.pop()
+                self._i[4 * slot + 2] = 0  # length set by peek_at; 0 = not yet written
+                self._i[4 * slot + 3] = 0
+            else:
+                area = tx.area
+                pool.pop_into(area.addrs, start, k)
+                _fill_circular(area.lens, start, k, 0)
+                _fill_circular(area.options, start, k, 0)
+            reserved += k
+            self.reserved = reserved
+        return n if reserved >= n else reserved
+
+    def slot(self, i: int) -> int:
+        if not 0 <= i < self.reserved:
+            raise IndexError(
+                f"frame index {i} out of range: {self.reserved} frame(s) available (call seek_n)"
+            )
+        return (self.tx.cached_prod + i) & self.tx.mask
+
+    def peek_at(self, i: int, length: int) -> memoryview:
+        """The i-th available frame's first ``length`` bytes (writable); sets
+        its descriptor length."""
+        if not 0 < length <= self.frame_size:
+            raise ValueError(f"length must be 1..{self.frame_size} (the frame size), got {length}")
+        slot = self.slot(i)
+        addr = self._q[2 * slot]
+        self._i[4 * slot + 2] = length
+        return self.umem[addr : addr + length]
+
+    def set_length(self, i: int, length: int) -> None:
+        if not 0 < length <= self.frame_size:
+            raise ValueError(f"length must be 1..{self.frame_size} (the frame size), got {length}")
+        self._i[4 * self.slot(i) + 2] = length
+
+    def frame_addr(self, i: int) -> int:
+        addr: int = self._q[2 * self.slot(i)]
+        return addr
+
+    def commit(self, n: int) -> None:
+        """Publish the first ``n`` reserved frames to the kernel."""
+        if not 0 <= n <= self.reserved:
+            raise ValueError(
+                f"cannot commit {n} frame(s): {self.reserved} available (call seek_n first)"
+            )
+        if n == 0:
+            return
+        tx = self.tx
+        # A zero length means the frame was never peeked: the kernel would
+        # count it as an invalid descriptor and never complete it, leaking the
+        # frame. Refuse instead.
+        if n == 1:
+            if self._i[4 * (tx.cached_prod & tx.mask) + 2] == 0:
+                raise ValueError("frame 0 has no length: call peek_at(0, length) before commit")
+        else:
+            lens = tx.area.lens
+            s = tx.cached_prod & tx.mask
+            first = min(n, tx.entries - s)
+            if (first and not lens[s : s + first].all()) or (
+                n > first and not lens[: n - first].all()
+            ):
+                raise ValueError("a frame in the commit has no length: call peek_at for each one")
+        tx.submit(n)
+        self.reserved -= n
+        self.submitted += n
+
+
+class RxPath:
+    """The RX side: RX ring (we consume), Fill ring (we produce), and a pool
+    of free RX frames that do not fit in the Fill ring at the moment.
+
+    All RX frames start in the Fill ring (or the pool when it is smaller).
+    ``seek(n)`` looks for received descriptors; ``peek_at(i)`` returns the
+    i-th packet's bytes; ``commit(n)`` returns the first n packets' frames to
+    the Fill ring and releases their RX slots.
+    """
+
+    def __init__(
+        self,
+        rx: RingArea,
+        fill: RingArea,
+        frame_addrs: U64Array,
+        frame_size: int,
+        umem: memoryview,
+    ) -> None:
+        if rx.kind != "desc" or fill.kind != "addr":
+            raise ValueError("RxPath needs a descriptor RX ring and an address fill ring")
+        self.rx = ConsumerRing(rx)
+        self.fill = ProducerRing(fill)
+        self.frame_size = frame_size
+        self.base_mask = ~(frame_size - 1) & 0xFFFFFFFFFFFFFFFF
+        self.umem = umem
+        self.frame_count = len(frame_addrs)
+        self.pool = FramePool(self.frame_count)
+        self.pool.buf[: self.frame_count] = frame_addrs
+        self.pool.tail = self.frame_count
+        self.received = 0  # packets ever released back (Python int)
+        self._q = rx.desc_q
+        self._i = rx.desc_i
+        self.refill()
+
+    @property
+    def available(self) -> int:
+        """Packets seen and not yet committed."""
+        return (self.rx.cached_prod - self.rx.cached_cons) & U32
+
+    def refill(self) -> int:
+        """Move as many pooled frames as fit into the Fill ring."""
+        pool = self.pool
+        want = pool.tail - pool.head
+        if not want:
+            return 0
+        fill = self.fill
+        n = min(want, fill.free_entries(want))
+        if n:
+            pool.pop_into(fill.area.addrs, fill.cached_prod, n)
+            fill.submit(n)
+        return n
+
+    def seek(self, n: int) -> int:
+        avail = self.rx.available(n)
+        return n if avail >= n else avail
+
+    def slot(self, i: int) -> int:
+        rx = self.rx
+        if not 0 <= i < ((rx.cached_prod - rx.cached_cons) & U32):
+            raise IndexError(
+                f"packet index {i} out of range: {self.available} packet(s) available "
+                "(call seek_n)"
+            )
+        return (rx.cached_cons + i) & rx.mask
+
+    def peek_at(self, i: int) -> memoryview:
+        slot = self.slot(i)
+        addr = self._q[2 * slot]
+        return self.umem[addr : addr + self._i[4 * slot + 2]]
+
+    def desc_at(self, i: int) -> tuple[int, int, int]:
+        slot = self.slot(i)
+        return self._q[2 * slot], self._i[4 * slot + 2], self._i[4 * slot + 3]
+
+    def commit(self, n: int) -> None:
+        """Release the first ``n`` available packets: their frames go back to
+        the Fill ring (via the pool if it is full), then their RX slots."""
+        rx = self.rx
+        avail = (rx.cached_prod - rx.cached_cons) & U32
+        if not 0 <= n <= avail:
+            raise ValueError(f"cannot commit {n} packet(s): {avail} available (call seek_n first)")
+        if n == 0:
+            return
+        pool = self.pool
+        fill = self.fill
+        if n == 1 and pool.tail == pool.head and fill.free_entries(1):
+            # fast path: straight from the RX slot into the Fill ring
+            addr = self._q[2 * (rx.cached_cons & rx.mask)] & self.base_mask
+            fill.area.addr_q[fill.cached_prod & fill.mask] = addr
+            fill.submit(1)
+        else:
+            pool.push_from(rx.area.addrs, rx.cached_cons, n, self.base_mask)
+            self.refill()
+        # the RX slots are read; only now may the kernel reuse them
+        rx.release(n)
+        self.received += n
+
+
+def _fill_circular(arr: np.ndarray[Any, Any], start: int, n: int, value: int) -> None:
+    size = arr.shape[0]
+    while n > 0:
+        s = start & (size - 1)
+        k = min(n, size - s)
+        arr[s : s + k] = value
+        n -= k
+        start += k
+

@@ -1,0 +1,109 @@
+"""Socket configuration (pure data, validated on construction)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ._sys.consts import XDP_PACKET_HEADROOM
+
+__all__ = ["Direction", "XdpConfig"]
+
+FRAME_SIZES = (2048, 4096)
+XDP_MODES = ("auto", "native", "skb")
+MAX_RING_ENTRIES = 1 << 20  # far above any driver's needs; keeps mappings sane
+
+
+class Direction(enum.Enum):
+    """Which halves a socket has."""
+
+    TX = "tx"
+    RX = "rx"
+    BOTH = "both"
+
+
+def _check_pow2(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value <= 0 or value & (value - 1) or value > MAX_RING_ENTRIES:
+        raise ValueError(f"{name} must be a power of two between 1 and {MAX_RING_ENTRIES}, got {value}")
+
+
+@dataclass(frozen=True)
+class XdpConfig:
+    """How a socket and its UMEM are set up. Every field has a sensible default.
+
+    * ``zero_copy``: ``None`` lets the kernel choose, ``True`` forces
+      ``XDP_ZEROCOPY`` (fails with EOPNOTSUPP where the driver lacks it, e.g.
+      veth), ``False`` forces ``XDP_COPY``.
+    * ``huge_page``: ``None`` uses 2 MiB huge pages for the UMEM when enough are
+      free and falls back to normal pages otherwise; ``True`` requires them;
+      ``False`` never uses them.
+    * ``need_wakeup``: bind with ``XDP_USE_NEED_WAKEUP`` so the kernel asks for
+      kicks only when it needs them (saves syscalls).
+    * ``frame_size``: 2048 or 4096 bytes per UMEM frame. TX can use the whole
+      frame; in copy mode RX can use ``frame_size - 256 - headroom`` (the kernel
+      reserves XDP_PACKET_HEADROOM in front of received data).
+    * ``frame_count``: UMEM frames in total. A bidirectional socket gives half
+      to RX (Fill ring) and half to TX.
+    * ``headroom``: bytes the kernel leaves free before each received packet.
+    * ``rx_size``, ``tx_size``, ``fill_size``, ``comp_size``: ring entries,
+      powers of two.
+    * ``xdp_mode``: how the built-in XDP program attaches: ``"auto"`` (native
+      where the driver supports it, else generic/skb), ``"native"``, ``"skb"``.
+    * ``xskmap_fd``: the fd of your own XSKMAP; the library then only inserts
+      the socket at its queue and loads no program.
+    * ``tx_budget``: frames the kernel sends per copy-mode kick
+      (``XDP_MAX_TX_SKB_BUDGET``, Linux 6.15+); ``None`` keeps the kernel's 32.
+    """
+
+    zero_copy: bool | None = None
+    huge_page: bool | None = None
+    need_wakeup: bool = True
+    frame_size: int = 4096
+    frame_count: int = 4096
+    headroom: int = 0
+    rx_size: int = 2048
+    tx_size: int = 2048
+    fill_size: int = 2048
+    comp_size: int = 2048
+    xdp_mode: str = "auto"
+    xskmap_fd: int | None = None
+    tx_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.frame_size not in FRAME_SIZES:
+            raise ValueError(f"frame_size must be 2048 or 4096, got {self.frame_size!r}")
+        if isinstance(self.frame_count, bool) or not isinstance(self.frame_count, int):
+            raise TypeError("frame_count must be an int")
+        if not 2 <= self.frame_count <= 1 << 22:
+            raise ValueError(f"frame_count must be between 2 and {1 << 22}, got {self.frame_count}")
+        for name in ("rx_size", "tx_size", "fill_size", "comp_size"):
+            _check_pow2(name, getattr(self, name))
+        if isinstance(self.headroom, bool) or not isinstance(self.headroom, int):
+            raise TypeError("headroom must be an int")
+        if not 0 <= self.headroom <= self.frame_size - XDP_PACKET_HEADROOM - 128:
+            raise ValueError(
+                f"headroom must be 0..{self.frame_size - XDP_PACKET_HEADROOM - 128} for "
+                f"{self.frame_size}-byte frames, got {self.headroom}"
+            )
+        if self.xdp_mode not in XDP_MODES:
+            raise ValueError(f"xdp_mode must be one of {XDP_MODES}, got {self.xdp_mode!r}")
+        for name in ("zero_copy", "huge_page"):
+            if getattr(self, name) not in (None, True, False):
+                raise TypeError(f"{name} must be None, True or False")
+        if self.xskmap_fd is not None and (
+            isinstance(self.xskmap_fd, bool) or not isinstance(self.xskmap_fd, int)
+            or self.xskmap_fd < 0
+        ):
+            raise ValueError(f"xskmap_fd must be a file descriptor, got {self.xskmap_fd!r}")
+        if self.tx_budget is not None and (
+            isinstance(self.tx_budget, bool) or not isinstance(self.tx_budget, int)
+            or self.tx_budget <= 0
+        ):
+            raise ValueError(f"tx_budget must be a positive int, got {self.tx_budget!r}")
+
+    @property
+    def rx_room(self) -> int:
+        """Largest packet a frame can receive in copy mode."""
+        return self.frame_size - XDP_PACKET_HEADROOM - self.headroom

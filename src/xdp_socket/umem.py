@@ -1,0 +1,87 @@
+"""Layer 2: the UMEM, the packet memory shared with the kernel.
+
+One anonymous mapping of ``frame_count * frame_size`` bytes (rounded up to
+whole huge pages when they are used), registered with an AF_XDP socket.
+Frames are addressed by byte offset: frame ``i`` starts at ``i * frame_size``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import socket
+
+import numpy as np
+import numpy.typing as npt
+
+from ._sys import consts as C
+from ._sys import xsk as _xsk
+from .config import XdpConfig
+from .errors import xdp_error
+
+__all__ = ["Umem"]
+
+
+class Umem:
+    """The packet buffer of one socket (later: shared by several)."""
+
+    def __init__(self, config: XdpConfig, ifname: str, queue_id: int) -> None:
+        self.frame_size = config.frame_size
+        self.frame_count = config.frame_count
+        self.headroom = config.headroom
+        self.size = self.frame_size * self.frame_count
+        self.huge_page = False
+        self._mm = self._allocate(config.huge_page, ifname, queue_id)
+        self.view = memoryview(self._mm)[: self.size]
+        self.array: npt.NDArray[np.uint8] = np.frombuffer(self._mm, np.uint8, self.size).reshape(
+            self.frame_count, self.frame_size
+        )
+        self.address = _xsk.buffer_address(self._mm)
+
+    def _allocate(self, huge: bool | None, ifname: str, queue_id: int) -> mmap.mmap:
+        hp = C.HUGE_PAGE_SIZE
+        huge_len = -(-self.size // hp) * hp
+        if huge is None:
+            # Try huge pages only when enough are free for the whole UMEM
+            # (the seed checked for one page and used four); fall back quietly.
+            if _xsk.free_huge_pages() * hp >= huge_len:
+                try:
+                    mm = _xsk.alloc_umem(huge_len, huge=True)
+                    self.huge_page = True
+                    return mm
+                except OSError:
+                    pass
+        elif huge:
+            try:
+                mm = _xsk.alloc_umem(huge_len, huge=True)
+                self.huge_page = True
+                return mm
+            except OSError as e:
+                raise xdp_error(
+                    e.errno or 12, f"allocate {huge_len >> 21} huge page(s) for the UMEM",
+                    ifname, queue_id,
+                    hint="not enough free 2 MiB huge pages (see /proc/sys/vm/nr_hugepages)",
+                ) from None
+        try:
+            return _xsk.alloc_umem(self.size, huge=False)
+        except OSError as e:
+            raise xdp_error(e.errno or 12, "allocate UMEM", ifname, queue_id) from None
+
+    def register(self, sock: socket.socket, ifname: str, queue_id: int) -> None:
+        _xsk.register_umem(
+            sock, self.address, self.size, self.frame_size, self.headroom, ifname, queue_id
+        )
+
+    def frame_addrs(self, first: int, count: int) -> npt.NDArray[np.uint64]:
+        """Byte addresses of frames ``first .. first+count-1``."""
+        return (np.arange(first, first + count, dtype=np.uint64) * np.uint64(self.frame_size))
+
+    def close(self) -> None:
+        """Unmap, unless the user still holds views into the packet memory:
+        then the mapping stays until the last view is gone (never a dangling
+        pointer)."""
+        self.array = np.empty((0, self.frame_size), np.uint8)
+        self.view.release()
+        try:
+            self._mm.close()
+        except BufferError:
+            pass
