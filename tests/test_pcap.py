@@ -734,3 +734,23 @@ def test_we_read_tcpdump_capture(tmp_path: Path) -> None:
         ng = tmp_path / "lo.pcapng"
         _run("editcap", "-F", "pcapng", path, ng)
         assert _ours(ng) == _ours(path)
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_open_on_live_pipe_returns_after_header(writer: Writer) -> None:
+    """The header is parsed at open time, without waiting for a first packet."""
+    rfd, wfd = os.pipe()
+    with os.fdopen(rfd, "rb") as inp, os.fdopen(wfd, "wb") as out:
+        w = writer(out, linktype=113, snaplen=96)
+        w.flush()
+        r = open_capture(inp)  # would block forever if it waited for a packet
+        assert (r.linktype, r.snaplen) == (113, 96)
+        w.write(b"p" * 100, 42)
+        w.close()
+        out.close()
+        assert list(r) == [Packet(42, b"p" * 96, 100, 0)]
+
+
+def test_read_capture_checks_header_immediately() -> None:
+    with pytest.raises(CaptureFormatError):
+        read_capture(io.BytesIO(b"not a capture file"))

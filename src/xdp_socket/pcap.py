@@ -28,6 +28,7 @@ Pure Python, stdlib only, no kernel access.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import time
@@ -443,13 +444,14 @@ class _Stream:
             chunk = self._f.read(min(n - got, _READ_CHUNK))
             if chunk is None:
                 raise BlockingIOError("capture input would block")
+            if len(chunk) == n:  # the common case: one complete read
+                self.offset += n
+                return chunk
             if not chunk:
                 break
             parts.append(chunk)
             got += len(chunk)
         self.offset += got
-        if len(parts) == 1:
-            return parts[0]
         return b"".join(parts)
 
     def read_exact(self, n: int, what: str) -> bytes:
@@ -542,7 +544,19 @@ class CaptureReader:
         if le == _BT_SHB:
             s.fmt = "pcapng"
             self.format = "pcapng"
-            self._packets: Iterator[Packet] = self._pcapng_packets(head)
+            blocks = self._pcapng_packets(head)
+            # Read up to the first Interface Description Block now, so that
+            # header errors surface here and linktype/snaplen are known before
+            # the first packet (which, on a live pipe, may be a while away).
+            lookahead: list[Packet] = []
+            for item in blocks:  # breaking out of a for loop leaves the generator open
+                if item is not None:
+                    lookahead.append(item)
+                    break
+                if self.interfaces:
+                    break
+            rest = (p for p in blocks if p is not None)
+            self._packets: Iterator[Packet] = itertools.chain(lookahead, rest)
             return
         for order, magic in (("<", le), (">", be)):
             if magic in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS):
@@ -630,7 +644,8 @@ class CaptureReader:
 
     # --- pcapng -------------------------------------------------------------
 
-    def _pcapng_packets(self, first4: bytes) -> Iterator[Packet]:
+    def _pcapng_packets(self, first4: bytes) -> Iterator[Packet | None]:
+        """Yield each packet, and ``None`` after each new interface."""
         s = self._stream
         order = "<"
         section_base = 0  # index in self.interfaces of this section's interface 0
@@ -644,7 +659,7 @@ class CaptureReader:
             if len(head) < 8:
                 raise s.error(f"truncated block header: got {len(head)} of 8 bytes", start)
             (btype,) = struct.unpack(order + "I", head[:4])
-            what = _BLOCK_NAMES.get(btype, f"block of type 0x{btype:08x}")
+            what = _BLOCK_NAMES.get(btype) or f"block of type 0x{btype:08x}"
             if btype == _BT_SHB:
                 # A new section may switch byte order; its length field can only
                 # be decoded once the byte-order magic that follows it is known.
@@ -665,13 +680,16 @@ class CaptureReader:
                 raise s.error(f"{what} length {total} exceeds the limit {_MAX_BLOCK_LEN}", start)
             body_len = total - (s.offset - start) - 4
             if btype in _BLOCK_NAMES:
-                body = s.read_exact(body_len, what)
+                # Body and trailing length in one read; slices of the view are free.
+                block = s.read_exact(body_len + 4, what)
+                (trailer,) = struct.unpack_from(order + "I", block, body_len)
+                body = memoryview(block)[:body_len]
             else:
                 # Unknown block types (name resolution, statistics, custom...)
                 # are skipped without being held in memory.
                 s.skip(body_len, what)
-                body = b""
-            (trailer,) = struct.unpack(order + "I", s.read_exact(4, f"{what} trailer"))
+                (trailer,) = struct.unpack(order + "I", s.read_exact(4, f"{what} trailer"))
+                body = memoryview(b"")
             if trailer != total:
                 raise s.error(
                     f"{what} trailing length {trailer} differs from leading length {total}",
@@ -679,21 +697,22 @@ class CaptureReader:
                 )
             if btype == _BT_SHB:
                 section_base = len(self.interfaces)
-                major, minor = struct.unpack(order + "HH", body[:4])
+                major, minor = struct.unpack_from(order + "HH", body)
                 if major != 1:
                     raise s.error(f"unsupported pcapng version {major}.{minor}", start + 12)
             elif btype == _BT_IDB:
                 self.interfaces.append(self._parse_idb(order, body, start))
+                yield None
             elif btype in (_BT_EPB, _BT_PB):
                 yield self._parse_epb(order, btype, body, start, section_base)
             elif btype == _BT_SPB:
                 yield self._parse_spb(order, body, start, section_base)
 
-    def _parse_idb(self, order: str, body: bytes, start: int) -> CaptureInterface:
+    def _parse_idb(self, order: str, body: memoryview, start: int) -> CaptureInterface:
         s = self._stream
         if len(body) < 8:
             raise s.error(f"interface description block body too short ({len(body)} bytes)", start)
-        linktype, _reserved, snaplen = struct.unpack(order + "HHI", body[:8])
+        linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", body)
         name: str | None = None
         tsresol = _DEFAULT_TSRESOL
         tsoffset = 0
@@ -701,7 +720,7 @@ class CaptureReader:
         # Options: (code u16, length u16, value padded to 4 bytes), ended by
         # opt_endofopt or by the end of the block body.
         while pos + 4 <= len(body):
-            code, olen = struct.unpack(order + "HH", body[pos : pos + 4])
+            code, olen = struct.unpack_from(order + "HH", body, pos)
             if code == _OPT_ENDOFOPT:
                 break
             vstart = pos + 4
@@ -711,7 +730,7 @@ class CaptureReader:
                     f"interface option {code} length {olen} overruns its block",
                     start + 8 + pos,
                 )
-            value = body[vstart:vend]
+            value = bytes(body[vstart:vend])
             if code == _OPT_IF_NAME:
                 name = value.rstrip(b"\0").decode("utf-8", "replace")
             elif code == _OPT_IF_TSRESOL:
@@ -735,16 +754,16 @@ class CaptureReader:
         return index, self.interfaces[index]
 
     def _parse_epb(
-        self, order: str, btype: int, body: bytes, start: int, section_base: int
+        self, order: str, btype: int, body: memoryview, start: int, section_base: int
     ) -> Packet:
         s = self._stream
         if len(body) < 20:
             raise s.error(f"packet block body too short ({len(body)} bytes)", start)
         if btype == _BT_EPB:
-            if_id, ts_hi, ts_lo, caplen, orig_len = struct.unpack(order + "IIIII", body[:20])
+            if_id, ts_hi, ts_lo, caplen, orig_len = struct.unpack_from(order + "IIIII", body)
         else:  # obsolete Packet Block: 16-bit interface id, then drop count
-            if_id, _drops, ts_hi, ts_lo, caplen, orig_len = struct.unpack(
-                order + "HHIIII", body[:20]
+            if_id, _drops, ts_hi, ts_lo, caplen, orig_len = struct.unpack_from(
+                order + "HHIIII", body
             )
         if caplen > len(body) - 20:
             raise s.error(
@@ -753,13 +772,13 @@ class CaptureReader:
             )
         index, iface = self._interface(section_base, if_id, start)
         ts = _to_ns((ts_hi << 32) | ts_lo, iface.ts_units, iface.ts_offset_s)
-        return Packet(ts, body[20 : 20 + caplen], orig_len, index)
+        return Packet(ts, bytes(body[20 : 20 + caplen]), orig_len, index)
 
-    def _parse_spb(self, order: str, body: bytes, start: int, section_base: int) -> Packet:
+    def _parse_spb(self, order: str, body: memoryview, start: int, section_base: int) -> Packet:
         s = self._stream
         if len(body) < 4:
             raise s.error(f"simple packet block body too short ({len(body)} bytes)", start)
-        (orig_len,) = struct.unpack(order + "I", body[:4])
+        (orig_len,) = struct.unpack_from(order + "I", body)
         index, iface = self._interface(section_base, 0, start)
         # An SPB does not store its captured length: it is the original length
         # cut by the interface snaplen (0 = unlimited) and by the block itself.
@@ -767,7 +786,7 @@ class CaptureReader:
         if iface.snaplen:
             caplen = min(caplen, iface.snaplen)
         # No timestamp in an SPB.
-        return Packet(0, body[4 : 4 + caplen], orig_len, index)
+        return Packet(0, bytes(body[4 : 4 + caplen]), orig_len, index)
 
 
 def open_capture(file_or_path: FileOrPath) -> CaptureReader:
@@ -785,7 +804,14 @@ def read_capture(file_or_path: FileOrPath) -> Iterator[Packet]:
     """Yield every :class:`Packet` of a pcap or pcapng capture, streaming.
 
     Convenience wrapper around :func:`open_capture` that closes a file it
-    opened from a path when iteration ends.
+    opened from a path when iteration ends.  The capture header is checked
+    right away, so a bad file raises :class:`CaptureFormatError` from this
+    call; a bad record raises while iterating.
     """
-    with open_capture(file_or_path) as reader:
+    reader = open_capture(file_or_path)
+    return _drain(reader)
+
+
+def _drain(reader: CaptureReader) -> Iterator[Packet]:
+    with reader:
         yield from reader
