@@ -125,6 +125,8 @@ class Packet(NamedTuple):
     ``data`` holds the captured bytes, possibly cut to the snapshot length;
     ``orig_len`` is the packet's length on the wire.  ``interface`` is the
     index into :attr:`CaptureReader.interfaces` (always 0 for pcap).
+    ``timestamp_ns`` is nanoseconds since the Unix epoch, UTC; it is 0 for a
+    pcapng Simple Packet Block, which carries no timestamp.
     """
 
     timestamp_ns: int
