@@ -62,7 +62,7 @@ static inline double now_s(void)
 
 static char ref_bpf_log[65536];
 
-static int load_xdp_insns(const char *name, const struct bpf_insn *insns, size_t n)
+static inline int load_xdp_insns(const char *name, const struct bpf_insn *insns, size_t n)
 {
 	LIBBPF_OPTS(bpf_prog_load_opts, o, .log_buf = ref_bpf_log,
 		    .log_size = sizeof(ref_bpf_log), .log_level = 0);
@@ -80,7 +80,7 @@ static int load_xdp_insns(const char *name, const struct bpf_insn *insns, size_t
 /* XSKMAP redirect: r0 = bpf_redirect_map(&xskmap, ctx->rx_queue_index, XDP_PASS).
  * The low bits of the flags argument are the action returned when the queue has
  * no socket in the map, so unrelated traffic still reaches the stack. */
-static int load_xsk_redirect_prog(int xskmap_fd)
+static inline int load_xsk_redirect_prog(int xskmap_fd)
 {
 	const struct bpf_insn insns[] = {
 		R_LDX(BPF_W, BPF_REG_2, BPF_REG_1, XDP_MD_RX_QUEUE_INDEX_OFF),
@@ -94,7 +94,7 @@ static int load_xsk_redirect_prog(int xskmap_fd)
 
 /* Counting drop: one per-CPU u64 counter at key 0, then XDP_DROP. Per-CPU so the
  * two cores never share a cache line (no atomic needed). */
-static int load_count_drop_prog(int counter_fd)
+static inline int load_count_drop_prog(int counter_fd)
 {
 	const struct bpf_insn insns[] = {
 		R_ST(BPF_W, BPF_REG_10, -4, 0),
@@ -114,7 +114,7 @@ static int load_count_drop_prog(int counter_fd)
 
 /* Attach through a BPF link, not netlink: the kernel detaches the program when the
  * last fd of the link closes, so even a SIGKILLed run leaves no program behind. */
-static int attach_xdp_link(int prog_fd, int ifindex, __u32 xdp_flags)
+static inline int attach_xdp_link(int prog_fd, int ifindex, __u32 xdp_flags)
 {
 	LIBBPF_OPTS(bpf_link_create_opts, o, .flags = xdp_flags);
 	int fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &o);
@@ -139,7 +139,7 @@ struct drop_counter {
 	int ncpus;
 };
 
-static int drop_counter_attach(struct drop_counter *dc, int ifindex, __u32 xdp_flags)
+static inline int drop_counter_attach(struct drop_counter *dc, int ifindex, __u32 xdp_flags)
 {
 	long n = sysconf(_SC_NPROCESSORS_CONF);
 
@@ -161,7 +161,7 @@ static int drop_counter_attach(struct drop_counter *dc, int ifindex, __u32 xdp_f
 	return dc->link_fd < 0 ? -1 : 0;
 }
 
-static unsigned long long drop_counter_read(const struct drop_counter *dc)
+static inline unsigned long long drop_counter_read(const struct drop_counter *dc)
 {
 	unsigned long long vals[1024];
 	unsigned long long sum = 0;
@@ -176,7 +176,7 @@ static unsigned long long drop_counter_read(const struct drop_counter *dc)
 	return sum;
 }
 
-static void drop_counter_close(struct drop_counter *dc)
+static inline void drop_counter_close(struct drop_counter *dc)
 {
 	if (dc->link_fd >= 0)
 		close(dc->link_fd);
@@ -193,7 +193,7 @@ static void drop_counter_close(struct drop_counter *dc)
 #define REF_PAYLOAD_TAG "XSKREF01"
 #define REF_MIN_FRAME (14 + 20 + 8)
 
-static int iface_mac(const char *ifname, unsigned char mac[6])
+static inline int iface_mac(const char *ifname, unsigned char mac[6])
 {
 	struct ifreq ifr;
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -211,7 +211,7 @@ static int iface_mac(const char *ifname, unsigned char mac[6])
 	return 0;
 }
 
-static int parse_mac(const char *s, unsigned char mac[6])
+static inline int parse_mac(const char *s, unsigned char mac[6])
 {
 	unsigned int b[6];
 
@@ -225,7 +225,7 @@ static int parse_mac(const char *s, unsigned char mac[6])
 	return 0;
 }
 
-static uint16_t ip_csum(const uint8_t *p, size_t n)
+static inline uint16_t ip_csum(const uint8_t *p, size_t n)
 {
 	uint32_t s = 0;
 
@@ -238,7 +238,7 @@ static uint16_t ip_csum(const uint8_t *p, size_t n)
 
 /* Write a UDP/IPv4 frame of exactly `len` bytes (no FCS: veth has none).
  * 10.0.0.1:9000 -> 10.0.0.2:9001; the UDP checksum is 0 ("none"), legal in IPv4. */
-static void build_udp_frame(uint8_t *f, size_t len, const unsigned char src[6],
+static inline void build_udp_frame(uint8_t *f, size_t len, const unsigned char src[6],
 			    const unsigned char dst[6])
 {
 	size_t ip_len = len - 14, udp_len = len - 34;
