@@ -659,7 +659,6 @@ def test_we_read_mergecap_multi_interface(tmp_path: Path) -> None:
     assert _tshark_packets(out) == _ours(out)
 
 
-@needs_tcpdump
 def test_scapy_reads_our_files(tmp_path: Path) -> None:
     scapy_all = pytest.importorskip("scapy.all")
     pkts = _interop_sample()
