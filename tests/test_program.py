@@ -339,3 +339,38 @@ def test_dead_interface_release_does_not_raise() -> None:
         e.release()
 
     in_netns(body)
+
+
+def test_frames_from_peer_reach_the_socket() -> None:
+    """End to end: frames sent on the peer with AF_PACKET arrive through the
+    built-in program in an RX socket; after close the program is gone."""
+
+    def body() -> int:
+        import xdp_socket
+
+        idx = veth(queues=1)  # one queue: every frame lands on RX queue 0
+        rx = xdp_socket.create_rx_socket("xa", 0)
+        try:
+            assert program.builtin_program_attached(idx)
+            tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            tx.bind(("xb", 0))
+            ethertype = 0x88B5  # IEEE local experimental: only our frames carry it
+            tag = b"xsk_py_redir-test"
+            frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + struct.pack("!H", ethertype) + tag
+            frame = frame.ljust(60, b"\0")
+            got = 0
+            for _ in range(5):
+                tx.send(frame)
+            deadline = time.monotonic() + 3.0
+            while got < 5 and time.monotonic() < deadline:
+                data = rx.recv(timeout=0.5)
+                if data is not None and data[12:14] == struct.pack("!H", ethertype):
+                    assert data[14 : 14 + len(tag)] == tag
+                    got += 1
+            tx.close()
+        finally:
+            rx.close()
+        assert wait_detached(idx)
+        return got
+
+    assert in_netns(body) == 5
