@@ -374,3 +374,74 @@ def test_frames_from_peer_reach_the_socket() -> None:
         return got
 
     assert in_netns(body) == 5
+
+
+def test_map_helpers_size_buffers_from_the_map() -> None:
+    """The kernel writes value_size bytes on lookup: an 8-byte value must
+    round-trip whole (a 4-byte buffer would be overrun)."""
+
+    def body() -> None:
+        m = bpf.map_create(C.BPF_MAP_TYPE_ARRAY, 4, 8, 2, "u64_arr")
+        try:
+            bpf.map_update_elem(m, 1, (1 << 40) + 7)
+            assert bpf.map_lookup_elem(m, 1) == (1 << 40) + 7
+            assert bpf.map_lookup_elem(m, 0) == 0
+            with pytest.raises(ValueError):
+                bpf.map_update_elem(m, 0, 1 << 64)
+        finally:
+            os.close(m)
+        percpu = bpf.map_create(6, 4, 8, 1, "pcpu")  # BPF_MAP_TYPE_PERCPU_ARRAY
+        try:
+            with pytest.raises(ValueError):
+                bpf.map_lookup_elem(percpu, 0)
+        finally:
+            os.close(percpu)
+
+    in_netns(body)
+
+
+def test_live_frames_generator() -> None:
+    """prog_test_run with BPF_F_TEST_XDP_LIVE_FRAMES really transmits: a
+    program doing bpf_redirect(xa) sends frames that a counting program on
+    the peer sees."""
+
+    def body() -> int:
+        idx = veth(queues=1)
+        peer = socket.if_nametoindex("xb")
+        counter = bpf.map_create(C.BPF_MAP_TYPE_ARRAY, 4, 8, 1, "count")
+        count_prog = b"".join(
+            [
+                A.st_w(A.R10, -4, 0),  # key 0 on the stack
+                A.mov64_reg(A.R2, A.R10),
+                A.alu64_imm("add", A.R2, -4),
+                A.ld_map_fd(A.R1, counter),
+                A.call(1),  # bpf_map_lookup_elem
+                A.jmp_imm("jeq", A.R0, 0, 2),
+                A.mov64_imm(A.R1, 1),
+                # BPF_STX | BPF_DW | BPF_ATOMIC (0xc0) = 0xdb, imm BPF_ADD: *(u64 *)r0 += r1
+                A.insn(0xDB, A.R0, A.R1, 0, 0),
+                A.mov64_imm(A.R0, C.XDP_DROP),
+                A.exit_(),
+            ]
+        )
+        cfd = bpf.prog_load(C.BPF_PROG_TYPE_XDP, count_prog, "GPL", "count_drop")
+        link = bpf.link_create(cfd, peer, C.BPF_XDP, C.XDP_FLAGS_DRV_MODE)
+        gen = bpf.prog_load(
+            C.BPF_PROG_TYPE_XDP,
+            A.mov64_imm(A.R1, idx) + A.mov64_imm(A.R2, 0) + A.call(C.BPF_FUNC_redirect) + A.exit_(),
+            "GPL",
+            "gen",
+        )
+        frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5"
+        frame = frame.ljust(60, b"\0")
+        md = struct.pack("=6I", 0, len(frame), 0, 1, 0, 0)  # ingress: lo, queue 0
+        r = bpf.prog_test_run(
+            gen, frame, repeat=1000, flags=C.BPF_F_TEST_XDP_LIVE_FRAMES, ctx=md, batch_size=64
+        )
+        assert r.data is None and r.ctx is None
+        n = bpf.map_lookup_elem(counter, 0) or 0
+        for fd in (link, gen, cfd, counter):
+            os.close(fd)
+        return n
+
+    assert in_netns(body) >= 1000

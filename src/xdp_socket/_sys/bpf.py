@@ -24,6 +24,7 @@ import errno
 import os
 import platform
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,12 +294,33 @@ def map_create(
     return _call(C.BPF_MAP_CREATE, attr, f"create BPF map {name or '(unnamed)'}", ifname, queue_id)
 
 
-def _elem_attr(fd: int, key: int) -> tuple[_MapElemAttr, ctypes.c_uint32]:
-    k = ctypes.c_uint32(_uint(key, "map key"))
+# Per-CPU maps hold value_size bytes per possible CPU: not a single integer.
+# enum bpf_map_type: PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+_PERCPU_MAP_TYPES = frozenset({5, 6, 10, 21})
+
+
+def _int_buf(v: int, size: int, what: str) -> ctypes.Array[ctypes.c_char]:
+    if size not in (1, 2, 4, 8):
+        raise ValueError(f"map {what} size is {size} bytes; only 1/2/4/8-byte integers supported")
+    _uint(v, f"map {what}", 8 * size)
+    return ctypes.create_string_buffer(v.to_bytes(size, sys.byteorder), size)
+
+
+def _elem_attr(
+    fd: int, key: int, need_value: bool
+) -> tuple[_MapElemAttr, ctypes.Array[ctypes.c_char], MapInfo]:
+    # The kernel reads key_size bytes from the key pointer and reads/writes
+    # value_size bytes at the value pointer, so both buffers are sized from
+    # the map itself: a buffer sized from our guess would let the kernel
+    # write past it.
+    info = map_get_info(_fd(fd, "map fd"))
+    if need_value and info.type in _PERCPU_MAP_TYPES:
+        raise ValueError("per-CPU maps are not supported by these integer helpers")
+    k = _int_buf(key, info.key_size, "key")
     attr = _MapElemAttr()
-    attr.map_fd = _fd(fd, "map fd")
+    attr.map_fd = fd
     attr.key = ctypes.addressof(k)
-    return attr, k
+    return attr, k, info
 
 
 def map_update_elem(
@@ -310,13 +332,13 @@ def map_update_elem(
     ifname: str | None = None,
     queue_id: int | None = None,
 ) -> None:
-    """BPF_MAP_UPDATE_ELEM for a map with u32 keys and u32 values.
+    """BPF_MAP_UPDATE_ELEM for a map with integer keys and values (u32 for an XSKMAP).
 
     For an XSKMAP the value is an AF_XDP socket fd; the kernel takes its own
     reference on the socket, and drops the entry when the socket is closed.
     """
-    attr, k = _elem_attr(fd, key)
-    v = ctypes.c_uint32(_uint(value, "map value"))
+    attr, k, info = _elem_attr(fd, key, True)
+    v = _int_buf(value, info.value_size, "value")
     attr.value = ctypes.addressof(v)
     attr.flags = _uint(flags, "flags", 64)
     _call(C.BPF_MAP_UPDATE_ELEM, attr, f"update map entry {key}", ifname, queue_id)
@@ -326,8 +348,9 @@ def map_update_elem(
 def map_delete_elem(
     fd: int, key: int, *, ifname: str | None = None, queue_id: int | None = None
 ) -> None:
-    """BPF_MAP_DELETE_ELEM for a u32 key (raises ENOENT if the slot is empty)."""
-    attr, k = _elem_attr(fd, key)
+    """BPF_MAP_DELETE_ELEM for an integer key (ENOENT if the key is absent;
+    an XSKMAP accepts deleting an empty slot)."""
+    attr, k, _ = _elem_attr(fd, key, False)
     _call(C.BPF_MAP_DELETE_ELEM, attr, f"delete map entry {key}", ifname, queue_id)
     del k
 
@@ -335,12 +358,12 @@ def map_delete_elem(
 def map_lookup_elem(
     fd: int, key: int, *, ifname: str | None = None, queue_id: int | None = None
 ) -> int | None:
-    """BPF_MAP_LOOKUP_ELEM for u32 key/u32 value; ``None`` when the key is absent.
+    """BPF_MAP_LOOKUP_ELEM for integer key/value; ``None`` when the key is absent.
 
     Note: an XSKMAP refuses lookups from user space (EOPNOTSUPP).
     """
-    attr, k = _elem_attr(fd, key)
-    v = ctypes.c_uint32(0)
+    attr, k, info = _elem_attr(fd, key, True)
+    v = _int_buf(0, info.value_size, "value")
     attr.value = ctypes.addressof(v)
     try:
         _bpf(C.BPF_MAP_LOOKUP_ELEM, attr)
@@ -350,7 +373,7 @@ def map_lookup_elem(
         step = f"look up map entry {key}"
         raise xdp_error(e.errno or errno.EIO, step, ifname, queue_id) from None
     del k
-    return int(v.value)
+    return int.from_bytes(v.raw, sys.byteorder)
 
 
 # --- programs -----------------------------------------------------------------
