@@ -264,3 +264,20 @@ def test_random_operations_keep_every_frame_accounted(start: int, ops: list[tupl
         in_fill = k.fill_contents()
         in_rx = [k.rx.entry(i)[0] & rx.base_mask for i in range(rx.rx.cached_cons, rx.rx.cached_cons + ((k.rx.prod - rx.rx.cached_cons) & U32))]
         assert sorted(in_fill + in_rx + [int(a) for a in rx.pool.snapshot()]) == list(k.addrs(0, 16))
+
+
+def test_tx_reclaims_before_the_completion_ring_fills() -> None:
+    """More TX frames than completion slots: the kernel stops when the
+    completion ring is full, so seek must reclaim while the pool still has
+    frames (a real stall seen on veth before this was fixed)."""
+    k = FakeKernel(frame_count=64, ring=16, comp=8)
+    path = k.tx_path()
+    for _ in range(40):
+        n = path.seek(4)
+        assert n == 4
+        for i in range(n):
+            path.peek_at(i, 60)
+        path.commit(n)
+        k.transmit()
+    assert len(k.sent) == 160
+    assert path.in_flight < 8

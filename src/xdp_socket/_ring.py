@@ -349,6 +349,7 @@ class TxPath:
         self.reserved = 0
         self.submitted = 0  # frames ever committed (Python int, no wrap)
         self.completed = 0  # frames ever reclaimed from the Completion ring
+        self._reclaim_at = max(1, self.comp.entries // 2)
         self._q = tx.desc_q
         self._i = tx.desc_i
 
@@ -375,7 +376,10 @@ class TxPath:
             return n
         want = n - reserved
         pool = self.pool
-        if pool.tail - pool.head < want:
+        # Reclaim when the pool is short, and also when many frames are in
+        # flight: the kernel stops sending (EAGAIN) once the Completion ring
+        # is full, so it must not fill up while the pool still has frames.
+        if pool.tail - pool.head < want or self.submitted - self.completed >= self._reclaim_at:
             self.reclaim()
         k = min(want, pool.tail - pool.head, self.tx.free_entries(n) - reserved)
         if k > 0:

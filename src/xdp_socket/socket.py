@@ -406,7 +406,11 @@ class TxSocket(_Half):
                 core.wakeup_error(err, "kick TX")
             left = tx.kernel_pending()
             if left >= pending:
-                return left  # no progress (completion ring full, driver busy)
+                # No progress: the Completion ring may be full (reclaiming
+                # makes room) or the driver is busy (try again later).
+                if path.reclaim():
+                    continue
+                return left
             pending = left
         return 0
 
