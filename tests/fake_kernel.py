@@ -127,5 +127,9 @@ class FakeKernel:
         return n
 
     def fill_contents(self) -> list[int]:
-        return [self.fill.entry(i)[0] for i in range(self.fill.cons,
-                                                     self.fill.cons + ((self.fill.prod - self.fill.cons) & U32))]
+        return entries_between(self.fill, self.fill.cons, self.fill.prod)
+
+
+def entries_between(ring: FakeRing, start: int, stop: int, mask: int = ~0) -> list[int]:
+    """Addresses in ring slots start..stop-1 (free-running, may wrap), ANDed with mask."""
+    return [ring.entry(i)[0] & mask for i in range(start, start + ((stop - start) & U32))]

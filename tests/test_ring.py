@@ -6,10 +6,10 @@ import itertools
 
 import numpy as np
 import pytest
+from fake_kernel import U32, FakeKernel, entries_between
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fake_kernel import U32, FakeKernel
 from xdp_socket import _ring
 
 NEAR_WRAP = [0, 2**32 - 5, 2**32 - 1, 2**32 - 16]
@@ -24,11 +24,15 @@ def tx_locations(k: FakeKernel, path: _ring.TxPath) -> list[int]:
     locs = [int(a) for a in path.pool.snapshot()]
     for i in range(path.reserved):
         locs.append(path.frame_addr(i))
-    for idx in range(k.tx.cons, k.tx.cons + ((path.tx.cached_prod - k.tx.cons) & U32)):
-        locs.append(k.tx.entry(idx)[0])
-    for idx in range(path.comp.cached_cons, path.comp.cached_cons + ((k.comp.prod - path.comp.cached_cons) & U32)):
-        locs.append(k.comp.entry(idx)[0] & path.base_mask)
+    locs += entries_between(k.tx, k.tx.cons, path.tx.cached_prod)
+    locs += entries_between(k.comp, path.comp.cached_cons, k.comp.prod, path.base_mask)
     return locs
+
+
+def rx_locations(k: FakeKernel, path: _ring.RxPath) -> list[int]:
+    """Every RX frame's location: Fill ring, RX ring (unreleased), pool."""
+    in_rx = entries_between(k.rx, path.rx.cached_cons, k.rx.prod, path.base_mask)
+    return sorted(k.fill_contents() + in_rx + [int(a) for a in path.pool.snapshot()])
 
 
 @pytest.mark.parametrize("start", NEAR_WRAP)
@@ -162,10 +166,7 @@ def test_rx_receive_in_order_across_wrap(start: int, batch: int) -> None:
         assert (k.fill.prod - fill_prod_seen) & U32 <= 2**31
         fill_prod_seen = k.fill.prod
         # every RX frame is in exactly one place
-        in_fill = k.fill_contents()
-        in_rx = [k.rx.entry(i)[0] & path.base_mask for i in range(path.rx.cached_cons, path.rx.cached_cons + ((k.rx.prod - path.rx.cached_cons) & U32))]
-        in_pool = [int(a) for a in path.pool.snapshot()]
-        assert sorted(in_fill + in_rx + in_pool) == list(k.addrs(0, 12))
+        assert rx_locations(k, path) == list(k.addrs(0, 12))
         if len(got) == len(packets):
             break
     assert got == packets
@@ -238,7 +239,9 @@ def test_ring_area_rejects_bad_sizes() -> None:
     ops=st.lists(st.tuples(st.sampled_from(["seek", "commit", "xmit", "recv", "rcommit"]),
                            st.integers(min_value=0, max_value=20)), max_size=80),
 )
-def test_random_operations_keep_every_frame_accounted(start: int, ops: list[tuple[str, int]]) -> None:
+def test_random_operations_keep_every_frame_accounted(
+    start: int, ops: list[tuple[str, int]]
+) -> None:
     """Bidirectional split: RX frames 0..15, TX frames 16..31; after any
     sequence of operations each frame is in exactly one place."""
     k = FakeKernel(frame_count=32, ring=8, fill=8, comp=8, start=start)
@@ -261,9 +264,7 @@ def test_random_operations_keep_every_frame_accounted(start: int, ops: list[tupl
             m = rx.seek(n)
             rx.commit(m)
         assert sorted(tx_locations(k, tx)) == list(k.addrs(16, 16))
-        in_fill = k.fill_contents()
-        in_rx = [k.rx.entry(i)[0] & rx.base_mask for i in range(rx.rx.cached_cons, rx.rx.cached_cons + ((k.rx.prod - rx.rx.cached_cons) & U32))]
-        assert sorted(in_fill + in_rx + [int(a) for a in rx.pool.snapshot()]) == list(k.addrs(0, 16))
+        assert rx_locations(k, rx) == list(k.addrs(0, 16))
 
 
 def test_tx_reclaims_before_the_completion_ring_fills() -> None:

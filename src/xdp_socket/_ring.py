@@ -36,6 +36,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from typing import Any
 
@@ -138,10 +139,8 @@ class RingArea:
         self.lens = self.options = np.empty(0, np.uint32)
         for mv in (self.producer, self.consumer, self.flags, self.desc_q, self.desc_i,
                    self.addr_q, self._area, self._base):
-            try:
+            with contextlib.suppress(BufferError, ValueError):  # user still holds a view
                 mv.release()
-            except (BufferError, ValueError):  # pragma: no cover - user still holds a view
-                pass
 
 
 class ProducerRing:
@@ -273,7 +272,7 @@ class FramePool:
         self.capacity = cap
         self.mask = cap - 1
         self.buf: U64Array = np.zeros(cap, dtype=np.uint64)
-        self.mv = memoryview(self.buf)  # fast scalar access
+        self.mv = memoryview(self.buf)  # type: ignore[arg-type]  # fast scalar access
         self.head = 0  # Python ints: local only, no 2**32 wrap needed
         self.tail = 0
 
@@ -311,8 +310,9 @@ class FramePool:
 
     def snapshot(self) -> U64Array:
         """The free addresses, oldest first (a copy; for tests and checks)."""
-        idx = (np.arange(self.head, self.tail, dtype=np.int64) & self.mask)
-        return self.buf[idx].copy()
+        idx = np.arange(self.head, self.tail, dtype=np.int64) & self.mask
+        out: U64Array = self.buf[idx]
+        return out
 
 
 class TxPath:

@@ -26,7 +26,9 @@ def _check_pow2(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value <= 0 or value & (value - 1) or value > MAX_RING_ENTRIES:
-        raise ValueError(f"{name} must be a power of two between 1 and {MAX_RING_ENTRIES}, got {value}")
+        raise ValueError(
+            f"{name} must be a power of two between 1 and {MAX_RING_ENTRIES}, got {value}"
+        )
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,8 @@ import os
 import select
 import time
 import weakref
-
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from . import _ring
 from ._sys import consts as C
@@ -56,7 +55,7 @@ __all__ = [
     "create_tx_socket",
 ]
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 # The kernel frees a closed socket's queue slot in deferred work; binding the
 # same queue again right away fails with EBUSY for ~16 ms (32 ms max measured).
@@ -243,6 +242,7 @@ class _Half:
 
     _core: _Xsk
     _what: str
+    _path: Any
 
     def __init__(self, core: _Xsk) -> None:
         self._core = core
@@ -293,7 +293,7 @@ class _Half:
         """Close this half; the socket itself goes when its last half closes.
         Idempotent."""
         if self._finalizer.alive:
-            self._path = _Closed(self._what)  # type: ignore[assignment]
+            self._path = _Closed(self._what)
             self._finalizer()
 
     def _check_open(self) -> None:
@@ -448,8 +448,8 @@ class TxSocket(_Half):
             if not path.seek(1):
                 return False
         buf = path.peek_at(0, total)
-        if hlen:
-            buf[:hlen] = header  # type: ignore[index]
+        if header is not None and hlen:
+            buf[:hlen] = header
         buf[hlen:] = data
         path.commit(1)
         self._drive()
@@ -605,9 +605,8 @@ class RxSocket(_Half):
         Fill ring at once). ``timeout=0`` does not wait; ``None`` waits forever.
         Returns None on timeout."""
         path = self._path
-        if not path.seek(1):
-            if timeout == 0 or not self.poll_wait(timeout):
-                return None
+        if not path.seek(1) and (timeout == 0 or not self.poll_wait(timeout)):
+            return None
         data = bytes(path.peek_at(0))
         path.commit(1)
         if path.fill.flags[0] & C.XDP_RING_NEED_WAKEUP:

@@ -7,6 +7,7 @@ Frames are addressed by byte offset: frame ``i`` starts at ``i * frame_size``.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import socket
 
@@ -73,15 +74,16 @@ class Umem:
 
     def frame_addrs(self, first: int, count: int) -> npt.NDArray[np.uint64]:
         """Byte addresses of frames ``first .. first+count-1``."""
-        return (np.arange(first, first + count, dtype=np.uint64) * np.uint64(self.frame_size))
+        addrs: npt.NDArray[np.uint64] = np.arange(first, first + count, dtype=np.uint64)
+        addrs *= np.uint64(self.frame_size)
+        return addrs
 
     def close(self) -> None:
         """Unmap, unless the user still holds views into the packet memory:
         then the mapping stays until the last view is gone (never a dangling
         pointer)."""
         self.array = np.empty((0, self.frame_size), np.uint8)
-        self.view.release()
-        try:
+        with contextlib.suppress(BufferError):
+            self.view.release()
+        with contextlib.suppress(BufferError):
             self._mm.close()
-        except BufferError:
-            pass

@@ -23,7 +23,7 @@ _libc.bind.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
 _libc.bind.restype = ctypes.c_int
 
 
-class sockaddr_xdp(ctypes.Structure):  # noqa: N801  (kernel name)
+class sockaddr_xdp(ctypes.Structure):
     """``struct sockaddr_xdp`` (if_xdp.h)."""
 
     _fields_ = (
@@ -35,7 +35,7 @@ class sockaddr_xdp(ctypes.Structure):  # noqa: N801  (kernel name)
     )
 
 
-class xdp_umem_reg(ctypes.Structure):  # noqa: N801
+class xdp_umem_reg(ctypes.Structure):
     """``struct xdp_umem_reg`` (if_xdp.h, Linux 6.8+: 32 bytes with
     ``tx_metadata_len``). Older kernels accept the same 32 bytes: before 6.8 the
     last word was padding, which they require to be zero, and we zero it."""
