@@ -1,0 +1,8 @@
+"""``python -m xdp_socket``: the same as the ``xdp-socket`` command."""
+
+import sys
+
+from .cli.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())
