@@ -7,6 +7,7 @@ network stack. See the README for the two API tiers and the examples.
 from __future__ import annotations
 
 from ._sys.xsk import Statistics
+from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
 from .errors import (
     InterfaceDownError,
@@ -17,6 +18,7 @@ from .errors import (
     XdpProgramConflictError,
 )
 from .socket import (
+    RingViews,
     RxSocket,
     TxSocket,
     create_bi_socket,
@@ -30,9 +32,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Direction",
     "InterfaceDownError",
+    "RingViews",
+    "RxBatch",
     "RxSocket",
     "SocketClosedError",
     "Statistics",
+    "TxBatch",
     "TxSocket",
     "XdpBusyError",
     "XdpConfig",

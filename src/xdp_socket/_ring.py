@@ -54,6 +54,8 @@ __all__ = [
     "RxPath",
     "TxPath",
     "copy_circular",
+    "gather_circular",
+    "scatter_circular",
 ]
 
 U32 = 0xFFFFFFFF
@@ -256,6 +258,35 @@ def copy_circular(
         src_start += k
 
 
+def gather_circular(src: np.ndarray[Any, Any], start: int, n: int) -> np.ndarray[Any, Any]:
+    """A contiguous copy of ``n`` elements of circular array ``src`` from
+    free-running position ``start`` (one or two slices)."""
+    size = src.shape[0]
+    s = start & (size - 1)
+    out: np.ndarray[Any, Any]
+    if s + n <= size:
+        out = src[s : s + n].copy()
+    else:
+        out = np.concatenate((src[s:], src[: n - (size - s)]))
+    return out
+
+
+def scatter_circular(dst: np.ndarray[Any, Any], start: int, values: Any, n: int) -> None:
+    """Write ``values`` (an array of ``n`` or a scalar) into circular array
+    ``dst`` from free-running position ``start``."""
+    size = dst.shape[0]
+    s = start & (size - 1)
+    first = min(n, size - s)
+    if np.ndim(values) == 0:
+        dst[s : s + first] = values
+        if n > first:
+            dst[: n - first] = values
+    else:
+        dst[s : s + first] = values[:first]
+        if n > first:
+            dst[: n - first] = values[first:n]
+
+
 class FramePool:
     """A FIFO of free UMEM frame addresses owned by this process.
 
@@ -299,6 +330,14 @@ class FramePool:
         if self.tail - self.head + n > self.capacity:
             raise RuntimeError("frame pool overflow: a frame was returned twice")
         copy_circular(self.buf, self.tail, src, src_start, n, and_mask)
+        self.tail += n
+
+    def push_array(self, addrs: np.ndarray[Any, Any]) -> None:
+        """Append a contiguous array of addresses."""
+        n = addrs.shape[0]
+        if self.tail - self.head + n > self.capacity:
+            raise RuntimeError("frame pool overflow: a frame was returned twice")
+        scatter_circular(self.buf, self.tail, addrs, n)
         self.tail += n
 
     def pop_into(self, dst: np.ndarray[Any, Any], dst_start: int, n: int) -> None:
@@ -350,6 +389,13 @@ class TxPath:
         self.submitted = 0  # frames ever committed (Python int, no wrap)
         self.completed = 0  # frames ever reclaimed from the Completion ring
         self._reclaim_at = max(1, self.comp.entries // 2)
+        # Zero-copy forwarding (RX frame sent on TX): completions of those
+        # frames belong to the RX side's pool. ``rx_peer`` and ``rx_limit``
+        # (RX frames are the addresses below it) are set by the socket when
+        # both halves share one UMEM.
+        self.rx_peer: RxPath | None = None
+        self.rx_limit = 0
+        self.foreign_in_flight = 0
         self._q = tx.desc_q
         self._i = tx.desc_i
 
@@ -363,10 +409,87 @@ class TxPath:
         comp = self.comp
         n = comp.available(comp.entries)
         if n:
-            self.pool.push_from(comp.area.addrs, comp.cached_cons, n, self.base_mask)
+            if not self.foreign_in_flight:
+                self.pool.push_from(comp.area.addrs, comp.cached_cons, n, self.base_mask)
+            else:
+                self._reclaim_routed(n)
             comp.release(n)
             self.completed += n
         return n
+
+    def _reclaim_routed(self, n: int) -> None:
+        """Completions that mix forwarded RX frames and our own: each goes
+        back to the pool of the side that owns it."""
+        peer = self.rx_peer
+        assert peer is not None
+        addrs = gather_circular(self.comp.area.addrs, self.comp.cached_cons, n)
+        addrs &= np.uint64(self.base_mask)
+        is_rx = addrs < np.uint64(self.rx_limit)
+        rx_addrs = addrs[is_rx]
+        if rx_addrs.shape[0]:
+            peer.pool.push_array(rx_addrs)
+            self.foreign_in_flight -= rx_addrs.shape[0]
+            peer.refill()
+        if rx_addrs.shape[0] != n:
+            self.pool.push_array(addrs[~is_rx])
+
+    def reserved_addrs(self, n: int) -> U64Array:
+        """Addresses of the first ``n`` reserved frames (a copy)."""
+        if not 0 <= n <= self.reserved:
+            raise ValueError(f"{n} frame(s) asked for, {self.reserved} reserved")
+        out: U64Array = gather_circular(self.tx.area.addrs, self.tx.cached_prod, n)
+        return out
+
+    def set_lengths(self, lens: Any, n: int) -> None:
+        """Set the lengths of the first ``n`` reserved frames (array or scalar)."""
+        if not 0 <= n <= self.reserved:
+            raise ValueError(f"{n} frame(s) asked for, {self.reserved} reserved")
+        arr = np.asarray(lens)
+        if arr.ndim == 0:
+            v = int(arr)
+            if not 0 < v <= self.frame_size:
+                raise ValueError(f"length must be 1..{self.frame_size}, got {v}")
+        else:
+            if arr.shape != (n,):
+                raise ValueError(f"expected {n} lengths, got shape {arr.shape}")
+            if n and (int(arr.min()) <= 0 or int(arr.max()) > self.frame_size):
+                raise ValueError(f"every length must be 1..{self.frame_size}")
+        scatter_circular(self.tx.area.lens, self.tx.cached_prod, arr, n)
+
+    def clear_lengths(self, n: int) -> None:
+        """Forget the lengths of the first ``n`` reserved frames (cancel)."""
+        scatter_circular(self.tx.area.lens, self.tx.cached_prod, 0, min(n, self.reserved))
+
+    def forward(self, rx: RxPath, n: int) -> int:
+        """Send the first ``n`` available RX packets from their own frames
+        (zero copy): their descriptors move from the RX ring to the TX ring,
+        and the frames come back to ``rx``'s pool on completion. Returns how
+        many were forwarded (fewer when the TX ring is short of room)."""
+        if rx is not self.rx_peer:
+            raise ValueError("can only forward from the RX half of the same socket (one UMEM)")
+        if self.reserved:
+            raise ValueError(
+                f"{self.reserved} TX frame(s) are reserved: commit or cancel them before forwarding"
+            )
+        avail = rx.available
+        if not 0 <= n <= avail:
+            raise ValueError(f"cannot forward {n} packet(s): {avail} available")
+        if self.submitted - self.completed >= self._reclaim_at:
+            self.reclaim()
+        k = min(n, self.tx.free_entries(n))
+        if k:
+            rxr = rx.rx
+            start = rxr.cached_cons
+            tx = self.tx
+            # descriptors are copied as they are: addr (with the kernel's
+            # headroom offset), len, options
+            copy_circular(tx.area.descs, tx.cached_prod, rxr.area.descs, start, k)
+            tx.submit(k)
+            self.submitted += k
+            self.foreign_in_flight += k
+            rxr.release(k)
+            rx.received += k
+        return k
 
     def seek(self, n: int) -> int:
         """Reserve frames until ``n`` are available (or no more can be);
@@ -526,6 +649,13 @@ class RxPath:
     def desc_at(self, i: int) -> tuple[int, int, int]:
         slot = self.slot(i)
         return self._q[2 * slot], self._i[4 * slot + 2], self._i[4 * slot + 3]
+
+    def taken_descs(self, n: int) -> np.ndarray[Any, Any]:
+        """The first ``n`` available descriptors (a contiguous copy, DESC_DTYPE)."""
+        avail = self.available
+        if not 0 <= n <= avail:
+            raise ValueError(f"{n} packet(s) asked for, {avail} available")
+        return gather_circular(self.rx.area.descs, self.rx.cached_cons, n)
 
     def commit(self, n: int) -> None:
         """Release the first ``n`` available packets: their frames go back to

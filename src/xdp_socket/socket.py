@@ -31,12 +31,16 @@ import select
 import time
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from . import _ring
 from ._sys import consts as C
 from ._sys import xsk as _xsk
 from ._sys.xsk import Statistics
+from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
 from .errors import InterfaceDownError, SocketClosedError, XdpBusyError, xdp_error
 from .iface import resolve_interface
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from .program import XskMapEntry
 
 __all__ = [
+    "RingViews",
     "RxSocket",
     "Statistics",
     "TxSocket",
@@ -141,6 +146,11 @@ class _Xsk:
             tx = self._map(C.XDP_PGOFF_TX_RING, off.tx, cfg.tx_size, "desc", "TX")
             self.tx_path = _ring.TxPath(tx, comp, umem.frame_addrs(n_rx, n_tx), umem.frame_size,
                                         umem.view)
+            if self.rx_path is not None:
+                # one UMEM: RX frames (addresses below rx_limit) may be
+                # forwarded on TX and must come back to the RX side
+                self.tx_path.rx_peer = self.rx_path
+                self.tx_path.rx_limit = n_rx * umem.frame_size
         flags = 0
         if cfg.need_wakeup:
             flags |= C.XDP_USE_NEED_WAKEUP
@@ -221,6 +231,17 @@ class _Xsk:
     def statistics(self) -> Statistics:
         return _xsk.statistics(self.sock, self.ifname, self.queue_id)
 
+    def ring_views(self) -> RingViews:
+        empty_d = np.empty(0, _ring.DESC_DTYPE)
+        empty_a = np.empty(0, np.uint64)
+        rx, tx = self.rx_path, self.tx_path
+        return RingViews(
+            fill=rx.fill.area.addrs if rx else empty_a,
+            completion=tx.comp.area.addrs if tx else empty_a,
+            rx=rx.rx.area.descs if rx else empty_d,
+            tx=tx.tx.area.descs if tx else empty_d,
+        )
+
     def poll(self, events: int, timeout: float | None) -> bool:
         """One poll(2) on the fd; True if an asked-for event is ready."""
         p = select.poll()
@@ -235,6 +256,17 @@ class _Xsk:
             if rev & events:
                 return True
         return False
+
+
+class RingViews(NamedTuple):
+    """numpy views of a socket's rings: ``fill`` and ``completion`` are uint64
+    UMEM addresses, ``rx`` and ``tx`` structured ``(addr u8, len u4, options
+    u4)`` descriptors. Empty for a ring the socket does not have."""
+
+    fill: npt.NDArray[np.uint64]
+    completion: npt.NDArray[np.uint64]
+    rx: np.ndarray[Any, Any]
+    tx: np.ndarray[Any, Any]
 
 
 class _Half:
@@ -278,6 +310,22 @@ class _Half:
     @property
     def closed(self) -> bool:
         return not self._finalizer.alive
+
+    @property
+    def umem(self) -> npt.NDArray[np.uint8]:
+        """The UMEM as a ``(frame_count, frame_size)`` uint8 numpy array over
+        the shared mapping (zero copy; see :mod:`xdp_socket.batch` on frame
+        ownership)."""
+        self._check_open()
+        assert self._core.umem is not None
+        return self._core.umem.array
+
+    @property
+    def rings(self) -> RingViews:
+        """numpy views of the rings' descriptor areas (low-level tier: read
+        them, do not write them unless you manage the indices yourself)."""
+        self._check_open()
+        return self._core.ring_views()
 
     def fileno(self) -> int:
         """The AF_XDP socket's fd (shared by both halves of a bidirectional socket)."""
@@ -333,6 +381,7 @@ class TxSocket(_Half):
         assert core.tx_path is not None
         self._path: _ring.TxPath = core.tx_path
         self._always_kick = not core.config.need_wakeup
+        self._batch: TxBatch | None = None
         super().__init__(core)
 
     # seek -> peek -> commit -> kick -------------------------------------------
@@ -511,6 +560,30 @@ class TxSocket(_Half):
             if path.seek(1):
                 return True
 
+    # batch API ------------------------------------------------------------------
+    def reserve(self, n: int) -> TxBatch:
+        """Reserve up to ``n`` free frames in one step (reclaiming completed
+        ones first); the batch may hold fewer, even none. Write them, then
+        ``submit()`` (or use the batch as a context manager)."""
+        if n.__class__ is not int or n < 0:
+            _check_count(n)
+        prev = self._batch
+        if prev is not None and not prev.done:
+            raise ValueError("the previous TxBatch is still open: submit() or cancel() it first")
+        path = self._path
+        k = path.seek(n)
+        self._batch = batch = TxBatch(path, k, self._core.umem.array,  # type: ignore[union-attr]
+                                      self._drive)
+        return batch
+
+    def _forward_target(self) -> tuple[_ring.TxPath, Any]:
+        return self._path, self._drive
+
+    def reclaim(self) -> int:
+        """Move every completed frame from the Completion ring back to the
+        free pool in one step; returns how many."""
+        return self._path.reclaim()
+
     @property
     def available(self) -> int:
         """Frames reserved by ``seek`` and not yet committed."""
@@ -530,6 +603,7 @@ class RxSocket(_Half):
     def __init__(self, core: _Xsk) -> None:
         assert core.rx_path is not None
         self._path: _ring.RxPath = core.rx_path
+        self._batch: RxBatch | None = None
         super().__init__(core)
 
     def seek_n(self, n: int) -> int:
@@ -612,6 +686,30 @@ class RxSocket(_Half):
         if path.fill.flags[0] & C.XDP_RING_NEED_WAKEUP:
             self.kick()
         return data
+
+    # batch API ------------------------------------------------------------------
+    def receive(self, n: int = 64, timeout: float | None = 0) -> RxBatch:
+        """Take up to ``n`` received packets in one step, waiting up to
+        ``timeout`` seconds for the first (0: don't wait, None: forever). The
+        batch may be empty. Release it (or use it as a context manager) to give
+        the frames back."""
+        if n.__class__ is not int or n < 0:
+            _check_count(n)
+        prev = self._batch
+        if prev is not None and not prev.released:
+            raise ValueError("the previous RxBatch is still open: release() it first")
+        path = self._path
+        k = path.seek(n)
+        if not k and timeout != 0 and n and self.poll_wait(timeout):
+            k = path.seek(n)
+        self._batch = batch = RxBatch(path, k,
+                                      self._core.umem.array.reshape(-1),  # type: ignore[union-attr]
+                                      self._kick_if_asked)
+        return batch
+
+    def _kick_if_asked(self) -> None:
+        if self._path.fill.flags[0] & C.XDP_RING_NEED_WAKEUP:
+            self.kick()
 
     @property
     def available(self) -> int:

@@ -1,0 +1,329 @@
+"""Layer 3: the numpy batch API (zero-copy).
+
+A batch is a set of frames taken from a ring in one step. Its addresses and
+lengths are numpy arrays; its bytes are reached through the socket's UMEM
+array, without copying. The index arithmetic and wrap-around live in
+:mod:`xdp_socket._ring` (shared with the per-packet API); this module only
+shapes them for numpy users, so the Python cost is per batch, not per packet.
+
+**Frame ownership.** A batch's frames belong to you between taking and
+releasing (RX) or reserving and submitting (TX). After that the kernel owns
+them again and may overwrite them at any moment: do not keep views of their
+bytes, copy what you need first (``payloads()``, ``gather()``). Views stay
+*valid memory* even then (never a crash), just not *your* data.
+
+Used as context managers, batches clean up after themselves: an RX batch is
+released when the block ends, also on an exception (its frames go back to the
+Fill ring); a TX batch is submitted when the block ends normally and cancelled
+if an exception escapes (nothing is sent, its frames stay free).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _ring
+
+
+def _nothing() -> None:
+    pass
+
+__all__ = ["RxBatch", "TxBatch"]
+
+U8Array = npt.NDArray[np.uint8]
+
+
+def _frame_rows(addrs: npt.NDArray[np.uint64], frame_size: int) -> tuple[Any, Any]:
+    shift = frame_size.bit_length() - 1
+    return (addrs >> np.uint64(shift)).astype(np.intp), (addrs & np.uint64(frame_size - 1)).astype(
+        np.intp
+    )
+
+
+class RxBatch:
+    """Received packets taken in one step (see :meth:`RxSocket.receive`).
+
+    ``addrs`` (uint64 UMEM byte addresses of each packet's first byte) and
+    ``lens`` (uint32) are numpy arrays of ``len(batch)`` entries, read lazily
+    from the RX ring. ``umem`` is the flat uint8 view of the whole UMEM.
+    """
+
+    __slots__ = ("_descs", "_kick", "_path", "_start", "count", "released", "umem")
+
+    def __init__(self, path: _ring.RxPath, count: int, umem: U8Array,
+                 kick: Callable[[], None] = _nothing) -> None:
+        self._path = path
+        self._kick = kick
+        self.count = count
+        self._start = path.rx.cached_cons
+        self._descs: np.ndarray[Any, Any] | None = None
+        self.umem = umem
+        self.released = False
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _d(self) -> np.ndarray[Any, Any]:
+        if self._descs is None:
+            self._check()
+            self._descs = self._path.taken_descs(self.count)
+        return self._descs
+
+    @property
+    def addrs(self) -> npt.NDArray[np.uint64]:
+        """UMEM byte address of each packet."""
+        out: npt.NDArray[np.uint64] = self._d()["addr"]
+        return out
+
+    @property
+    def lens(self) -> npt.NDArray[np.uint32]:
+        """Length of each packet."""
+        out: npt.NDArray[np.uint32] = self._d()["len"]
+        return out
+
+    def packet(self, i: int) -> U8Array:
+        """Packet ``i``'s bytes as a numpy view into the UMEM (zero copy)."""
+        d = self._d()
+        if not -self.count <= i < self.count:
+            raise IndexError(f"packet index {i} out of range for a batch of {self.count}")
+        a = int(d["addr"][i])
+        return self.umem[a : a + int(d["len"][i])]
+
+    def __getitem__(self, i: int) -> U8Array:
+        return self.packet(i)
+
+    def payloads(self) -> list[bytes]:
+        """Every packet copied out as bytes."""
+        d = self._d()
+        mv = memoryview(self.umem)  # type: ignore[arg-type]
+        pairs = zip(d["addr"].tolist(), d["len"].tolist(), strict=True)
+        return [bytes(mv[a : a + n]) for a, n in pairs]
+
+    def gather(self, width: int, offset: int = 0) -> U8Array:
+        """A ``(len(batch), width)`` copy of bytes ``offset .. offset+width`` of
+        every packet, gathered with one numpy indexing operation. Bytes past a
+        packet's end are whatever the frame holds (mask with ``lens``)."""
+        if width < 0 or offset < 0:
+            raise ValueError("width and offset must be >= 0")
+        room = self._path.frame_size
+        d = self._d()
+        starts = d["addr"].astype(np.int64) + offset
+        if self.count and int((starts & (room - 1)).max()) + width > room:
+            raise ValueError(f"bytes {offset}..{offset + width} run past the end of a frame")
+        idx = starts[:, None] + np.arange(width, dtype=np.int64)
+        out: U8Array = self.umem[idx]
+        return out
+
+    def swap_macs(self) -> None:
+        """Swap destination and source MAC addresses of every packet in place
+        (two numpy operations for the whole batch)."""
+        d = self._d()
+        if self.count == 0:
+            return
+        if int(d["len"].min()) < 12:
+            raise ValueError("a packet is shorter than two MAC addresses")
+        idx = d["addr"].astype(np.int64)[:, None] + np.arange(12, dtype=np.int64)
+        hdr = self.umem[idx]
+        self.umem[idx] = np.concatenate((hdr[:, 6:12], hdr[:, 0:6]), axis=1)
+
+    def _check(self) -> None:
+        if self.released:
+            raise ValueError("this batch was released: its frames belong to the kernel again")
+        if self._path.rx.cached_cons != self._start:
+            raise ValueError("the RX ring moved under this batch (packets committed elsewhere)")
+
+    def release(self) -> None:
+        """Give the frames back to the Fill ring (and kick if the ring asks)."""
+        if self.released:
+            return
+        self._check()
+        self.released = True
+        self._path.commit(self.count)
+        self._kick()
+
+    def forward(self, tx: Any) -> int:
+        """Send every packet of this batch out of ``tx`` (a
+        :class:`~xdp_socket.TxSocket`) from its own frame, zero copy: ``tx``
+        must be the other half of the same socket (one UMEM). Packets that do
+        not fit in the TX ring right now are released instead of sent; returns
+        how many were forwarded."""
+        if self.released:
+            raise ValueError("this batch was released")
+        self._check()
+        tx_path, drive = tx._forward_target()
+        k: int = tx_path.forward(self._path, self.count)
+        self.released = True
+        if k < self.count:
+            self._path.commit(self.count - k)  # no room on TX: drop the rest
+            self._kick()
+        drive()
+        return k
+
+    def __enter__(self) -> RxBatch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<RxBatch {self.count} packet(s){' released' if self.released else ''}>"
+
+
+class TxBatch:
+    """Free TX frames reserved in one step (see :meth:`TxSocket.reserve`).
+
+    ``addrs`` are the frames' UMEM byte addresses; ``lens`` is a writable
+    uint32 array of the lengths to send (0 = not written yet). Write the bytes
+    with :meth:`write`, :meth:`write_array`, :meth:`fill` or directly into
+    ``frames()``, then :meth:`submit`.
+    """
+
+    __slots__ = ("_kick", "_path", "_start", "addrs", "count", "done", "lens", "umem", "umem2d")
+
+    def __init__(self, path: _ring.TxPath, count: int, umem2d: U8Array,
+                 kick: Callable[[], Any] = _nothing) -> None:
+        self._kick = kick
+        self._path = path
+        self.count = count
+        self._start = path.tx.cached_prod
+        self.addrs: npt.NDArray[np.uint64] = path.reserved_addrs(count)
+        self.lens: npt.NDArray[np.uint32] = np.zeros(count, np.uint32)
+        self.umem2d = umem2d
+        self.umem = umem2d.reshape(-1)
+        self.done = False
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def frame_size(self) -> int:
+        return self._path.frame_size
+
+    def frames(self) -> U8Array:
+        """A ``(len(batch), frame_size)`` array of the frames' bytes. Note:
+        this is a *copy* when frames are not contiguous; write through
+        :meth:`write_array` to be sure the UMEM is written."""
+        rows, _ = _frame_rows(self.addrs, self.frame_size)
+        out: U8Array = self.umem2d[rows]
+        return out
+
+    def write(self, i: int, data: bytes | bytearray | memoryview | U8Array) -> None:
+        """Copy one packet into frame ``i`` and set its length."""
+        self._check()
+        if not -self.count <= i < self.count:
+            raise IndexError(f"frame index {i} out of range for a batch of {self.count}")
+        n = len(data)
+        if not 0 < n <= self.frame_size:
+            raise ValueError(f"packet of {n} bytes does not fit a {self.frame_size}-byte frame")
+        a = int(self.addrs[i])
+        self.umem[a : a + n] = np.frombuffer(data, np.uint8) if not isinstance(
+            data, np.ndarray) else data
+        self.lens[i] = n
+
+    def write_packets(self, packets: Sequence[bytes | bytearray | memoryview]) -> int:
+        """Copy up to ``len(batch)`` packets in; returns how many were written."""
+        k = min(len(packets), self.count)
+        for i in range(k):
+            self.write(i, packets[i])
+        return k
+
+    def write_array(self, data: U8Array, lens: npt.ArrayLike | None = None) -> None:
+        """Copy a ``(k, L)`` uint8 array into the first ``k`` frames in one numpy
+        operation; ``lens`` (scalar or k values, default ``L``) sets lengths."""
+        self._check()
+        arr = np.asarray(data, dtype=np.uint8)
+        if arr.ndim != 2 or arr.shape[0] > self.count:
+            raise ValueError(f"expected a (k <= {self.count}, L) uint8 array, got {arr.shape}")
+        k, width = arr.shape
+        if width > self.frame_size:
+            raise ValueError(f"rows of {width} bytes do not fit {self.frame_size}-byte frames")
+        rows, _ = _frame_rows(self.addrs[:k], self.frame_size)
+        self.umem2d[rows, :width] = arr
+        self._set_lens(k, width if lens is None else lens)
+
+    def fill(self, template: bytes | U8Array, count: int | None = None) -> None:
+        """Copy the same packet into the first ``count`` frames (default all)."""
+        self._check()
+        tpl = np.frombuffer(bytes(template), np.uint8)
+        k = self.count if count is None else count
+        if not 0 <= k <= self.count:
+            raise ValueError(f"count must be 0..{self.count}")
+        if not 0 < tpl.shape[0] <= self.frame_size:
+            raise ValueError(f"packet of {tpl.shape[0]} bytes does not fit a frame")
+        rows, _ = _frame_rows(self.addrs[:k], self.frame_size)
+        self.umem2d[rows, : tpl.shape[0]] = tpl
+        self.lens[:k] = tpl.shape[0]
+
+    def set_lengths(self, lens: npt.ArrayLike, count: int | None = None) -> None:
+        """Set the lengths of the first ``count`` frames (scalar or array)."""
+        self._check()
+        self._set_lens(self.count if count is None else count, lens)
+
+    def _set_lens(self, k: int, lens: npt.ArrayLike) -> None:
+        arr = np.asarray(lens)
+        if arr.ndim == 0:
+            v = int(arr)
+            if not 0 < v <= self.frame_size:
+                raise ValueError(f"length must be 1..{self.frame_size}, got {v}")
+            self.lens[:k] = v
+        else:
+            if arr.shape != (k,):
+                raise ValueError(f"expected {k} lengths, got {arr.shape}")
+            if k and (int(arr.min()) <= 0 or int(arr.max()) > self.frame_size):
+                raise ValueError(f"every length must be 1..{self.frame_size}")
+            self.lens[:k] = arr
+
+    def _check(self) -> None:
+        if self.done:
+            raise ValueError("this batch was already submitted or cancelled")
+        if self._path.tx.cached_prod != self._start:
+            raise ValueError("the TX ring moved under this batch (frames committed elsewhere)")
+
+    def submit(self, count: int | None = None, kick: bool = True) -> int:
+        """Send the first ``count`` frames (default: all); each must have a
+        length. The rest stay reserved for the next :meth:`TxSocket.reserve`.
+        Returns how many were submitted."""
+        self._check()
+        k = self.count if count is None else count
+        if not 0 <= k <= self.count:
+            raise ValueError(f"count must be 0..{self.count}")
+        if k and int(self.lens[:k].min()) == 0:
+            raise ValueError("a frame in the submit has no length: write it or set_lengths()")
+        self.done = True
+        if k:
+            self._path.set_lengths(self.lens[:k], k)
+            self._path.commit(k)
+        if kick:
+            self._kick()
+        return k
+
+    def cancel(self) -> None:
+        """Send nothing; the frames stay free (reserved for the next batch)."""
+        if self.done:
+            return
+        self.done = True
+        self._path.clear_lengths(self.count)
+
+    def __enter__(self) -> TxBatch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.done:
+            return
+        if exc_type is None:
+            k = int(np.count_nonzero(self.lens))
+            # submit the written prefix; unwritten frames stay reserved
+            first_zero = int(np.argmin(self.lens)) if k < self.count else self.count
+            self.submit(first_zero)
+        else:
+            self.cancel()
+
+    def __repr__(self) -> str:
+        return f"<TxBatch {self.count} frame(s){' done' if self.done else ''}>"
