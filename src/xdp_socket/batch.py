@@ -69,6 +69,8 @@ class RxBatch:
         return self.count
 
     def _d(self) -> np.ndarray[Any, Any]:
+        if self.released:
+            raise ValueError("this batch was released: its frames belong to the kernel again")
         if self._descs is None:
             self._check()
             self._descs = self._path.taken_descs(self.count)

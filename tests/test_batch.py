@@ -1,0 +1,232 @@
+"""Unit tests of the batch transactions against the fake kernel (no root)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fake_kernel import U32, FakeKernel, entries_between
+
+from xdp_socket import _ring
+from xdp_socket.batch import RxBatch, TxBatch
+
+NEAR_WRAP = [0, 2**32 - 3, 2**32 - 70]
+
+
+def umem2d(k: FakeKernel) -> np.ndarray:
+    return np.frombuffer(k.umem, np.uint8).reshape(k.frame_count, k.frame_size)
+
+
+def tx_batch(k: FakeKernel, path: _ring.TxPath, n: int, kicks: list[int] | None = None) -> TxBatch:
+    got = path.seek(n)
+    return TxBatch(path, got, umem2d(k), (lambda: kicks.append(1)) if kicks is not None else
+                   (lambda: None))
+
+
+def rx_batch(k: FakeKernel, path: _ring.RxPath, n: int) -> RxBatch:
+    return RxBatch(path, path.seek(n), umem2d(k).reshape(-1))
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_tx_batch_write_array_and_submit_across_wrap(start: int) -> None:
+    k = FakeKernel(frame_size=2048, frame_count=64, ring=32, comp=32, start=start)
+    path = k.tx_path()
+    sent: list[bytes] = []
+    seq = 0
+    for _ in range(20):
+        kicks: list[int] = []
+        with tx_batch(k, path, 24, kicks) as b:
+            n = len(b)
+            data = np.zeros((n, 64), np.uint8)
+            data[:, :8] = np.arange(seq, seq + n, dtype=">u8").view(np.uint8).reshape(n, 8)
+            lens = 60 + np.arange(n) % 4
+            b.write_array(data, lens)
+            for i in range(n):
+                sent.append(bytes(data[i, : lens[i]]))
+            seq += n
+        assert kicks == [1]
+        k.transmit()
+    assert k.sent == sent
+    assert k.invalid == 0
+    assert seq == 20 * 24
+
+
+def test_tx_batch_partial_when_ring_short() -> None:
+    k = FakeKernel(frame_count=64, ring=16)
+    path = k.tx_path()
+    b = tx_batch(k, path, 100)
+    assert len(b) == 16
+    b.fill(b"x" * 60)
+    assert b.submit() == 16
+    b2 = tx_batch(k, path, 8)
+    assert len(b2) == 0  # ring full until the kernel consumes
+    b2.submit()
+    k.transmit(limit=5)
+    b3 = tx_batch(k, path, 8)
+    assert len(b3) == 5
+
+
+def test_tx_batch_cancel_on_exception_sends_nothing_and_keeps_frames() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.tx_path()
+    with pytest.raises(RuntimeError), tx_batch(k, path, 8) as b:
+        b.fill(b"y" * 60)
+        raise RuntimeError("boom")
+    assert b.done
+    assert path.tx.cached_prod == k.tx.prod == 0  # nothing published
+    k.transmit()
+    assert k.sent == []
+    # the frames are still ours: reserved, lengths cleared (cannot be sent stale)
+    assert path.reserved == 8
+    assert not path.tx.area.lens[:8].any()
+    with pytest.raises(ValueError):
+        path.commit(1)
+    locs = [int(a) for a in path.pool.snapshot()] + [path.frame_addr(i) for i in range(8)]
+    assert sorted(locs) == list(k.addrs(0, 16))
+
+
+def test_tx_batch_context_submits_only_written_prefix() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.tx_path()
+    with tx_batch(k, path, 8) as b:
+        b.write(0, b"a" * 60)
+        b.write(1, b"b" * 61)
+    k.transmit()
+    assert k.sent == [b"a" * 60, b"b" * 61]
+    assert path.reserved == 6
+
+
+def test_tx_batch_errors() -> None:
+    k = FakeKernel(frame_size=2048, frame_count=16, ring=16)
+    path = k.tx_path()
+    b = tx_batch(k, path, 4)
+    with pytest.raises(ValueError):
+        b.write(0, b"z" * 2049)
+    with pytest.raises(IndexError):
+        b.write(4, b"z")
+    with pytest.raises(ValueError):
+        b.submit()  # no lengths
+    with pytest.raises(ValueError):
+        b.set_lengths([1, 2, 3])
+    with pytest.raises(ValueError):
+        b.write_array(np.zeros((5, 10), np.uint8))
+    b.set_lengths(60)
+    assert b.submit(2) == 2
+    with pytest.raises(ValueError):
+        b.submit()  # already submitted
+    with pytest.raises(ValueError):
+        b.write(0, b"late")
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_rx_batch_take_and_release_across_wrap(start: int) -> None:
+    k = FakeKernel(frame_size=2048, frame_count=48, ring=16, fill=16, start=start)
+    path = k.rx_path()
+    got: list[bytes] = []
+    expect: list[bytes] = []
+    seq = 0
+    for _ in range(30):
+        pkts = [seq.to_bytes(4, "big") + bytes([seq & 0xFF]) * (seq % 50) for seq in
+                range(seq, seq + 11)]
+        n = k.receive(pkts)
+        expect += pkts[:n]
+        seq += n
+        with rx_batch(k, path, 7) as b:
+            got += b.payloads()
+            if len(b):
+                assert [len(p) for p in b.payloads()] == b.lens.tolist()
+                assert (b.addrs % 2048 == k.headroom).all()
+        assert b.released
+    while True:
+        with rx_batch(k, path, 64) as b:
+            if not len(b):
+                break
+            got += b.payloads()
+    assert got == expect
+    in_rx = entries_between(k.rx, path.rx.cached_cons, k.rx.prod, path.base_mask)
+    assert sorted(k.fill_contents() + in_rx + [int(a) for a in path.pool.snapshot()]) == \
+        list(k.addrs(0, 48))
+
+
+def test_rx_batch_released_on_exception() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.rx_path()
+    k.receive([b"abc"] * 5)
+    with pytest.raises(KeyError), rx_batch(k, path, 8) as b:
+        assert len(b) == 5
+        raise KeyError("x")
+    assert b.released
+    assert path.available == 0
+    assert (k.fill.prod - k.fill.cons) & U32 == 16
+
+
+def test_rx_batch_gather_and_swap_macs() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.rx_path()
+    pkts = [bytes(range(1, 7)) + bytes(range(11, 17)) + bytes([i]) * 50 for i in range(4)]
+    k.receive(pkts)
+    b = rx_batch(k, path, 4)
+    h = b.gather(14)
+    assert h.shape == (4, 14)
+    assert bytes(h[2]) == pkts[2][:14]
+    b.swap_macs()
+    assert bytes(b.packet(1)[:12]) == bytes(range(11, 17)) + bytes(range(1, 7))
+    assert bytes(b[3][12:]) == pkts[3][12:]
+    b.release()
+    with pytest.raises(ValueError):
+        b.packet(0)
+    b.release()  # idempotent
+
+
+def test_rx_batch_detects_ring_moved_underneath() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.rx_path()
+    k.receive([b"abc"] * 4)
+    b = rx_batch(k, path, 2)
+    path.commit(1)  # somebody used the per-packet API meanwhile
+    with pytest.raises(ValueError):
+        b.release()
+
+
+def test_forward_moves_frames_without_copy_and_routes_completions() -> None:
+    k = FakeKernel(frame_size=2048, frame_count=32, ring=16, fill=16, comp=16)
+    rx = k.rx_path(0, 16)
+    tx = k.tx_path(16, 16)
+    tx.rx_peer, tx.rx_limit = rx, 16 * 2048
+
+    class FakeTx:
+        def _forward_target(self):  # type: ignore[no-untyped-def]
+            return tx, lambda: None
+
+    total = 0
+    for round_ in range(10):
+        pkts = [bytes([round_]) * 60] * 10
+        n = k.receive(pkts)
+        b = rx_batch(k, rx, 64)
+        addrs = b.addrs.copy()
+        fwd = b.forward(FakeTx())
+        total += fwd
+        sent_before = len(k.sent)
+        k.transmit()
+        assert k.sent[sent_before:] == [bytes([round_]) * 60] * fwd
+        # the kernel sent the RX frames themselves (same addresses)
+        assert n == fwd
+        assert (addrs < 16 * 2048).all()
+        tx.reclaim()
+        assert tx.foreign_in_flight == 0
+        assert sorted([int(a) for a in tx.pool.snapshot()]) == list(k.addrs(16, 16))
+        in_rx = entries_between(k.rx, rx.rx.cached_cons, k.rx.prod, rx.base_mask)
+        assert sorted(k.fill_contents() + in_rx + [int(a) for a in rx.pool.snapshot()]) == \
+            list(k.addrs(0, 16))
+    assert total == 100
+
+
+def test_forward_refuses_with_reserved_tx_frames() -> None:
+    k = FakeKernel(frame_count=32, ring=16)
+    rx = k.rx_path(0, 16)
+    tx = k.tx_path(16, 16)
+    tx.rx_peer, tx.rx_limit = rx, 16 * k.frame_size
+    tx.seek(1)
+    k.receive([b"q" * 60])
+    rx.seek(1)
+    with pytest.raises(ValueError):
+        tx.forward(rx, 1)
