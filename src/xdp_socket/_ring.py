@@ -534,7 +534,9 @@ class TxPath:
         its descriptor length."""
         if not 0 < length <= self.frame_size:
             raise ValueError(f"length must be 1..{self.frame_size} (the frame size), got {length}")
-        slot = self.slot(i)
+        if not 0 <= i < self.reserved:
+            self.slot(i)  # raises the IndexError
+        slot = (self.tx.cached_prod + i) & self.tx.mask
         addr = self._q[2 * slot]
         self._i[4 * slot + 2] = length
         return self.umem[addr : addr + length]
@@ -642,7 +644,10 @@ class RxPath:
         return (rx.cached_cons + i) & rx.mask
 
     def peek_at(self, i: int) -> memoryview:
-        slot = self.slot(i)
+        rx = self.rx
+        if not 0 <= i < ((rx.cached_prod - rx.cached_cons) & U32):
+            self.slot(i)  # raises the IndexError
+        slot = (rx.cached_cons + i) & rx.mask
         addr = self._q[2 * slot]
         return self.umem[addr : addr + self._i[4 * slot + 2]]
 
@@ -668,11 +673,19 @@ class RxPath:
             return
         pool = self.pool
         fill = self.fill
-        if n == 1 and pool.tail == pool.head and fill.free_entries(1):
-            # fast path: straight from the RX slot into the Fill ring
+        if n == 1:
+            # per-packet path, scalar only: the frame goes to the Fill ring,
+            # or (when older frames wait in the pool, FIFO) the oldest pooled
+            # frame goes and this one waits.
             addr = self._q[2 * (rx.cached_cons & rx.mask)] & self.base_mask
-            fill.area.addr_q[fill.cached_prod & fill.mask] = addr
-            fill.submit(1)
+            if fill.free_entries(1):
+                if pool.tail != pool.head:
+                    pool.push(addr)
+                    addr = pool.pop()
+                fill.area.addr_q[fill.cached_prod & fill.mask] = addr
+                fill.submit(1)
+            else:
+                pool.push(addr)
         else:
             pool.push_from(rx.area.addrs, rx.cached_cons, n, self.base_mask)
             self.refill()
