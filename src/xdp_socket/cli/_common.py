@@ -168,7 +168,9 @@ class Status:
             self.tty = False
         self.interval = tty_interval if self.tty else 1.0
         self.enabled = enabled
-        self._next = 0.0
+        # The first line after one interval: a command that ends (or fails)
+        # at once prints no status at all.
+        self._next = time.monotonic() + self.interval
         self._width = 0
 
     def due(self) -> bool:

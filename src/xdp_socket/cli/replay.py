@@ -200,71 +200,73 @@ def _replay(args: argparse.Namespace, name: str, f: Any, size: int | None,
     stop = StopFlag()
     prog = _Progress(status, size, args.loop)
     position = (lambda: prog.file_done + f.tell()) if size is not None else (lambda: 0)
-    with create_tx_socket(name, args.queue, cfg) as tx, stop.installed():
-        sender = _Sender(tx, stop)
-        prog.sender = sender
-        t0 = time.monotonic()
-        prog.start = t0
-        due = 0.0  # seconds after t0 at which the next packet is due
-        loop_offset = 0.0  # capture timing: when this loop's first packet is due
-        pending: list[bytes] = []
-        for loop_i in range(args.loop):
-            if loop_i == 0:
-                stream: Iterator[tuple[int, bytes, int]] = itertools.chain(
-                    [head] if head is not None else [], first)
-            else:
-                prog.file_done += size or 0
-                f.seek(0)
-                stream = _packets(f)
-            first_ts: int | None = None
-            last_rel = 0.0
-            n_loop = 0
-            for ts, data, orig_len in stream:
+    try:
+        with create_tx_socket(name, args.queue, cfg) as tx, stop.installed():
+            sender = _Sender(tx, stop)
+            prog.sender = sender
+            t0 = time.monotonic()
+            prog.start = t0
+            due = 0.0  # seconds after t0 at which the next packet is due
+            loop_offset = 0.0  # capture timing: when this loop's first packet is due
+            pending: list[bytes] = []
+            for loop_i in range(args.loop):
+                if loop_i == 0:
+                    stream: Iterator[tuple[int, bytes, int]] = itertools.chain(
+                        [head] if head is not None else [], first)
+                else:
+                    prog.file_done += size or 0
+                    f.seek(0)
+                    stream = _packets(f)
+                first_ts: int | None = None
+                last_rel = 0.0
+                n_loop = 0
+                for ts, data, orig_len in stream:
+                    if stop:
+                        break
+                    if not 0 < len(data) <= frame_size:
+                        prog.skipped += 1
+                        continue
+                    if len(data) < orig_len:
+                        prog.truncated += 1
+                    behind = True
+                    if paced:
+                        if capture_timing:
+                            if first_ts is None:
+                                first_ts = ts
+                            # max(): out-of-order timestamps are sent at once.
+                            last_rel = max(last_rel, (ts - first_ts) / 1e9)
+                            due = loop_offset + last_rel
+                        target = t0 + due
+                        if target > time.monotonic():
+                            behind = False
+                            if pending:
+                                sender.send(pending)
+                            _wait_until(target, stop)
+                        if args.pps is not None:
+                            due += 1.0 / args.pps
+                        elif args.mbps is not None:
+                            due += len(data) * 8 / (args.mbps * 1e6)
+                    pending.append(data)
+                    n_loop += 1
+                    # On schedule: send now. Behind schedule (or at top speed):
+                    # collect up to a batch, one kick for many frames.
+                    if not behind or len(pending) >= BATCH:
+                        sender.send(pending)
+                    prog.show(position)
+                if pending and not stop:
+                    sender.send(pending)
                 if stop:
                     break
-                if not 0 < len(data) <= frame_size:
-                    prog.skipped += 1
-                    continue
-                if len(data) < orig_len:
-                    prog.truncated += 1
-                behind = True
-                if paced:
-                    if capture_timing:
-                        if first_ts is None:
-                            first_ts = ts
-                        # max(): out-of-order timestamps are sent at once.
-                        last_rel = max(last_rel, (ts - first_ts) / 1e9)
-                        due = loop_offset + last_rel
-                    target = t0 + due
-                    if target > time.monotonic():
-                        behind = False
-                        if pending:
-                            sender.send(pending)
-                        _wait_until(target, stop)
-                    if args.pps is not None:
-                        due += 1.0 / args.pps
-                    elif args.mbps is not None:
-                        due += len(data) * 8 / (args.mbps * 1e6)
-                pending.append(data)
-                n_loop += 1
-                # On schedule: send now. Behind schedule (or at top speed):
-                # collect up to a batch, one kick for many frames.
-                if not behind or len(pending) >= BATCH:
-                    sender.send(pending)
-                prog.show(position)
-            if pending and not stop:
-                sender.send(pending)
-            if stop:
-                break
-            if capture_timing:
-                # The next round follows one mean packet gap after this one's last.
-                gap = last_rel / (n_loop - 1) if n_loop > 1 else 0.0
-                loop_offset = due + gap
-        prog.show(position, force=True)
-        flushed = tx.flush(FLUSH_TIMEOUT_S)
-        stats = tx.statistics()
-        elapsed = time.monotonic() - t0
-    status.finish()
+                if capture_timing:
+                    # The next round follows one mean packet gap after this one's last.
+                    gap = last_rel / (n_loop - 1) if n_loop > 1 else 0.0
+                    loop_offset = due + gap
+            prog.show(position, force=True)
+            flushed = tx.flush(FLUSH_TIMEOUT_S)
+            stats = tx.statistics()
+            elapsed = time.monotonic() - t0
+    finally:
+        status.finish()
     summary = {
         "interface": name,
         "queue": args.queue,
