@@ -144,3 +144,10 @@ XDP_MD_SIZE = 24
 
 # --- arch syscall tables: __NR_bpf -------------------------------------------
 NR_BPF = {"x86_64": 321, "aarch64": 280}
+
+# --- include/uapi/linux/bpf.h: added for gen.py (live-frames generator, drop counter) ---
+# enum bpf_func_id
+BPF_FUNC_map_lookup_elem = 1
+# Atomic memory operations: BPF_STX | size | BPF_ATOMIC, the operation in imm
+BPF_ATOMIC = 0xC0
+BPF_ATOMIC_ADD = 0x00  # BPF_ADD used as an atomic op (no BPF_FETCH)
