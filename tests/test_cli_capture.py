@@ -170,7 +170,7 @@ def test_capture_all_queues(veth_factory: Any, tmp_path: Path) -> None:
         with testing.AfPacketPeer(link.a) as peer:
             for f in sent:
                 peer.send(f)
-        stdout, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
