@@ -8,16 +8,18 @@ refuses to replace it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
 import struct
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from pyroute2 import IPRoute
 
-from xdp_socket.testing import BROADCAST, LOCAL_MAC, TEST_ETHERTYPE
+from xdp_socket.testing import BROADCAST, LOCAL_MAC, TEST_ETHERTYPE, in_private_netns
 
 _SYS_BPF = 321  # x86-64 syscall number
 _BPF_PROG_LOAD = 5
@@ -88,6 +90,36 @@ def xdp_prog_id(ifindex: int) -> int:
         for name in ("IFLA_XDP_PROG_ID", "IFLA_XDP_DRV_PROG_ID", "IFLA_XDP_SKB_PROG_ID")
     ]
     return max(ids)
+
+
+@contextlib.contextmanager
+def veth_rx_only_queues(rx_queues: int = 4, tx_queues: int = 1) -> Iterator[tuple[str, str]]:
+    """A veth pair whose first end has more RX than TX queues.
+
+    An AF_XDP socket may bind to any queue index below the RX *or* TX queue
+    count, but copy-mode TX silently skips a socket whose queue index is not
+    a real TX queue (the generic xmit path checks real_num_tx_queues), so
+    frames committed on such a socket never leave the TX ring and never
+    complete: a deterministic "nothing drains" for timeout tests.
+    """
+    if not in_private_netns():
+        raise RuntimeError("only inside the private namespace")
+    a, b = f"nq{os.getpid() % 100000}a", f"nq{os.getpid() % 100000}b"
+    with IPRoute() as ip:
+        ip.link(
+            "add",
+            ifname=a,
+            kind="veth",
+            peer={"ifname": b, "num_rx_queues": rx_queues, "num_tx_queues": rx_queues},
+            num_rx_queues=rx_queues,
+            num_tx_queues=tx_queues,
+        )
+        try:
+            for name in (a, b):
+                ip.link("set", index=ip.link_lookup(ifname=name)[0], state="up")
+            yield a, b
+        finally:
+            ip.link("del", ifname=a)
 
 
 def set_link(ifindex: int, *, up: bool) -> None:

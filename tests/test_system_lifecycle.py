@@ -19,7 +19,15 @@ import time
 from typing import Any
 
 import pytest
-from helpers import make_test_frame, mapping_count, open_fds, retry_busy, set_link, xdp_prog_id
+from helpers import (
+    make_test_frame,
+    mapping_count,
+    open_fds,
+    retry_busy,
+    set_link,
+    veth_rx_only_queues,
+    xdp_prog_id,
+)
 
 import xdp_socket as xs
 from xdp_socket import testing
@@ -125,15 +133,37 @@ def test_sigkilled_owner_leaves_no_program(veth: Any) -> None:
     rx.close()
 
 
-def test_send_blocking_times_out_when_nothing_drains(veth: Any) -> None:
-    # TODO: choose the reliable way once measured
-    with xs.create_tx_socket(veth.a, 0) as tx:
-        set_link(veth.b_index, up=False)
+def test_send_blocking_times_out_when_nothing_drains() -> None:
+    # How "nothing drains" is made: see helpers.veth_rx_only_queues (a TX
+    # socket on a queue index that is an RX queue only; the kernel accepts the
+    # bind but its copy-mode TX path never transmits from it). Taking the peer
+    # down does not work: the kernel then drops the frames and still
+    # completes them; taking our own end down makes the kick fail with
+    # ENETDOWN (tested below).
+    cfg = xs.XdpConfig(frame_count=64, tx_size=32, comp_size=32, rx_size=32, fill_size=32)
+    with (
+        veth_rx_only_queues(rx_queues=4, tx_queues=1) as (a, _b),
+        xs.create_tx_socket(a, 2, cfg) as tx,
+    ):
+        # 1. the frame goes into the ring but is never completed
         t0 = time.monotonic()
         with pytest.raises(TimeoutError):
-            for i in range(10_000):
-                tx.send_blocking(make_test_frame(7, i, 60), timeout=0.2)
-        assert time.monotonic() - t0 < 5
+            tx.send_blocking(make_test_frame(7, 0, 60), timeout=0.2)
+        assert 0.15 <= time.monotonic() - t0 < 1.5
+        # 2. send() never blocks: it says False once no frame is free
+        sent = 1
+        t0 = time.monotonic()
+        while tx.send(make_test_frame(7, sent, 60)):
+            sent += 1
+            assert sent <= 64, "more frames sent than the UMEM has"
+        assert time.monotonic() - t0 < 1.0
+        assert sent >= 32
+        # 3. so send_blocking times out waiting for a free frame
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            tx.send_blocking(make_test_frame(7, 99, 60), timeout=0.2)
+        assert 0.15 <= time.monotonic() - t0 < 1.5
+        assert tx.statistics().tx_invalid_descs == 0
 
 
 def test_kick_on_down_link_names_the_interface(veth: Any) -> None:

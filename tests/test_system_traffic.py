@@ -117,7 +117,8 @@ def test_tx_to_rx_100k_frames_identical_and_in_order(veth_factory: Any, batch: i
         deadline = time.monotonic() + DEADLINE_S
         while receiver.got < N_FRAMES:
             assert time.monotonic() < deadline, (
-                f"timeout: sent {sender.sent}, received {receiver.got}"
+                f"timeout: sent {sender.sent}, received {receiver.got}, "
+                f"tx {tx.statistics()}, rx {rx.statistics()}"
             )
             sender.step()
             receiver.drain()
