@@ -444,6 +444,11 @@ class TxPath:
         """Set the lengths of the first ``n`` reserved frames (array or scalar)."""
         if not 0 <= n <= self.reserved:
             raise ValueError(f"{n} frame(s) asked for, {self.reserved} reserved")
+        if isinstance(lens, int):
+            if not 0 < lens <= self.frame_size:
+                raise ValueError(f"length must be 1..{self.frame_size}, got {lens}")
+            _fill_circular(self.tx.area.lens, self.tx.cached_prod, n, lens)
+            return
         arr = np.asarray(lens)
         if arr.ndim == 0:
             v = int(arr)
@@ -550,8 +555,9 @@ class TxPath:
         addr: int = self._q[2 * self.slot(i)]
         return addr
 
-    def commit(self, n: int) -> None:
-        """Publish the first ``n`` reserved frames to the kernel."""
+    def commit(self, n: int, checked: bool = False) -> None:
+        """Publish the first ``n`` reserved frames to the kernel. ``checked``:
+        the caller just wrote valid lengths for all of them."""
         if not 0 <= n <= self.reserved:
             raise ValueError(
                 f"cannot commit {n} frame(s): {self.reserved} available (call seek_n first)"
@@ -559,6 +565,11 @@ class TxPath:
         if n == 0:
             return
         tx = self.tx
+        if checked:
+            tx.submit(n)
+            self.reserved -= n
+            self.submitted += n
+            return
         # A zero length means the frame was never peeked: the kernel would
         # count it as an invalid descriptor and never complete it, leaking the
         # frame. Refuse instead.

@@ -186,7 +186,8 @@ class TxBatch:
     ``frames()``, then :meth:`submit`.
     """
 
-    __slots__ = ("_kick", "_path", "_start", "addrs", "count", "done", "lens", "umem", "umem2d")
+    __slots__ = ("_addrs", "_kick", "_len_all", "_lens", "_path", "_start", "count", "done",
+                 "umem2d")
 
     def __init__(self, path: _ring.TxPath, count: int, umem2d: U8Array,
                  kick: Callable[[], Any] = _nothing) -> None:
@@ -194,11 +195,32 @@ class TxBatch:
         self._path = path
         self.count = count
         self._start = path.tx.cached_prod
-        self.addrs: npt.NDArray[np.uint64] = path.reserved_addrs(count)
-        self.lens: npt.NDArray[np.uint32] = np.zeros(count, np.uint32)
         self.umem2d = umem2d
-        self.umem = umem2d.reshape(-1)
         self.done = False
+        # Arrays are made on first use: the common txonly loop only sets one
+        # length for the whole batch and never needs them.
+        self._addrs: npt.NDArray[np.uint64] | None = None
+        self._lens: npt.NDArray[np.uint32] | None = None
+        self._len_all = 0  # one validated length for every frame, while _lens is None
+
+    @property
+    def addrs(self) -> npt.NDArray[np.uint64]:
+        """The frames' UMEM byte addresses."""
+        if self._addrs is None:
+            self._addrs = self._path.reserved_addrs(self.count)
+        return self._addrs
+
+    @property
+    def lens(self) -> npt.NDArray[np.uint32]:
+        """Lengths to send, writable (0 = frame not written)."""
+        if self._lens is None:
+            self._lens = np.full(self.count, self._len_all, np.uint32)
+        return self._lens
+
+    @property
+    def umem(self) -> U8Array:
+        """The whole UMEM as a flat uint8 array."""
+        return self.umem2d.reshape(-1)
 
     def __len__(self) -> int:
         return self.count
@@ -260,7 +282,7 @@ class TxBatch:
             raise ValueError(f"packet of {tpl.shape[0]} bytes does not fit a frame")
         rows, _ = _frame_rows(self.addrs[:k], self.frame_size)
         self.umem2d[rows, : tpl.shape[0]] = tpl
-        self.lens[:k] = tpl.shape[0]
+        self._set_lens(k, int(tpl.shape[0]))
 
     def set_lengths(self, lens: npt.ArrayLike, count: int | None = None) -> None:
         """Set the lengths of the first ``count`` frames (scalar or array)."""
@@ -268,6 +290,11 @@ class TxBatch:
         self._set_lens(self.count if count is None else count, lens)
 
     def _set_lens(self, k: int, lens: npt.ArrayLike) -> None:
+        if isinstance(lens, int) and k == self.count and self._lens is None:
+            if not 0 < lens <= self.frame_size:
+                raise ValueError(f"length must be 1..{self.frame_size}, got {lens}")
+            self._len_all = lens  # fast path: no array at all
+            return
         arr = np.asarray(lens)
         if arr.ndim == 0:
             v = int(arr)
@@ -295,12 +322,21 @@ class TxBatch:
         k = self.count if count is None else count
         if not 0 <= k <= self.count:
             raise ValueError(f"count must be 0..{self.count}")
-        if k and int(self.lens[:k].min()) == 0:
-            raise ValueError("a frame in the submit has no length: write it or set_lengths()")
-        self.done = True
+        path = self._path
         if k:
-            self._path.set_lengths(self.lens[:k], k)
-            self._path.commit(k)
+            if self._lens is None:
+                if not self._len_all:
+                    raise ValueError("no frame in the submit has a length: write them or "
+                                     "set_lengths()")
+                path.set_lengths(self._len_all, k)
+            else:
+                if int(self._lens[:k].min()) == 0:
+                    raise ValueError("a frame in the submit has no length: write it or "
+                                     "set_lengths()")
+                path.set_lengths(self._lens[:k], k)
+            # lengths were validated here: skip the ring's own zero-length scan
+            path.commit(k, checked=True)
+        self.done = True
         if kick:
             self._kick()
         return k
@@ -320,10 +356,12 @@ class TxBatch:
         if self.done:
             return
         if exc_type is None:
-            k = int(np.count_nonzero(self.lens))
+            if self._lens is None:
+                self.submit(self.count if self._len_all else 0)
+                return
             # submit the written prefix; unwritten frames stay reserved
-            first_zero = int(np.argmin(self.lens)) if k < self.count else self.count
-            self.submit(first_zero)
+            zero = np.flatnonzero(self._lens == 0)
+            self.submit(int(zero[0]) if zero.shape[0] else self.count)
         else:
             self.cancel()
 

@@ -57,6 +57,8 @@ class XdpConfig:
       the socket at its queue and loads no program.
     * ``tx_budget``: frames the kernel sends per copy-mode kick
       (``XDP_MAX_TX_SKB_BUDGET``, Linux 6.15+); ``None`` keeps the kernel's 32.
+    * ``busy_poll``: microseconds of preferred busy polling (``SO_BUSY_POLL``
+      with ``SO_PREFER_BUSY_POLL``, budget 64); ``None`` leaves it off.
     """
 
     zero_copy: bool | None = None
@@ -72,6 +74,7 @@ class XdpConfig:
     xdp_mode: str = "auto"
     xskmap_fd: int | None = None
     tx_budget: int | None = None
+    busy_poll: int | None = None
 
     def __post_init__(self) -> None:
         if self.frame_size not in FRAME_SIZES:
@@ -104,6 +107,13 @@ class XdpConfig:
             or self.tx_budget <= 0
         ):
             raise ValueError(f"tx_budget must be a positive int, got {self.tx_budget!r}")
+
+        if self.busy_poll is not None and (
+            isinstance(self.busy_poll, bool) or not isinstance(self.busy_poll, int)
+            or self.busy_poll <= 0
+        ):
+            raise ValueError(f"busy_poll must be a positive number of microseconds, "
+                             f"got {self.busy_poll!r}")
 
     @property
     def rx_room(self) -> int:

@@ -162,6 +162,8 @@ class _Xsk:
         self.zero_copy = bool(_xsk.options(self.sock, name, q) & C.XDP_OPTIONS_ZEROCOPY)
         if cfg.tx_budget is not None and want_tx:
             _xsk.set_tx_budget(self.sock, cfg.tx_budget, name, q)
+        if cfg.busy_poll is not None:
+            _xsk.set_busy_poll(self.sock, cfg.busy_poll, 64, name, q)
         if want_rx:
             from .program import attach_xsk
 

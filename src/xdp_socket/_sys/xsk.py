@@ -240,6 +240,24 @@ def set_tx_budget(sock: socket.socket, budget: int, ifname: str, queue_id: int) 
         raise _err(f"set TX budget {budget}", ifname, queue_id, e) from None
 
 
+# include/uapi/asm-generic/socket.h
+SO_BUSY_POLL = 46
+SO_PREFER_BUSY_POLL = 69
+SO_BUSY_POLL_BUDGET = 70
+
+
+def set_busy_poll(sock: socket.socket, usecs: int, budget: int, ifname: str,
+                  queue_id: int) -> None:
+    """Preferred busy polling: the app's syscalls run the driver's NAPI poll."""
+    for opt, val, what in ((SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL"),
+                           (SO_BUSY_POLL, usecs, "SO_BUSY_POLL"),
+                           (SO_BUSY_POLL_BUDGET, budget, "SO_BUSY_POLL_BUDGET")):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, val)
+        except OSError as e:
+            raise _err(f"set {what}", ifname, queue_id, e) from None
+
+
 def alloc_umem(length: int, huge: bool) -> mmap.mmap:
     """An anonymous private mapping for the UMEM, optionally on 2 MiB huge pages.
 
