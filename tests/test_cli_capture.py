@@ -108,8 +108,9 @@ def test_capture_count_exact_and_byte_exact(veth: testing.VethPair, tmp_path: Pa
     assert not builtin_program_attached(veth.b_index)  # the CLI cleaned up
 
 
-def test_capture_sigterm_stops_cleanly_with_complete_file(veth: testing.VethPair,
-                                                          tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_capture_signal_stops_cleanly_with_complete_file(veth: testing.VethPair,
+                                                         tmp_path: Path, sig: int) -> None:
     out = tmp_path / "t.pcap"
     sent = frames(40, b"trm")
     proc = start_capture("-i", veth.b, "-w", str(out), "-d", "30", "--json", "--xdp-mode",
@@ -120,19 +121,19 @@ def test_capture_sigterm_stops_cleanly_with_complete_file(veth: testing.VethPair
             for f in sent:
                 peer.send(f)
         time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert proc.returncode == 128 + sig, stderr  # 143 for SIGTERM, 130 for Ctrl-C
     assert b"Traceback" not in stderr
     import json
 
     summary = json.loads(stdout)
     assert summary["received"] == summary["written"] == len(sent)
-    assert summary["stopped_by"] == "SIGTERM"
+    assert summary["stopped_by"] == signal.Signals(sig).name
     assert set(summary["kernel"]) == {"rx_dropped", "rx_ring_full",
                                       "rx_fill_ring_empty_descs", "rx_invalid_descs"}
     assert [p.data for p in read_capture(out)] == sent
