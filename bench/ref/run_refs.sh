@@ -58,8 +58,8 @@ trap 'rm -rf "$tmp"' EXIT
 # run_one SCENARIO RUN: prints the measured side's JSON line.
 run_one() {
     local sc=$1 run=$2 sink_pid drop_pid=""
-    local out="$tmp/out.json" drop="$tmp/drop.json"
-    : > "$out"
+    local out="$tmp/out.json" drop="$tmp/drop.json" src="$tmp/src.json"
+    rm -f "$out" "$drop" "$src"
     case $sc in
         c-txonly)
             taskset -c 0 "$XSK" txonly -i va -d "$dur" -s "$size" --drop-peer vb --quiet > "$out"
@@ -70,18 +70,11 @@ run_one() {
             sleep 0.2
             taskset -c 0 $PY txonly -i va -d "$src_dur" -s "$size" --quiet > "$out"
             wait "$drop_pid"
-            # The drop counter's view (what arrived) goes in as peer_pps.
-            python3 - "$out" "$drop" <<'EOF'
-import json, sys
-o = json.load(open(sys.argv[1])); d = json.load(open(sys.argv[2]))
-o["peer_pps"] = d["pps"]
-open(sys.argv[1], "w").write(json.dumps(o, separators=(",", ":")) + "\n")
-EOF
             drop_pid=""
             ;;
         c-rxdrop | c-l2fwd | py-rxdrop | py-l2fwd)
             if [ "${sc#*-}" = l2fwd ]; then
-                "$XSK" drop -i va -d "$src_dur" -w 5 --quiet > "$drop" &
+                "$XSK" drop -i va -d "$dur" -w 5 --quiet > "$drop" &
                 drop_pid=$!
             fi
             if [ "${sc%%-*}" = c ]; then
@@ -92,9 +85,9 @@ EOF
             sink_pid=$!
             sleep 0.3
             if [ "${sc%%-*}" = c ]; then
-                taskset -c 0 "$GEN" -i va -d "$src_dur" -s "$size" --quiet > /dev/null
+                taskset -c 0 "$GEN" -i va -d "$src_dur" -s "$size" --quiet > "$src"
             else
-                taskset -c 0 "$XSK" txonly -i va -d "$src_dur" -s "$size" --quiet > /dev/null
+                taskset -c 0 "$XSK" txonly -i va -d "$src_dur" -s "$size" --quiet > "$src"
             fi
             wait "$sink_pid"
             if [ -n "$drop_pid" ]; then
@@ -108,8 +101,20 @@ EOF
             return 2
             ;;
     esac
-    python3 -c 'import json,sys; o=json.loads(sys.argv[1]); o["scenario"]=sys.argv[2]; o["run"]=int(sys.argv[3]); print(json.dumps(o, separators=(",", ":")))' \
-        "$(cat "$out")" "$sc" "$run"
+    # Tag the measured side's line; add what the source offered (source_pps) and
+    # what the counting drop saw arrive (peer_pps), to tell who was the bottleneck.
+    python3 - "$out" "$src" "$drop" "$sc" "$run" <<'EOF'
+import json, os, sys
+out, src, drop, sc, run = sys.argv[1:]
+o = json.load(open(out))
+o["scenario"], o["run"] = sc, int(run)
+if os.path.exists(src) and os.path.getsize(src):
+    s = json.load(open(src))
+    o["source_impl"], o["source_pps"] = s["impl"], s["pps"]
+if os.path.exists(drop) and os.path.getsize(drop):
+    o["peer_pps"] = json.load(open(drop))["pps"]
+print(json.dumps(o, separators=(",", ":")))
+EOF
     sleep 0.1 # let the kernel release the queue slot (deferred, see KERNEL_NOTES.md)
 }
 
