@@ -88,6 +88,7 @@ _MIN_TAIL = 0.02  # don't start a flat-out call with less time than this left
 _MAX_BATCH = 256  # net/bpf/test_run.c TEST_XDP_MAX_BATCH
 _WORKERS = 2
 _PROGRESS_EVERY = 1.0
+_POLL = 0.02  # how often the calling thread looks at the workers and for Ctrl-C
 
 _ETH_ZLEN = 60  # shortest Ethernet frame without FCS (if_ether.h ETH_ZLEN)
 _ETH_HLEN = 14
@@ -330,6 +331,13 @@ class _Plan:
         self.call_rate: float | None = None  # frames/s one call reached last time
         self.stopped = False
         self.error: BaseException | None = None
+        # Workers still running. The calling thread polls this with
+        # time.sleep() rather than waiting on Thread.join() or an Event: a
+        # KeyboardInterrupt that lands inside those (pure-Python lock code)
+        # can leave a lock released or held wrongly (seen here: a join()
+        # marking a running thread stopped, so a chunk in flight went
+        # uncounted; an Event.wait() leaving a lock held, a deadlock).
+        self.running = _WORKERS
 
     def stop(self) -> None:
         with self.lock:
@@ -384,6 +392,23 @@ class _Plan:
             self.stopped = True
         self.wake.set()
 
+    @property
+    def finished(self) -> bool:
+        return self.running <= 0
+
+    def worker_done(self) -> None:
+        with self.lock:
+            self.running -= 1
+
+    def wait_finished(self, timeout: float | None = None) -> bool:
+        # Each worker finishes its current call (at most one chunk) and leaves.
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.running > 0:
+            if end is not None and time.monotonic() >= end:
+                return False
+            time.sleep(_POLL)
+        return True
+
     def snapshot(self, now: float | None = None) -> GenResult:
         with self.lock:
             end = self.last_end if now is None else now
@@ -406,6 +431,32 @@ def _current_cpu() -> int:
     except (OSError, ValueError, IndexError):
         cpu = -1
     return cpu if cpu in allowed else min(allowed)
+
+
+class _SigintFlag:
+    """While a run lasts, Ctrl-C sets a flag instead of raising KeyboardInterrupt
+    wherever the calling thread happens to be (possibly inside lock code); a
+    second Ctrl-C raises as usual. Only from the main thread, and only when
+    SIGINT has Python's default handler: a program's own handler is left alone."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old: Any = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return
+        self._old = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 class TrafficGenerator:
@@ -528,13 +579,11 @@ class TrafficGenerator:
         plan = self._plan
         if plan is not None:
             plan.stop()
-            deadline = time.monotonic() + 5.0
-            while self._plan is not None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if self._plan is not None:
+            if not plan.wait_finished(5.0):
                 # Workers still inside a call: leaking the fd beats letting a
                 # later call use a number that may name something else.
                 return
+            self._plan = None
         fd, self._prog_fd = self._prog_fd, None
         if fd is not None:
             os.close(fd)
@@ -566,7 +615,7 @@ class TrafficGenerator:
         """
         if self._prog_fd is None:
             raise ValueError("the traffic generator is closed")
-        if self._plan is not None:
+        if self._plan is not None and not self._plan.finished:
             raise RuntimeError("this generator is already running")
         if count is None and duration is None:
             raise ValueError("give count or duration: a run must be bounded")
@@ -599,43 +648,45 @@ class TrafficGenerator:
             )
             for i in range(_WORKERS)
         ]
+        started = 0
+        sigint = _SigintFlag()
         try:
             try:
                 for w in workers:
                     w.start()
+                    started += 1
                 next_report = plan.t0 + _PROGRESS_EVERY
-                while alive := [w for w in workers if w.is_alive()]:
+                while not plan.finished:
+                    if sigint.hit:
+                        raise KeyboardInterrupt
                     now = time.monotonic()
                     if on_progress is not None and now >= next_report:
                         on_progress(plan.snapshot(now))
                         next_report += _PROGRESS_EVERY
-                    # Short waits: Ctrl-C is seen (as KeyboardInterrupt) between them.
-                    alive[0].join(max(0.0, min(0.05, next_report - now)))
-            except KeyboardInterrupt:
+                    time.sleep(_POLL)
+                if plan.error is not None:
+                    raise plan.error
+                if plan.rate is not None:
+                    # Keep the pace across runs: the last burst's tick is ours.
+                    end = plan.t0 + plan.done / plan.rate
+                    while not sigint.hit and (left := end - time.monotonic()) > 0:
+                        time.sleep(min(left, _POLL))
+                    if sigint.hit:
+                        raise KeyboardInterrupt
+                    return plan.snapshot(time.monotonic())
+                return plan.snapshot()
+            except BaseException as e:
                 plan.stop()
-                self._join(workers)
-                raise GenerationInterrupted(plan.snapshot()) from None
-            except BaseException:
-                plan.stop()
-                self._join(workers)
+                for _ in range(started, _WORKERS):
+                    plan.worker_done()  # never started: nothing to wait for
+                plan.wait_finished()
+                if isinstance(e, KeyboardInterrupt):
+                    raise GenerationInterrupted(plan.snapshot()) from None
                 raise
-            if plan.error is not None:
-                raise plan.error
-            if plan.rate is not None:
-                # Keep the pace across runs: the last burst's tick is ours.
-                with contextlib.suppress(KeyboardInterrupt):
-                    time.sleep(max(0.0, plan.t0 + plan.done / plan.rate - time.monotonic()))
-                return plan.snapshot(time.monotonic())
-            return plan.snapshot()
         finally:
-            self._plan = None
-
-    @staticmethod
-    def _join(workers: list[threading.Thread]) -> None:
-        # Each worker finishes its current call (one chunk) and leaves.
-        for w in workers:
-            while w.is_alive():
-                w.join(0.1)
+            sigint.restore()
+            if plan.finished:
+                self._plan = None
 
     def _worker(self, plan: _Plan, cpu: int) -> None:
         # Signals go to the calling thread: a signal pending on *this* thread
@@ -660,6 +711,8 @@ class TrafficGenerator:
                 plan.complete(n, time.monotonic() - t)
         except BaseException as e:  # handed to the calling thread
             plan.fail(e)
+        finally:
+            plan.worker_done()
 
     def _send(self, fd: int, n: int) -> None:
         try:
@@ -714,7 +767,10 @@ class XdpDrop:
     """A counting drop program attached to an interface (see :func:`xdp_drop`)."""
 
     def __init__(self, iface: str | int, mode: str = "native") -> None:
-        self._fds: list[int] = []
+        self._map_fd: int | None = None
+        self._prog_fd: int | None = None
+        self._link_fd: int | None = None
+        self._final = 0
         if mode not in _DROP_MODES:
             raise ValueError(f"mode must be one of {', '.join(_DROP_MODES)}; got {mode!r}")
         self.ifname, self.ifindex = _iface.resolve_interface(iface)
@@ -727,27 +783,25 @@ class XdpDrop:
             self._map_fd = bpf.map_create(
                 C.BPF_MAP_TYPE_ARRAY, 4, 8, 1, DROP_MAP_NAME, ifname=self.ifname
             )
-            self._fds.append(self._map_fd)
-            prog_fd = bpf.prog_load(
+            self._prog_fd = bpf.prog_load(
                 C.BPF_PROG_TYPE_XDP,
                 drop_program_insns(self._map_fd),
                 _LICENSE,
                 DROP_PROG_NAME,
                 ifname=self.ifname,
             )
-            self._fds.append(prog_fd)
-            self.prog_id = bpf.prog_get_info(prog_fd).id
+            self.prog_id = bpf.prog_get_info(self._prog_fd).id
             try:
-                link_fd = bpf.link_create(
-                    prog_fd, self.ifindex, C.BPF_XDP, _DROP_MODES[mode], ifname=self.ifname
+                # A BPF link, not netlink: the program leaves the interface
+                # when the link fd closes, even if the process dies.
+                self._link_fd = bpf.link_create(
+                    self._prog_fd, self.ifindex, C.BPF_XDP, _DROP_MODES[mode], ifname=self.ifname
                 )
             except XdpError as e:
                 # EBUSY (native) / EEXIST (skb): a program appeared since we looked.
                 if e.errno in (errno.EBUSY, errno.EEXIST):
                     raise self._conflict(step, _iface.xdp_state(self.ifindex).prog_ids) from None
                 raise
-            # Closing the link fd (last) detaches the program: no pin, nothing to leak.
-            self._fds.insert(0, link_fd)
         except BaseException:
             self.close()
             raise
@@ -763,27 +817,37 @@ class XdpDrop:
         )
 
     def count(self) -> int:
-        """Frames dropped (and counted) so far."""
-        if self.closed:
-            raise ValueError("the drop program was detached")
+        """Frames dropped (and counted) so far; after :meth:`close`, the final count."""
+        if self._map_fd is None:
+            return self._final
         return bpf.map_lookup_elem(self._map_fd, 0, ifname=self.ifname) or 0
 
     def reset(self) -> None:
         """Set the count back to 0."""
-        if self.closed:
+        if self._map_fd is None or self._link_fd is None:
             raise ValueError("the drop program was detached")
         bpf.map_update_elem(self._map_fd, 0, 0, ifname=self.ifname)
 
     @property
     def closed(self) -> bool:
-        return not self._fds
+        return self._link_fd is None
 
     def close(self) -> None:
-        """Detach the program and free it (idempotent)."""
-        fds, self._fds = self._fds, []
-        for fd in fds:
+        """Detach the program and free it (idempotent); :meth:`count` keeps the final count."""
+        # Detach first, then read the count, which can no longer change.
+        link, self._link_fd = self._link_fd, None
+        if link is not None:
             with contextlib.suppress(OSError):
-                os.close(fd)
+                os.close(link)
+        if self._map_fd is not None:
+            with contextlib.suppress(OSError):
+                self._final = self.count()
+        for name in ("_prog_fd", "_map_fd"):
+            fd = getattr(self, name)
+            setattr(self, name, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def __enter__(self) -> XdpDrop:
         return self
