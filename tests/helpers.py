@@ -96,11 +96,11 @@ def xdp_prog_id(ifindex: int) -> int:
 def veth_rx_only_queues(rx_queues: int = 4, tx_queues: int = 1) -> Iterator[tuple[str, str]]:
     """A veth pair whose first end has more RX than TX queues.
 
-    An AF_XDP socket may bind to any queue index below the RX *or* TX queue
-    count, but copy-mode TX silently skips a socket whose queue index is not
-    a real TX queue (the generic xmit path checks real_num_tx_queues), so
-    frames committed on such a socket never leave the TX ring and never
-    complete: a deterministic "nothing drains" for timeout tests.
+    The kernel binds an AF_XDP socket to any queue index below the RX *or* TX
+    queue count, but copy-mode TX silently skips a socket whose queue index
+    is not a real TX queue (the generic xmit path checks real_num_tx_queues):
+    its frames would never leave the TX ring. The library refuses such a TX
+    socket; this pair is how the tests show it.
     """
     if not in_private_netns():
         raise RuntimeError("only inside the private namespace")

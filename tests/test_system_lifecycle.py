@@ -29,6 +29,7 @@ from helpers import (
 )
 
 import xdp_socket as xs
+import xdp_socket.socket as xs_socket
 from xdp_socket import testing
 from xdp_socket.errors import InterfaceDownError
 
@@ -123,18 +124,17 @@ def test_sigkilled_owner_leaves_no_program(veth: Any) -> None:
     rx.close()
 
 
-def test_send_blocking_times_out_when_nothing_drains() -> None:
-    # How "nothing drains" is made: see helpers.veth_rx_only_queues (a TX
-    # socket on a queue index that is an RX queue only; the kernel accepts the
-    # bind but its copy-mode TX path never transmits from it). Taking the peer
-    # down does not work: the kernel then drops the frames and still
-    # completes them; taking our own end down makes the kick fail with
-    # ENETDOWN (tested below).
+def test_send_blocking_times_out_when_nothing_drains(veth: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Nothing drains", made deterministic: in copy mode the kernel transmits
+    # only inside a kick (sendto) or a poll on the socket, so with both
+    # swallowed no frame is ever sent or completed. (Taking the peer down does
+    # not work: the kernel drops the frames and still completes them; taking
+    # our own end down makes the kick fail with ENETDOWN, tested below.)
+    monkeypatch.setattr(xs_socket._xsk, "wakeup_tx", lambda sock: 0)
+    monkeypatch.setattr(xs_socket._Xsk, "poll", lambda self, events, timeout: False)
     cfg = xs.XdpConfig(frame_count=64, tx_size=32, comp_size=32, rx_size=32, fill_size=32)
-    with (
-        veth_rx_only_queues(rx_queues=4, tx_queues=1) as (a, _b),
-        xs.create_tx_socket(a, 2, cfg) as tx,
-    ):
+    with xs.create_tx_socket(veth.a, 0, cfg) as tx:
         # 1. the frame goes into the ring but is never completed
         t0 = time.monotonic()
         with pytest.raises(TimeoutError):
@@ -154,6 +154,21 @@ def test_send_blocking_times_out_when_nothing_drains() -> None:
             tx.send_blocking(make_test_frame(7, 99, 60), timeout=0.2)
         assert 0.15 <= time.monotonic() - t0 < 1.5
         assert tx.statistics().tx_invalid_descs == 0
+
+
+def test_socket_on_a_queue_the_direction_lacks_is_refused() -> None:
+    # The kernel binds a queue id that exists in either direction; copy-mode
+    # TX then silently never sends from a queue that is RX-only. The library
+    # refuses such a TX socket up front; an RX socket there is fine.
+    with veth_rx_only_queues(rx_queues=4, tx_queues=1) as (a, _b):
+        with pytest.raises(xs.XdpError) as info:
+            xs.create_tx_socket(a, 2)
+        err = info.value
+        assert err.errno == errno.EINVAL
+        assert err.ifname == a and err.queue_id == 2
+        assert "1 TX queue" in str(err) and "never send" in str(err)
+        rx = xs.create_rx_socket(a, 2, xs.XdpConfig(xdp_mode="native"))
+        rx.close()
 
 
 def test_kick_on_down_link_names_the_interface(veth: Any) -> None:

@@ -43,7 +43,7 @@ from ._sys.xsk import Statistics
 from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
 from .errors import InterfaceDownError, SocketClosedError, XdpBusyError, xdp_error
-from .iface import resolve_interface
+from .iface import queue_counts, resolve_interface
 from .umem import Umem
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ class _Xsk:
         cfg, name, q = self.config, self.ifname, self.queue_id
         want_rx = self.direction in (Direction.RX, Direction.BOTH)
         want_tx = self.direction in (Direction.TX, Direction.BOTH)
+        self._check_queue(want_rx, want_tx)
         self.sock = _xsk.create_socket(name, q)
         self.umem = umem = Umem(cfg, name, q)
         umem.register(self.sock, name, q)
@@ -169,6 +170,21 @@ class _Xsk:
 
             self.xskmap = attach_xsk(name, self.ifindex, q, self.sock.fileno(),
                                      mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd)
+
+    def _check_queue(self, want_rx: bool, want_tx: bool) -> None:
+        """The kernel binds a queue id that exists in *either* direction, so a
+        TX socket on a queue the device can only receive on binds fine and
+        then never sends (and an RX socket on a TX-only queue never
+        receives). Refuse those up front, naming the counts."""
+        n_rx, n_tx = queue_counts(self.ifindex)
+        for wanted, count, what, never in ((want_rx, n_rx, "RX", "receive"),
+                                           (want_tx, n_tx, "TX", "send")):
+            if wanted and self.queue_id >= count:
+                raise xdp_error(
+                    errno.EINVAL, "bind xsk", self.ifname, self.queue_id,
+                    hint=f"{self.ifname} has {count} {what} queue(s), 0..{count - 1}; a socket "
+                         f"on queue {self.queue_id} would never {never}",
+                )
 
     def _map(self, pgoff: int, ro: _xsk.RingOffsets, entries: int, kind: str,
              what: str) -> _ring.RingArea:
