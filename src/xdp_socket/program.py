@@ -474,6 +474,14 @@ def _create(ifname: str, ifindex: int, mode: str, queue_id: int) -> _Attachment:
                 # "auto": only a driver without native XDP sends us to skb.
                 if i + 1 < len(tries) and e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
                     continue
+                if e.errno == errno.ERANGE:
+                    # veth (and some drivers) refuse single-buffer XDP when a
+                    # frame could exceed one page: seen with a peer MTU > 3506
+                    raise xdp_error(
+                        e.errno, f"attach XDP program ({m} mode)", ifname, queue_id,
+                        hint="the MTU (on veth: the peer's MTU) is too large for XDP "
+                             "without multi-buffer; lower it to 3500 or less",
+                    ) from None
                 raise
         assert link_fd is not None
         fds.append(link_fd)
