@@ -130,6 +130,12 @@ def test_count_is_exact_at_the_drop_program(veth: Any) -> None:
 
 
 @kernel
+def test_warns_when_the_device_takes_no_redirects() -> None:
+    with G.TrafficGenerator("lo") as gen:  # loopback has no ndo_xdp_xmit
+        assert gen.warnings and "redirect" in gen.warnings[0]
+
+
+@kernel
 def test_duration_bounded_and_counted(veth: Any) -> None:
     seen: list[G.GenResult] = []
     with G.xdp_drop(veth.b) as sink, G.TrafficGenerator(veth.a, frame_size=128) as gen:

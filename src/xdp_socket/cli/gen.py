@@ -90,9 +90,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rate", type=positive_float, default=None, metavar="PPS",
                    help="at most this many frames per second (bursts every 0.1 s)")
     p.add_argument("--cpu", type=non_negative_int, default=None, metavar="N",
-                   help="send from CPU N (pins the sending threads)")
+                   help="send from CPU N (default: the CPU gen starts on)")
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
-                   help="frames per kernel batch, 1..256 (default: the kernel's 64)")
+                   help="frames per kernel batch, 1..256 (default: the kernel's 64; "
+                        "above 64 a veth may drop some)")
     add_json(p)
     p.set_defaults(func=run)
 
