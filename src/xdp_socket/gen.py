@@ -13,11 +13,11 @@ Rules this module keeps (they come from measurements, see KERNEL_NOTES.md):
   *silently* unless its peer runs an XDP program (any program: :func:`xdp_drop`
   below, or an AF_XDP socket's redirect program); :attr:`TrafficGenerator.warnings`
   says so when it can tell.
-* Every call with ``repeat > 1`` spends ~24 ms asleep in the kernel (setting up
-  and tearing down the page pool) however few frames it sends, while ``repeat
-  == 1`` is cheap. So calls are long (:data:`CHUNK_SECONDS`, sized from the
-  rate the previous call reached), and two worker threads take turns: one
-  sends while the other sleeps through its teardown (measured +15% on one core).
+* Every call with ``repeat > 1`` spends ~24 ms asleep in the kernel (measured:
+  wall time with no CPU time) however few frames it sends, while ``repeat ==
+  1`` is cheap. So calls are long (:data:`CHUNK_SECONDS`, sized from the rate
+  the previous call reached), and two worker threads on the same CPU take
+  turns: one sends while the other sleeps (measured +10-15% on one core).
 * Counts are exact: a chunk's frames are counted when its call returns. The
   kernel stops a test run early on a pending signal (EINTR, count unknown), so
   worker threads block all signals and Ctrl-C is handled by the calling thread
@@ -345,7 +345,7 @@ class _Plan:
         self.count = count
         self.deadline = None if duration is None else self.t0 + duration
         self.rate = rate
-        self.tick_chunk = 0 if rate is None else max(1, round(rate * RATE_TICK))
+        self.tick_chunk = 0 if rate is None else max(1, min(round(rate * RATE_TICK), _MAX_CHUNK))
         self.claimed = 0
         self.done = 0
         self.last_end = self.t0
