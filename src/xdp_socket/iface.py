@@ -10,9 +10,21 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+# XDP features and link facts from the netdev generic-netlink family: the
+# message layouts live in _netdev; this module is their public face.
+from ._netdev import LinkBasics, NetdevFeatures, link_basics, netdev_features
 from .errors import xdp_error
 
-__all__ = ["XdpState", "queue_counts", "resolve_interface", "xdp_state"]
+__all__ = [
+    "LinkBasics",
+    "NetdevFeatures",
+    "XdpState",
+    "link_basics",
+    "netdev_features",
+    "queue_counts",
+    "resolve_interface",
+    "xdp_state",
+]
 
 
 def resolve_interface(iface: str | int) -> tuple[str, int]:

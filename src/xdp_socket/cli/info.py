@@ -43,14 +43,13 @@ def register(subparsers: Any) -> None:
 
 def collect(iface: str | None) -> list[dict[str, Any]]:
     """What ``info`` reports, as JSON-ready dicts (one per interface)."""
-    from .. import _netdev
     from ..errors import XdpError
-    from ..iface import xdp_state
+    from ..iface import link_basics, netdev_features, xdp_state
     from ..program import builtin_program_attached
 
     index = resolve(iface)[1] if iface is not None else None
-    links = _netdev.link_basics(index)
-    features = _netdev.netdev_features(index)
+    links = link_basics(index)
+    features = netdev_features(index)
     out: list[dict[str, Any]] = []
     for link in links:
         try:
