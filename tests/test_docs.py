@@ -71,6 +71,29 @@ def test_docs_have_pages_and_examples() -> None:
     assert len(EXAMPLES) >= 30
 
 
+_PUBLIC_MODULES = ("xdp_socket", "xdp_socket.aio", "xdp_socket.pcap", "xdp_socket.gen",
+                   "xdp_socket.testing", "xdp_socket.scapy_compat", "xdp_socket.errors")
+_CLASSES = ("TxSocket", "RxSocket", "RxBatch", "TxBatch", "XdpConfig", "Statistics", "RingViews")
+
+
+def test_every_public_name_is_documented() -> None:
+    """Each name a public module exports, and each public member of the
+    socket, batch and config classes, appears somewhere in the docs."""
+    import xdp_socket
+
+    text = "\n".join(p.read_text() for p in PAGES)
+    missing = []
+    for m in _PUBLIC_MODULES:
+        if m.endswith("scapy_compat") and importlib.util.find_spec("scapy") is None:
+            continue  # optional dependency
+        missing += [f"{m}.{n}" for n in importlib.import_module(m).__all__ if n not in text]
+    for cls in _CLASSES:
+        for name in dir(getattr(xdp_socket, cls)):
+            if not name.startswith("_") and name not in ("count", "index") and name not in text:
+                missing.append(f"xdp_socket.{cls}.{name}")
+    assert not missing, f"not mentioned in docs/: {missing}"
+
+
 def test_norun_is_rare() -> None:
     """The marker is for real-NIC snippets: a handful at most."""
     skipped = [(p.name, ln) for p in PAGES for ln, _, ok in _blocks(p, "python") if not ok]
