@@ -645,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
     testing.enter_private_netns()
 
     load_before = os.getloadavg()
+    if load_before[0] > 0.5:
+        # Two busy cores are what this measures: anything else running skews it.
+        _log(f"run.py: warning: load average {load_before[0]:.2f}; results are only "
+             "comparable on an otherwise idle machine")
     started = datetime.datetime.now(datetime.timezone.utc)
     procs = Procs()
     records: list[dict[str, Any]] = []
