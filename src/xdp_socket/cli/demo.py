@@ -135,7 +135,7 @@ def _pump(args: argparse.Namespace, c: _Counts, a_tx: Any, a_rx: Any, b_tx: Any,
             lens = back.lens
             # compare each frame's bytes up to its length (beyond it, the
             # frame holds whatever an earlier packet left there)
-            same = (back.gather(MAX_LEN) == want) | (_COLUMNS >= lens[:, None])
+            same = (back.gather(MAX_LEN) == want) | (lens[:, None] <= _COLUMNS)
             ok = (lens == want_lens) & same.all(axis=1)
             good = int(ok.sum())
             c.verified += good
@@ -198,9 +198,9 @@ def _loop(args: argparse.Namespace, link: Any, a_tx: Any, a_rx: Any, b_tx: Any,
     if args.json:
         print(json.dumps(summary))
     else:
-        rate = human_rate(c.verified / elapsed if elapsed else 0.0, "frames/s")
+        rate_text = human_rate(c.verified / elapsed if elapsed else 0.0, "frames/s")
         print(f"{c.verified} of {c.sent} frames went {link.a} -> {link.b} -> {link.a} through "
-              f"AF_XDP in {elapsed:.2f} s ({rate} round trips).")
+              f"AF_XDP in {elapsed:.2f} s ({rate_text} round trips).")
         print(f"Every byte checked: {c.bad} corrupt, {lost} lost.")
         for name, st in ((link.a, sa), (link.b, sb)):
             print(f"kernel statistics {name}: "
