@@ -263,11 +263,9 @@ def gather_circular(src: np.ndarray[Any, Any], start: int, n: int) -> np.ndarray
     free-running position ``start`` (one or two slices)."""
     size = src.shape[0]
     s = start & (size - 1)
-    out: np.ndarray[Any, Any]
     if s + n <= size:
-        out = src[s : s + n].copy()
-    else:
-        out = np.concatenate((src[s:], src[: n - (size - s)]))
+        return np.array(src[s : s + n])  # a copy: the ring slot may be reused
+    out: np.ndarray[Any, Any] = np.concatenate((src[s:], src[: n - (size - s)]))
     return out
 
 
@@ -354,7 +352,20 @@ class FramePool:
         return out
 
 
-class TxPath:
+class _FramePath:
+    """What both sides share: the UMEM view and a pool of this side's frames
+    (all of them free at the start)."""
+
+    def __init__(self, frame_addrs: U64Array, frame_size: int, umem: memoryview) -> None:
+        self.frame_size = frame_size
+        self.base_mask = ~(frame_size - 1) & 0xFFFFFFFFFFFFFFFF
+        self.umem = umem
+        self.frame_count = len(frame_addrs)
+        self.pool = FramePool(self.frame_count)
+        self.pool.push_array(frame_addrs)
+
+
+class TxPath(_FramePath):
     """The TX side: TX ring (we produce), Completion ring (we consume), and a
     pool of free TX frames.
 
@@ -376,15 +387,9 @@ class TxPath:
     ) -> None:
         if tx.kind != "desc" or comp.kind != "addr":
             raise ValueError("TxPath needs a descriptor TX ring and an address completion ring")
+        super().__init__(frame_addrs, frame_size, umem)
         self.tx = ProducerRing(tx)
         self.comp = ConsumerRing(comp)
-        self.frame_size = frame_size
-        self.base_mask = ~(frame_size - 1) & 0xFFFFFFFFFFFFFFFF
-        self.umem = umem
-        self.frame_count = len(frame_addrs)
-        self.pool = FramePool(self.frame_count)
-        self.pool.buf[: self.frame_count] = frame_addrs
-        self.pool.tail = self.frame_count
         self.reserved = 0
         self.submitted = 0  # frames ever committed (Python int, no wrap)
         self.completed = 0  # frames ever reclaimed from the Completion ring
@@ -589,7 +594,7 @@ class TxPath:
         self.submitted += n
 
 
-class RxPath:
+class RxPath(_FramePath):
     """The RX side: RX ring (we consume), Fill ring (we produce), and a pool
     of free RX frames that do not fit in the Fill ring at the moment.
 
@@ -609,15 +614,9 @@ class RxPath:
     ) -> None:
         if rx.kind != "desc" or fill.kind != "addr":
             raise ValueError("RxPath needs a descriptor RX ring and an address fill ring")
+        super().__init__(frame_addrs, frame_size, umem)
         self.rx = ConsumerRing(rx)
         self.fill = ProducerRing(fill)
-        self.frame_size = frame_size
-        self.base_mask = ~(frame_size - 1) & 0xFFFFFFFFFFFFFFFF
-        self.umem = umem
-        self.frame_count = len(frame_addrs)
-        self.pool = FramePool(self.frame_count)
-        self.pool.buf[: self.frame_count] = frame_addrs
-        self.pool.tail = self.frame_count
         self.received = 0  # packets ever released back (Python int)
         self._q = rx.desc_q
         self._i = rx.desc_i

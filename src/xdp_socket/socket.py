@@ -355,6 +355,33 @@ class _Half:
         self._check_open()
         return self._core.statistics()
 
+    # seek and commit: the same ring core call for both halves -------------------
+    def seek_n(self, n: int) -> int:
+        """Make up to ``n`` descriptors available and return how many are
+        available now (0..n). TX: free frames, reclaiming completed ones; RX:
+        received packets. Never raises for a full or empty ring."""
+        if n.__class__ is not int or n < 0:
+            _check_count(n)
+        seek: int = self._path.seek(n)
+        return seek
+
+    def seek(self) -> int:
+        """``seek_n(1)``."""
+        one: int = self._path.seek(1)
+        return one
+
+    def commit_n(self, n: int) -> None:
+        """TX: publish the first ``n`` available frames to the TX ring (each
+        needs a length from ``peek_at``). RX: release the first ``n`` packets'
+        frames to the Fill ring. More than are available is a ValueError."""
+        if n.__class__ is not int:
+            _check_count(n)
+        self._path.commit(n)
+
+    def commit(self) -> None:
+        """``commit_n(1)``."""
+        self._path.commit(1)
+
     def close(self) -> None:
         """Close this half; the socket itself goes when its last half closes.
         Idempotent."""
@@ -402,19 +429,7 @@ class TxSocket(_Half):
         self._batch: TxBatch | None = None
         super().__init__(core)
 
-    # seek -> peek -> commit -> kick -------------------------------------------
-    def seek_n(self, n: int) -> int:
-        """Make up to ``n`` free frames available (reclaiming completed ones);
-        returns how many of them are available now (0..n). Never raises for a
-        full ring."""
-        if n.__class__ is not int or n < 0:
-            _check_count(n)
-        return self._path.seek(n)
-
-    def seek(self) -> int:
-        """``seek_n(1)``."""
-        return self._path.seek(1)
-
+    # seek -> peek -> commit -> kick: seek_n/seek/commit_n/commit are _Half's
     def peek_at(self, i: int, length: int) -> memoryview:
         """Writable view of the first ``length`` bytes of the i-th available
         frame; sets the length its descriptor will be sent with."""
@@ -430,16 +445,6 @@ class TxSocket(_Half):
         if not self._path.seek(1):
             raise BlockingIOError(errno.EAGAIN, "no free TX frame (all in flight)")
         return self._path.peek_at(0, length)
-
-    def commit_n(self, n: int) -> None:
-        """Publish the first ``n`` available frames to the TX ring."""
-        if n.__class__ is not int:
-            _check_count(n)
-        self._path.commit(n)
-
-    def commit(self) -> None:
-        """``commit_n(1)``."""
-        self._path.commit(1)
 
     def kick(self) -> None:
         """Wake the kernel if the TX ring asks for it (or always, without
@@ -484,19 +489,7 @@ class TxSocket(_Half):
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every committed frame is completed by the kernel and
         reclaimed. Returns False on timeout."""
-        path = self._path
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.00005
-        while True:
-            self._drive()
-            path.reclaim()
-            if path.in_flight == 0:
-                return True
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return False
-            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
-            delay = min(delay * 2, 0.005)
+        return self._wait_completed(self._path.submitted, timeout)
 
     # copying helpers ------------------------------------------------------------
     def send(self, data: BytesLike, header: BytesLike | None = None) -> bool:
@@ -540,6 +533,8 @@ class TxSocket(_Half):
                                f"{self.queue_id} within {timeout} s")
 
     def _wait_completed(self, target: int, timeout: float | None) -> bool:
+        """Drive the ring and reclaim until ``target`` frames ever committed
+        have completed; back off from 50 us to 5 ms between looks."""
         path = self._path
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.00005
@@ -624,17 +619,6 @@ class RxSocket(_Half):
         self._batch: RxBatch | None = None
         super().__init__(core)
 
-    def seek_n(self, n: int) -> int:
-        """Look for up to ``n`` received packets; returns how many are
-        available now (0..n). Never raises for an empty ring."""
-        if n.__class__ is not int or n < 0:
-            _check_count(n)
-        return self._path.seek(n)
-
-    def seek(self) -> int:
-        """``seek_n(1)``."""
-        return self._path.seek(1)
-
     def peek_at(self, i: int) -> memoryview:
         """The i-th available packet's bytes (a view into the UMEM, valid until
         ``commit``)."""
@@ -649,16 +633,6 @@ class RxSocket(_Half):
         if not self._path.seek(1):
             raise BlockingIOError(errno.EAGAIN, "no packet received")
         return self._path.peek_at(0)
-
-    def commit_n(self, n: int) -> None:
-        """Release the first ``n`` available packets' frames to the Fill ring."""
-        if n.__class__ is not int:
-            _check_count(n)
-        self._path.commit(n)
-
-    def commit(self) -> None:
-        """``commit_n(1)``."""
-        self._path.commit(1)
 
     def kick(self) -> None:
         """Wake the kernel if the *Fill* ring asks for it (the kernel sets
