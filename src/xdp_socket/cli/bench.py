@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._common import (
@@ -167,15 +168,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 # --- the loops ------------------------------------------------------------------------
-# Each returns (packets, seconds, extra fields). They check the clock once per
-# iteration: cheap next to a ring access, and it bounds every run in time.
+# A mode is a ``step()`` that moves one batch and returns how many packets it
+# moved; _measure runs it until the duration is over, checking the clock once
+# per batch (cheap next to a ring access, and it bounds every run in time).
+
+Step = Callable[[], int]
+Result = tuple[int, float, dict[str, Any]]
 
 
-def _report(status: Status, mode: str, now: float, state: list[float], total: int) -> None:
-    last_t, last_n = state
-    rate = (total - last_n) / (now - last_t) if now > last_t else 0.0
-    status.update(f"{mode}: {human_rate(rate)}  total {total}", force=True)
-    state[0], state[1] = now, total
+def _measure(args: argparse.Namespace, status: Status, stop: StopFlag, step: Step,
+             done: Callable[[int], int] = lambda n: n) -> tuple[int, float]:
+    """Run ``step`` for ``args.duration`` seconds; returns (steps' total,
+    seconds). ``done`` turns the running total into what the live rate shows
+    (txonly: frames completed rather than submitted)."""
+    total = 0
+    t0 = time.monotonic()
+    end = t0 + args.duration
+    nxt = t0 + 1.0
+    last_t, last_n = t0, 0
+    now = t0
+    while now < end and not stop:
+        total += step()
+        now = time.monotonic()
+        if now >= nxt:
+            shown = done(total)
+            rate = (shown - last_n) / (now - last_t)
+            status.update(f"{args.mode}: {human_rate(rate)}  total {shown}", force=True)
+            last_t, last_n, nxt = now, shown, now + 1.0
+    return total, now - t0
 
 
 def _first_packet(args: argparse.Namespace, rx: Any, stop: StopFlag) -> None:
@@ -189,179 +209,138 @@ def _first_packet(args: argparse.Namespace, rx: Any, stop: StopFlag) -> None:
         rx.poll_wait(0.01)
 
 
+def _rx_idle(args: argparse.Namespace, rx: Any) -> None:
+    if args.poll:
+        rx.poll_wait(0.1)
+
+
 def _rxdrop_batch(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
-                  stop: StopFlag) -> tuple[int, float, dict[str, Any]]:
-    receive, batch, poll = rx.receive, args.batch, args.poll
-    _first_packet(args, rx, stop)
-    total = 0
-    t0 = time.monotonic()
-    end = t0 + args.duration
-    nxt = t0 + 1.0
-    state = [t0, 0.0]
-    now = t0
-    while now < end and not stop:
+                  stop: StopFlag) -> Result:
+    receive, batch = rx.receive, args.batch
+
+    def step() -> int:
         with receive(batch) as b:
-            total += b.count
-        if poll and not b.count:
-            rx.poll_wait(0.1)
-        now = time.monotonic()
-        if now >= nxt:
-            _report(status, "rxdrop", now, state, total)
-            nxt = now + 1.0
-    return total, now - t0, {}
+            n: int = b.count
+        if not n:
+            _rx_idle(args, rx)
+        return n
+
+    _first_packet(args, rx, stop)
+    return (*_measure(args, status, stop, step), {})
 
 
 def _rxdrop_packet(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
-                   stop: StopFlag) -> tuple[int, float, dict[str, Any]]:
-    seek_n, peek_at, commit_n = rx.seek_n, rx.peek_at, rx.commit_n
-    batch, poll = args.batch, args.poll
-    _first_packet(args, rx, stop)
-    total = 0
-    t0 = time.monotonic()
-    end = t0 + args.duration
-    nxt = t0 + 1.0
-    state = [t0, 0.0]
-    now = t0
-    while now < end and not stop:
-        n = seek_n(batch)
+                   stop: StopFlag) -> Result:
+    seek_n, peek_at, commit_n, batch = rx.seek_n, rx.peek_at, rx.commit_n, args.batch
+
+    def step() -> int:
+        n: int = seek_n(batch)
         if n:
             for i in range(n):
                 peek_at(i)
             commit_n(n)
-            total += n
-        elif poll:
-            rx.poll_wait(0.1)
-        now = time.monotonic()
-        if now >= nxt:
-            _report(status, "rxdrop", now, state, total)
-            nxt = now + 1.0
-    return total, now - t0, {}
+        else:
+            _rx_idle(args, rx)
+        return n
+
+    _first_packet(args, rx, stop)
+    return (*_measure(args, status, stop, step), {})
 
 
 def _txonly_prepare(args: argparse.Namespace, tx: Any) -> int:
-    frame = udp_frame(args.size)
     import numpy as np
 
+    frame = udp_frame(args.size)
     tx.umem[:, : len(frame)] = np.frombuffer(frame, np.uint8)  # every frame, once
     return len(frame)
 
 
-def _txonly_batch(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
-                  stop: StopFlag) -> tuple[int, float, dict[str, Any]]:
-    length = _txonly_prepare(args, tx)
-    reserve, batch, poll = tx.reserve, args.batch, args.poll
-    submitted = 0
-    t0 = time.monotonic()
-    end = t0 + args.duration
-    nxt = t0 + 1.0
-    state = [t0, 0.0]
-    now = t0
-    while now < end and not stop:
-        b = reserve(batch)
-        n = b.count
-        if n:
-            b.set_lengths(length)
-        b.submit()  # also kicks when nothing new was reserved: drives completions
-        submitted += n
-        if poll and not n:
-            tx.poll_wait(0.1)
-        now = time.monotonic()
-        if now >= nxt:
-            _report(status, "txonly", now, state, submitted - tx.in_flight)
-            nxt = now + 1.0
-    seconds = now - t0
-    tx.reclaim()
-    done = submitted - tx.in_flight
-    return done, seconds, {"submitted": submitted}
-
-
-def _txonly_packet(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
-                   stop: StopFlag) -> tuple[int, float, dict[str, Any]]:
-    length = _txonly_prepare(args, tx)
-    seek_n, peek_at, commit_and_kick = tx.seek_n, tx.peek_at, tx.commit_and_kick
-    batch, poll = args.batch, args.poll
-    submitted = 0
-    t0 = time.monotonic()
-    end = t0 + args.duration
-    nxt = t0 + 1.0
-    state = [t0, 0.0]
-    now = t0
-    while now < end and not stop:
-        n = seek_n(batch)
-        for i in range(n):
-            peek_at(i, length)  # the frame already holds the packet; this sets its length
-        commit_and_kick(n)
-        submitted += n
-        if poll and not n:
-            tx.poll_wait(0.1)
-        now = time.monotonic()
-        if now >= nxt:
-            _report(status, "txonly", now, state, submitted - tx.in_flight)
-            nxt = now + 1.0
-    seconds = now - t0
+def _txonly(args: argparse.Namespace, tx: Any, status: Status, stop: StopFlag,
+            step: Step) -> Result:
+    submitted, seconds = _measure(args, status, stop, step, lambda n: n - tx.in_flight)
     tx.reclaim()
     return submitted - tx.in_flight, seconds, {"submitted": submitted}
 
 
+def _txonly_batch(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
+                  stop: StopFlag) -> Result:
+    length = _txonly_prepare(args, tx)
+    reserve, batch = tx.reserve, args.batch
+
+    def step() -> int:
+        b = reserve(batch)
+        n: int = b.count
+        if n:
+            b.set_lengths(length)
+        b.submit()  # also kicks when nothing new was reserved: drives completions
+        if not n and args.poll:
+            tx.poll_wait(0.1)
+        return n
+
+    return _txonly(args, tx, status, stop, step)
+
+
+def _txonly_packet(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
+                   stop: StopFlag) -> Result:
+    length = _txonly_prepare(args, tx)
+    seek_n, peek_at, commit_and_kick = tx.seek_n, tx.peek_at, tx.commit_and_kick
+    batch = args.batch
+
+    def step() -> int:
+        n: int = seek_n(batch)
+        for i in range(n):
+            peek_at(i, length)  # the frame already holds the packet; this sets its length
+        commit_and_kick(n)
+        if not n and args.poll:
+            tx.poll_wait(0.1)
+        return n
+
+    return _txonly(args, tx, status, stop, step)
+
+
 def _l2fwd_batch(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
-                 stop: StopFlag) -> tuple[int, float, dict[str, Any]]:
-    receive, batch, poll = rx.receive, args.batch, args.poll
-    _first_packet(args, rx, stop)
-    total = 0
-    t0 = time.monotonic()
-    end = t0 + args.duration
-    nxt = t0 + 1.0
-    state = [t0, 0.0]
-    now = t0
-    while now < end and not stop:
+                 stop: StopFlag) -> Result:
+    receive, batch = rx.receive, args.batch
+
+    def step() -> int:
         b = receive(batch)
         if b.count:
             b.swap_macs()
-            total += b.forward(tx)
-        else:
-            b.release()
-            tx.reclaim()  # frames in flight come back to the Fill ring
-            if poll:
-                rx.poll_wait(0.1)
-        now = time.monotonic()
-        if now >= nxt:
-            _report(status, "l2fwd", now, state, total)
-            nxt = now + 1.0
-    return total, now - t0, {}
+            n: int = b.forward(tx)
+            return n
+        b.release()
+        tx.reclaim()  # frames in flight come back to the Fill ring
+        _rx_idle(args, rx)
+        return 0
+
+    _first_packet(args, rx, stop)
+    return (*_measure(args, status, stop, step), {})
 
 
 def _l2fwd_packet(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
-                  stop: StopFlag) -> tuple[int, float, dict[str, Any]]:
+                  stop: StopFlag) -> Result:
     r_seek, r_peek, r_commit = rx.seek_n, rx.peek_at, rx.commit_n
     t_seek, t_peek, t_commit = tx.seek_n, tx.peek_at, tx.commit_and_kick
-    batch, poll = args.batch, args.poll
+    batch = args.batch
+
+    def step() -> int:
+        n: int = r_seek(batch)
+        if not n:
+            _rx_idle(args, rx)
+            return 0
+        k: int = t_seek(n)
+        for i in range(k):
+            pkt = r_peek(i)
+            out = t_peek(i, len(pkt))
+            out[:6] = pkt[6:12]
+            out[6:12] = pkt[:6]
+            out[12:] = pkt[12:]
+        r_commit(n)  # packets beyond the free TX frames are dropped
+        t_commit(k)
+        return k
+
     _first_packet(args, rx, stop)
-    total = 0
-    t0 = time.monotonic()
-    end = t0 + args.duration
-    nxt = t0 + 1.0
-    state = [t0, 0.0]
-    now = t0
-    while now < end and not stop:
-        n = r_seek(batch)
-        if n:
-            k = t_seek(n)
-            for i in range(k):
-                pkt = r_peek(i)
-                out = t_peek(i, len(pkt))
-                out[:6] = pkt[6:12]
-                out[6:12] = pkt[:6]
-                out[12:] = pkt[12:]
-            r_commit(n)  # packets beyond the free TX frames are dropped
-            t_commit(k)
-            total += k
-        elif poll:
-            rx.poll_wait(0.1)
-        now = time.monotonic()
-        if now >= nxt:
-            _report(status, "l2fwd", now, state, total)
-            nxt = now + 1.0
-    return total, now - t0, {}
+    return (*_measure(args, status, stop, step), {})
 
 
 _LOOPS = {
