@@ -45,7 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import _netdev
 from . import iface as _iface
 from ._sys import bpf
 from ._sys import bpf_asm as asm
@@ -221,59 +220,17 @@ def build_udp_frame(
 
 # --- interface facts --------------------------------------------------------------
 
-_IFF_UP = 0x1  # include/uapi/linux/if.h
-
-
-@dataclass(frozen=True)
-class _LinkFacts:
-    mtu: int
-    mac: str | None
-    admin_up: bool
-    operstate: str
-    kind: str | None
-    peer_ifindex: int | None  # a veth's peer, when it lives in this namespace
-
-
-def _link_facts(ifname: str, ifindex: int) -> _LinkFacts:
-    from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
-    from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped,unused-ignore]
-        NetlinkError,
-    )
-
-    try:
-        with IPRoute() as ipr:
-            links = ipr.get_links(ifindex)
-    except NetlinkError as e:
-        raise xdp_error(e.code or errno.EIO, "query interface", ifname) from None
-    if not links:
-        raise xdp_error(errno.ENODEV, "query interface", ifname)
-    link: Any = links[0]
-    info = link.get("IFLA_LINKINFO")
-    kind = info.get("IFLA_INFO_KIND") if info is not None else None
-    peer = link.get("IFLA_LINK")
-    # IFLA_LINK_NETNSID: the peer's index is in another namespace, meaningless here.
-    same_ns = link.get("IFLA_LINK_NETNSID") is None
-    return _LinkFacts(
-        mtu=int(link.get("IFLA_MTU") or 1500),
-        mac=link.get("IFLA_ADDRESS"),
-        admin_up=bool(int(link["flags"]) & _IFF_UP),
-        operstate=str(link.get("IFLA_OPERSTATE") or "UNKNOWN"),
-        kind=None if kind is None else str(kind),
-        peer_ifindex=int(peer) if (kind == "veth" and peer and same_ns) else None,
-    )
-
-
 _NETDEV_XDP_ACT_NDO_XMIT = 1 << 2  # include/uapi/linux/netdev.h: can be a redirect target
 
 
-def _redirect_warnings(ifname: str, ifindex: int, facts: _LinkFacts) -> list[str]:
+def _redirect_warnings(ifname: str, ifindex: int, facts: _iface.LinkFacts) -> list[str]:
     out: list[str] = []
     if facts.operstate not in ("UP", "UNKNOWN"):
         out.append(f"{ifname} is {facts.operstate.lower()} (no carrier): frames will be dropped")
     # Since Linux 6.3 the device says whether it takes redirected frames right
     # now (veth turns ndo-xmit on only while its peer runs an XDP program).
     try:
-        features = _netdev.netdev_features(ifindex)
+        features = _iface.netdev_features(ifindex)
     except OSError:
         features = None
     feat = None if features is None else features.get(ifindex)
@@ -543,7 +500,7 @@ class TrafficGenerator:
         self.cpu = cpu
         self.batch_size = batch_size or 0
 
-        facts = _link_facts(self.ifname, self.ifindex)
+        facts = _iface.link_facts(self.ifindex)
         if not facts.admin_up:
             raise InterfaceDownError(
                 errno.ENETDOWN,

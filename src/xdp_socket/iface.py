@@ -17,9 +17,11 @@ from .errors import xdp_error
 
 __all__ = [
     "LinkBasics",
+    "LinkFacts",
     "NetdevFeatures",
     "XdpState",
     "link_basics",
+    "link_facts",
     "netdev_features",
     "queue_counts",
     "resolve_interface",
@@ -134,3 +136,36 @@ def queue_counts(ifindex: int) -> tuple[int, int]:
     rx = link.get("IFLA_NUM_RX_QUEUES")
     tx = link.get("IFLA_NUM_TX_QUEUES")
     return int(rx or 1), int(tx or 1)
+
+
+_IFF_UP = 0x1  # include/uapi/linux/if.h
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """What a sender needs to know about a link."""
+
+    mtu: int
+    mac: str | None
+    admin_up: bool
+    operstate: str
+    kind: str | None  # "veth", "dummy", ... (None for a physical NIC)
+    peer_ifindex: int | None  # a veth's peer, when it lives in this namespace
+
+
+def link_facts(ifindex: int) -> LinkFacts:
+    """MTU, MAC, state, kind and (for veth) the peer of interface ``ifindex``."""
+    link = _get_link(ifindex)
+    info = link.get("IFLA_LINKINFO")
+    kind = info.get("IFLA_INFO_KIND") if info is not None else None
+    peer = link.get("IFLA_LINK")
+    # IFLA_LINK_NETNSID: the peer's index is in another namespace, meaningless here.
+    same_ns = link.get("IFLA_LINK_NETNSID") is None
+    return LinkFacts(
+        mtu=int(link.get("IFLA_MTU") or 1500),
+        mac=link.get("IFLA_ADDRESS"),
+        admin_up=bool(int(link["flags"]) & _IFF_UP),
+        operstate=str(link.get("IFLA_OPERSTATE") or "UNKNOWN"),
+        kind=None if kind is None else str(kind),
+        peer_ifindex=int(peer) if (kind == "veth" and peer and same_ns) else None,
+    )
