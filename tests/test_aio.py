@@ -142,3 +142,26 @@ def test_wrappers_check_their_argument() -> None:
         AsyncRxSocket(object())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         AsyncTxSocket(object())  # type: ignore[arg-type]
+
+
+def test_socket_methods_await_packets_and_batches(veth: testing.VethPair) -> None:
+    """The same through the sockets' own methods: rx.recv_async(),
+    tx.send_async(), async for ... in rx.batches_async()."""
+    cfg = xs.XdpConfig(xdp_mode="native")
+    frames = [testing.make_frame(payload=i.to_bytes(2, "big") * 20) for i in range(40)]
+
+    async def main() -> list[bytes]:
+        with xs.create_rx_socket(veth.b, 0, cfg) as rx, xs.create_tx_socket(veth.a, 0) as tx:
+            for f in frames[:10]:
+                await tx.send_async(f)
+            got = [await asyncio.wait_for(rx.recv_async(), 5) for _ in range(10)]
+            for f in frames[10:]:
+                await tx.send_async(f)
+            it = rx.batches_async(8)
+            while len(got) < len(frames):
+                batch = await asyncio.wait_for(it.__anext__(), 5)
+                assert 1 <= len(batch) <= 8
+                got += batch
+            return got
+
+    assert asyncio.run(main()) == frames

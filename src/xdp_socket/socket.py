@@ -30,6 +30,7 @@ import os
 import select
 import time
 import weakref
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -602,6 +603,13 @@ class TxSocket(_Half):
         """Frames reserved by ``seek`` and not yet committed."""
         return self._path.reserved
 
+    async def send_async(self, data: BytesLike, header: BytesLike | None = None) -> None:
+        """asyncio: send one packet, waiting (without blocking the event loop)
+        for a free frame. See :mod:`xdp_socket.aio`."""
+        from . import aio  # aio builds on this module
+
+        await aio.send_async(self, data, header)
+
     @property
     def in_flight(self) -> int:
         """Frames committed and not yet reclaimed from the Completion ring."""
@@ -707,6 +715,20 @@ class RxSocket(_Half):
     def available(self) -> int:
         """Packets seen by ``seek`` and not yet committed."""
         return self._path.available
+
+    async def recv_async(self) -> bytes:
+        """asyncio: the next packet, copied out, waiting on the event loop's
+        reader callback for the socket fd (no thread, no busy loop)."""
+        from . import aio  # aio builds on this module
+
+        return await aio.recv_async(self)
+
+    def batches_async(self, max_batch: int = 64) -> AsyncIterator[list[bytes]]:
+        """asyncio: ``async for packets in rx.batches_async():`` lists of up to
+        ``max_batch`` packets (copied out) as they arrive."""
+        from . import aio  # aio builds on this module
+
+        return aio.batches(self, max_batch)
 
 
 def _as_direction(direction: Direction | str) -> Direction:
