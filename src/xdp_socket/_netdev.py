@@ -12,11 +12,53 @@ come back as ``None`` rather than as an error, so callers can print "unknown".
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import functools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import xdp_error
+
+_T = TypeVar("_T")
+
+
+def outside_event_loop(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Make a synchronous pyroute2 call safe inside ``async`` code.
+
+    pyroute2's synchronous API drives an asyncio loop of its own, which fails
+    ("This event loop is already running") in a thread whose loop is running,
+    e.g. when a socket is created inside a coroutine. There the call runs in
+    a short-lived thread instead. A new thread starts in the network
+    namespace of the thread that creates it, so it sees the same interfaces.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> _T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args, **kwargs)
+        box: list[Any] = []
+
+        def run() -> None:
+            try:
+                box.append((True, fn(*args, **kwargs)))
+            except BaseException as e:  # handed back to the caller below
+                box.append((False, e))
+
+        t = threading.Thread(target=run, name="xdp-socket-netlink", daemon=True)
+        t.start()
+        t.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        result: _T = value
+        return result
+
+    return wrapper
 
 __all__ = [
     "XDP_FEATURE_NAMES",
@@ -120,6 +162,7 @@ def _msg_class() -> Any:
     return netdev_dev_msg
 
 
+@outside_event_loop
 def netdev_features(ifindex: int | None = None) -> dict[int, NetdevFeatures] | None:
     """XDP features of device ``ifindex`` (or of every device in the calling
     thread's namespace when ``None``), keyed by ifindex.
@@ -196,6 +239,7 @@ class LinkBasics:
 _IFF_UP = 0x1  # include/uapi/linux/if.h
 
 
+@outside_event_loop
 def link_basics(ifindex: int | None = None) -> list[LinkBasics]:
     """One link (``ifindex``) or every link of the calling thread's namespace,
     sorted by index. An ifindex that does not exist raises

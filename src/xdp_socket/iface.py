@@ -12,7 +12,13 @@ from typing import Any
 
 # XDP features and link facts from the netdev generic-netlink family: the
 # message layouts live in _netdev; this module is their public face.
-from ._netdev import LinkBasics, NetdevFeatures, link_basics, netdev_features
+from ._netdev import (
+    LinkBasics,
+    NetdevFeatures,
+    link_basics,
+    netdev_features,
+    outside_event_loop,
+)
 from .errors import xdp_error
 
 __all__ = [
@@ -88,6 +94,7 @@ class XdpState:
     prog_ids: tuple[int, ...] = ()
 
 
+@outside_event_loop
 def _get_link(ifindex: int) -> Any:
     from pyroute2 import IPRoute  # type: ignore[import-untyped]
     from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
