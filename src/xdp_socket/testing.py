@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ._netdev import outside_event_loop
 from ._sys import consts
 from ._sys.ns import mount, unshare
 
@@ -209,6 +210,16 @@ def veth_pair(
         if not name or len(name) >= 16 or "/" in name or " " in name:
             raise ValueError(f"not a valid interface name: {name!r}")
 
+    pair = _create_veth(a, b, queues, mtu, timeout)
+    try:
+        yield pair
+    finally:
+        # Deleting one end deletes both; it also detaches any XDP program.
+        _delete_link(pair.a_index)
+
+
+@outside_event_loop
+def _create_veth(a: str, b: str, queues: int, mtu: int | None, timeout: float) -> VethPair:
     from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
 
     with IPRoute() as ip:
@@ -242,13 +253,16 @@ def veth_pair(
             with contextlib.suppress(Exception):
                 ip.link("del", ifname=a)
             raise
-    try:
-        yield pair
-    finally:
-        # Deleting one end deletes both; it also detaches any XDP program.
-        # Fresh netlink socket: the caller may have switched threads.
-        with IPRoute() as ip, contextlib.suppress(Exception):
-            ip.link("del", index=a_index)
+    return pair
+
+
+@outside_event_loop
+def _delete_link(index: int) -> None:
+    from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
+
+    # A fresh netlink socket: the caller may have switched threads.
+    with IPRoute() as ip, contextlib.suppress(Exception):
+        ip.link("del", index=index)
 
 
 def _wait_oper_up(ip: object, indices: tuple[int, ...], timeout: float) -> None:

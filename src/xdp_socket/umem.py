@@ -8,7 +8,9 @@ Frames are addressed by byte offset: frame ``i`` starts at ``i * frame_size``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
+import resource
 import socket
 
 import numpy as np
@@ -17,7 +19,7 @@ import numpy.typing as npt
 from ._sys import consts as C
 from ._sys import xsk as _xsk
 from .config import XdpConfig
-from .errors import xdp_error
+from .errors import XdpError, xdp_error
 
 __all__ = ["Umem"]
 
@@ -68,8 +70,33 @@ class Umem:
             raise xdp_error(e.errno or 12, "allocate UMEM", ifname, queue_id) from None
 
     def register(self, sock: socket.socket, ifname: str, queue_id: int) -> None:
-        _xsk.register_umem(
-            sock, self.address, self.size, self.frame_size, self.headroom, ifname, queue_id
+        args = (sock, self.address, self.size, self.frame_size, self.headroom, ifname, queue_id)
+        try:
+            _xsk.register_umem(*args)
+            return
+        except XdpError as e:
+            if e.errno != errno.ENOBUFS:
+                raise
+        # Without CAP_IPC_LOCK the kernel charges the UMEM to RLIMIT_MEMLOCK
+        # and says ENOBUFS when it does not fit. The soft limit may be raised
+        # to the hard one without privilege (libxdp's samples do the same).
+        if _xsk.raise_memlock_to_hard():
+            try:
+                _xsk.register_umem(*args)
+                return
+            except XdpError as e:
+                if e.errno != errno.ENOBUFS:
+                    raise
+        soft, hard = _xsk.memlock_limits()
+
+        def show(v: int) -> str:
+            return "unlimited" if v == resource.RLIM_INFINITY else f"{v >> 10} KiB"
+
+        raise xdp_error(
+            errno.ENOBUFS, "register UMEM", ifname, queue_id,
+            hint=f"the {self.size >> 20} MiB UMEM counts against the locked-memory limit "
+                 f"(RLIMIT_MEMLOCK soft {show(soft)}, hard {show(hard)}): raise it "
+                 f"(ulimit -l), grant CAP_IPC_LOCK, or use a smaller frame_count",
         )
 
     def frame_addrs(self, first: int, count: int) -> npt.NDArray[np.uint64]:

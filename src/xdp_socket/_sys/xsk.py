@@ -11,6 +11,7 @@ import ctypes
 import errno
 import mmap
 import os
+import resource
 import socket
 import struct
 from typing import NamedTuple
@@ -256,6 +257,25 @@ def set_busy_poll(sock: socket.socket, usecs: int, budget: int, ifname: str,
             sock.setsockopt(socket.SOL_SOCKET, opt, val)
         except OSError as e:
             raise _err(f"set {what}", ifname, queue_id, e) from None
+
+
+def memlock_limits() -> tuple[int, int]:
+    """(soft, hard) RLIMIT_MEMLOCK in bytes (resource.RLIM_INFINITY = unlimited)."""
+    return resource.getrlimit(resource.RLIMIT_MEMLOCK)
+
+
+def raise_memlock_to_hard() -> bool:
+    """Raise the soft RLIMIT_MEMLOCK to the hard limit (no privilege needed).
+    Returns True if it was raised."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if soft == hard or (hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY
+                        and soft >= hard):
+        return False
+    try:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def alloc_umem(length: int, huge: bool) -> mmap.mmap:
