@@ -145,16 +145,27 @@ def test_bidirectional_both_ways_at_once(veth_factory: Any) -> None:
     tx_b, rx_b = xs.create_bi_socket(link.b, 0, rx_cfg())
     assert tx_a.fileno() == rx_a.fileno(), "both halves share one socket"
     errors: list[BaseException] = []
+    # Each end's receiver; a sender keeps at most WINDOW frames ahead of the
+    # other end's receiver, so a thread that loses the CPU (2 cores, the GIL)
+    # never lets the other overrun its RX ring: without flow control frames
+    # would be dropped (rx_ring_full), which is the kernel working as designed.
+    window = 1024
+    # keyed by the stream each receives: A receives B's stream, B receives A's
+    receivers = {0xB: Receiver(rx_a, 0xB, MAX_LEN, 64), 0xA: Receiver(rx_b, 0xA, MAX_LEN, 64)}
 
     def run(tx: Any, rx: Any, out_tag: int, in_tag: int) -> None:
         try:
             sender = Sender(tx, out_tag, count, MAX_LEN, 64)
-            receiver = Receiver(rx, in_tag, MAX_LEN, 64)
+            receiver = receivers[in_tag]
+            peer = receivers[out_tag]
             deadline = time.monotonic() + DEADLINE_S
             while receiver.got < count or sender.sent < count:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"timeout: sent {sender.sent} got {receiver.got}")
-                sender.step()
+                if sender.sent - peer.got < window:
+                    sender.step()
+                else:
+                    tx.kick()
                 receiver.drain()
             # keep the TX ring draining until the peer has everything
             for _ in range(100):
