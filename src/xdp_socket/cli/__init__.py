@@ -9,9 +9,8 @@ Each subcommand is one module in this package, listed in
 :data:`xdp_socket.cli.main.SUBCOMMANDS`. The module provides:
 
 * ``register(subparsers) -> None``: adds its parser with
-  ``subparsers.add_parser(NAME, help=..., description=..., epilog=EXAMPLES,
-  formatter_class=argparse.RawDescriptionHelpFormatter)`` and calls
-  ``set_defaults(func=run)``. Shared options come from :mod:`._common`
+  ``_common.command_parser(subparsers, NAME, __doc__, EXAMPLES, help)`` and
+  calls ``set_defaults(func=run)``. Shared options come from :mod:`._common`
   (``-i/--interface``, ``-q/--queue``, ``-d/--duration``, ``-c/--count``,
   ``--xdp-mode``, ``--json``) so every command spells them the same way.
 * ``run(args) -> int``: does the work and returns the exit code

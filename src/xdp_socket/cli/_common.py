@@ -41,36 +41,47 @@ class CliError(Exception):
         self.code = code
 
 
+def command_parser(subparsers: Any, name: str, doc: str | None, epilog: str,
+                   help: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand: its module docstring as the description,
+    examples in the epilog, both shown as written."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=doc, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 # --- shared options -----------------------------------------------------------------------
 
 
-def add_interface(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+def add_interface(p: Any, *, required: bool = True) -> None:
     p.add_argument("-i", "--interface", required=required, metavar="IFACE",
                    help="network interface (name or index)")
 
 
-def add_queue(p: argparse.ArgumentParser, *, default: int | None = 0) -> None:
+def add_queue(p: Any, *, default: int | None = 0) -> None:
     p.add_argument("-q", "--queue", type=non_negative_int, default=default, metavar="QUEUE",
                    help=f"queue id (default {default})")
 
 
-def add_duration(p: argparse.ArgumentParser) -> None:
+def add_duration(p: Any) -> None:
     p.add_argument("-d", "--duration", type=positive_float, default=None, metavar="SECONDS",
                    help="stop after this many seconds")
 
 
-def add_count(p: argparse.ArgumentParser) -> None:
+def add_count(p: Any) -> None:
     p.add_argument("-c", "--count", type=positive_int, default=None, metavar="COUNT",
                    help="stop after this many packets")
 
 
-def add_xdp_mode(p: argparse.ArgumentParser) -> None:
+def add_xdp_mode(p: Any) -> None:
     p.add_argument("--xdp-mode", choices=XDP_MODES, default="auto",
                    help="how the XDP program attaches: native (driver), skb (generic) "
                         "or auto (native where supported; default)")
 
 
-def add_json(p: argparse.ArgumentParser) -> None:
+def add_json(p: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
 

@@ -32,6 +32,7 @@ from ._common import (
     add_queue,
     add_xdp_mode,
     check_queue,
+    command_parser,
     human_rate,
     positive_float,
     positive_int,
@@ -49,13 +50,8 @@ EPILOG = """examples:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "bench",
-        help="rxdrop / txonly / l2fwd benchmarks (like the kernel's xdpsock)",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "bench", __doc__, EPILOG,
+                       "rxdrop / txonly / l2fwd benchmarks (like the kernel's xdpsock)")
     p.add_argument("mode", choices=MODES, help="what to measure")
     add_interface(p)
     add_queue(p)

@@ -34,6 +34,7 @@ from ._common import (
     add_queue,
     add_xdp_mode,
     check_queue,
+    command_parser,
     human_rate,
     positive_int,
     print_json,
@@ -56,13 +57,8 @@ MAX_SNAPLEN = 262144
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "capture",
-        help="capture packets from AF_XDP queues into a pcap/pcapng file",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "capture", __doc__, EPILOG,
+                       "capture packets from AF_XDP queues into a pcap/pcapng file")
     add_interface(p)
     g = p.add_mutually_exclusive_group()
     add_queue(g)

@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ._common import CliError, Status, StopFlag, human_rate, positive_float, positive_int
+from ._common import (
+    CliError,
+    Status,
+    StopFlag,
+    command_parser,
+    human_rate,
+    positive_float,
+    positive_int,
+)
 
 EPILOG = """examples:
   xdp-socket demo                 # 3 seconds, then a summary
@@ -42,13 +50,8 @@ WINDOW = 1024  # frames in flight A -> B -> A: far below every ring and Fill siz
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "demo",
-        help="send frames through AF_XDP one way and back on a private veth pair",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "demo", __doc__, EPILOG,
+                       "send frames through AF_XDP one way and back on a private veth pair")
     p.add_argument("-d", "--duration", type=positive_float, default=3.0, metavar="SECONDS",
                    help="seconds to run (default 3)")
     p.add_argument("-c", "--count", type=positive_int, default=None, metavar="COUNT",

@@ -27,6 +27,7 @@ from ._common import (
     add_duration,
     add_interface,
     add_json,
+    command_parser,
     human_rate,
     non_negative_int,
     positive_float,
@@ -64,13 +65,8 @@ def _port(text: str) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "gen",
-        help="send UDP frames at kernel speed (XDP live-frames test run)",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "gen", __doc__, EPILOG,
+                       "send UDP frames at kernel speed (XDP live-frames test run)")
     add_interface(p)
     p.add_argument("--dst-mac", metavar="MAC", help="destination MAC (default 02:00:00:00:00:02)")
     p.add_argument("--src-mac", metavar="MAC", help="source MAC (default: the interface's)")

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import add_json, print_json, resolve
+from ._common import add_json, command_parser, print_json, resolve
 
 EPILOG = """examples:
   xdp-socket info                 # every interface in this network namespace
@@ -29,13 +29,8 @@ the driver exposes and the AF_XDP TX metadata flags (xsk-features).
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "info",
-        help="interfaces, queues, attached XDP programs and XDP features",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "info", __doc__, EPILOG,
+                       "interfaces, queues, attached XDP programs and XDP features")
     p.add_argument("iface", nargs="?", metavar="IFACE", help="only this interface")
     add_json(p)
     p.set_defaults(func=run)

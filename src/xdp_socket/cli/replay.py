@@ -39,6 +39,7 @@ from ._common import (
     add_json,
     add_queue,
     check_queue,
+    command_parser,
     human_rate,
     positive_float,
     positive_int,
@@ -64,13 +65,8 @@ FLUSH_TIMEOUT_S = 5.0
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "replay",
-        help="send the packets of a pcap/pcapng file through AF_XDP, paced",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "replay", __doc__, EPILOG,
+                       "send the packets of a pcap/pcapng file through AF_XDP, paced")
     p.add_argument("file", metavar="FILE", help="pcap or pcapng file, '-' for stdin")
     add_interface(p)
     add_queue(p)
