@@ -191,3 +191,20 @@ def test_poll_wait_none_returns_when_ready(veth: Any) -> None:
         assert rx.poll_wait(5.0) is True  # bounded first, so the test cannot hang
         assert rx.poll_wait(None) is True
         assert rx.recv(None) == make_test_frame(9, 0, 60)
+
+
+def test_forked_child_exiting_does_not_unhook_the_parents_socket(veth: Any) -> None:
+    """A child forked while the parent holds an RX socket closes its copies
+    at exit; the parent's socket must keep receiving."""
+    with xs.create_rx_socket(veth.b, 0, xs.XdpConfig(xdp_mode="native")) as rx, \
+            testing.AfPacketPeer(veth.a) as peer:
+        pid = os.fork()
+        if pid == 0:  # child: close everything the normal way, then exit
+            try:
+                rx.close()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        frame = make_test_frame(9, 1, 60)
+        peer.send(frame)
+        assert rx.recv(timeout=2.0) == frame

@@ -102,6 +102,7 @@ class _Xsk:
         self.direction = direction
         self.refs = 0
         self.closed = False
+        self._pid = os.getpid()
         self.tx_path: _ring.TxPath | None = None
         self.rx_path: _ring.RxPath | None = None
         self.xskmap: XskMapEntry | None = None
@@ -215,8 +216,12 @@ class _Xsk:
         pointing at freed memory: map entry, socket, ring views, mappings, UMEM."""
         self.closed = True
         if self.xskmap is not None:
-            with contextlib.suppress(Exception):
-                self.xskmap.release()
+            # A forked child holds copies of our fds; when it closes them (at
+            # its exit, through the finalizer) it must not delete the map
+            # entry the parent's socket still uses.
+            if os.getpid() == self._pid:
+                with contextlib.suppress(Exception):
+                    self.xskmap.release()
             self.xskmap = None
         sock = getattr(self, "sock", None)
         if sock is not None:
