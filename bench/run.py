@@ -673,17 +673,18 @@ def main(argv: list[str] | None = None) -> int:
                 s = Setup(link.a, link.b, link.a_index, link.b_index, args.duration,
                           args.cores[0], args.cores[1], xsk_ref)  # fmt: skip
                 for row in args.modes:
-                    for impl in args.impls:
-                        pl = plan(row, impl, s)
-                        if pl is None:
-                            continue
-                        for run in range(1, args.runs + 1):
+                    plans = [pl for impl in args.impls if (pl := plan(row, impl, s))]
+                    # Round robin over the implementations, so that a drift in the
+                    # machine's state (other load, NAPI placement) hits every column
+                    # alike instead of one column's whole series.
+                    for run in range(1, args.runs + 1):
+                        for pl in plans:
                             rec = run_one(pl, run, s, procs)
                             records.append(rec)
                             if args.verbose or not rec["ok"]:
                                 what = (f"{rec['pps'] / 1e6:.3f} Mpps" if rec["ok"]
                                         else f"FAILED: {rec.get('error')}")  # fmt: skip
-                                _log(f"run.py: {row:<9} {impl:<9} run {run}: {what}")
+                                _log(f"run.py: {row:<13} {pl.impl:<9} run {run}: {what}")
                             time.sleep(SETTLE)
         except Interrupted as e:
             interrupted = True
