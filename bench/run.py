@@ -45,6 +45,9 @@ and the traffic source on the source core (default 0):
 Same settings for every AF_XDP program: UMEM 4096 frames x 4096 bytes, all rings
 2048, copy mode, native XDP, need_wakeup on, batch 64, 64-byte frames (no FCS).
 
+Runs are interleaved (run 1 of every implementation, then run 2, ...), so that a
+drift in the machine's state affects every column alike.
+
 Output: a table of median Mpps (min-max) per row and implementation, a table of
 ratios, and the cross-check rates (what the source offered, what the drop peer
 received); all raw results, medians and ratios as JSON with --json-out.
