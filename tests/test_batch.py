@@ -17,7 +17,7 @@ def umem2d(k: FakeKernel) -> np.ndarray:
 
 
 def tx_batch(k: FakeKernel, path: _ring.TxPath, n: int, kicks: list[int] | None = None) -> TxBatch:
-    got = path.seek(n)
+    got = path.seek(n, clear_lengths=False)  # as TxSocket.reserve does
     return TxBatch(path, got, umem2d(k), (lambda: kicks.append(1)) if kicks is not None else
                    (lambda: None))
 

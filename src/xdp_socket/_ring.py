@@ -501,9 +501,11 @@ class TxPath(_FramePath):
             rx.received += k
         return k
 
-    def seek(self, n: int) -> int:
+    def seek(self, n: int, clear_lengths: bool = True) -> int:
         """Reserve frames until ``n`` are available (or no more can be);
-        returns ``min(n, available)``."""
+        returns ``min(n, available)``. Newly reserved slots get length 0
+        ("not written", which commit refuses) unless ``clear_lengths`` is
+        False: the batch API sets or clears every length itself."""
         reserved = self.reserved
         if reserved >= n:
             return n
@@ -518,16 +520,18 @@ class TxPath(_FramePath):
         if k > 0:
             tx = self.tx
             start = tx.cached_prod + reserved
+            # Options stay 0: the kernel zeroed the ring, and the only
+            # descriptors we write (ours, or RX ones moved by forward without
+            # XDP_USE_SG) have options 0.
             if k == 1:
                 slot = start & tx.mask
                 self._q[2 * slot] = pool.pop()
                 self._i[4 * slot + 2] = 0  # length set by peek_at; 0 = not yet written
-                self._i[4 * slot + 3] = 0
             else:
                 area = tx.area
                 pool.pop_into(area.addrs, start, k)
-                _fill_circular(area.lens, start, k, 0)
-                _fill_circular(area.options, start, k, 0)
+                if clear_lengths:
+                    _fill_circular(area.lens, start, k, 0)
             reserved += k
             self.reserved = reserved
         return n if reserved >= n else reserved

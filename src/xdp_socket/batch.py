@@ -37,6 +37,9 @@ __all__ = ["RxBatch", "TxBatch"]
 
 U8Array = npt.NDArray[np.uint8]
 
+_ARANGE12 = np.arange(12, dtype=np.intp)
+_SWAP12 = np.array([6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5], dtype=np.intp)
+
 
 def _frame_rows(addrs: npt.NDArray[np.uint64], frame_size: int) -> tuple[Any, Any]:
     shift = frame_size.bit_length() - 1
@@ -133,15 +136,15 @@ class RxBatch:
 
     def swap_macs(self) -> None:
         """Swap destination and source MAC addresses of every packet in place
-        (two numpy operations for the whole batch)."""
+        (one gather and one scatter for the whole batch)."""
         d = self._d()
         if self.count == 0:
             return
         if int(d["len"].min()) < 12:
             raise ValueError("a packet is shorter than two MAC addresses")
-        idx = d["addr"].astype(np.int64)[:, None] + np.arange(12, dtype=np.int64)
-        hdr = self.umem[idx]
-        self.umem[idx] = np.concatenate((hdr[:, 6:12], hdr[:, 0:6]), axis=1)
+        starts = d["addr"].astype(np.intp)[:, None]
+        # read bytes 6..11 then 0..5, write them to 0..11
+        self.umem[starts + _ARANGE12] = self.umem[starts + _SWAP12]
 
     def _check(self) -> None:
         if self.released:
@@ -346,6 +349,9 @@ class TxBatch:
                 path.set_lengths(self._lens[:k], k)
             # lengths were validated here: skip the ring's own zero-length scan
             path.commit(k, checked=True)
+        if k < self.count:
+            # the rest stay reserved; reserve() did not clear their lengths
+            path.clear_lengths(self.count - k)
         self.done = True
         if kick:
             self._kick()

@@ -393,6 +393,7 @@ class _Half:
         Idempotent."""
         if self._finalizer.alive:
             self._path = _Closed(self._what)
+            self.__dict__.pop("peek_at", None)  # back to the method, which now raises
             self._finalizer()
 
     def _check_open(self) -> None:
@@ -434,6 +435,10 @@ class TxSocket(_Half):
         self._always_kick = not core.config.need_wakeup
         self._batch: TxBatch | None = None
         super().__init__(core)
+        # The per-packet hot call goes straight to the ring core: an instance
+        # attribute shadows the method below (same signature, same checks),
+        # saving a Python frame per packet. close() removes it again.
+        setattr(self, "peek_at", self._path.peek_at)  # noqa: B010
 
     # seek -> peek -> commit -> kick: seek_n/seek/commit_n/commit are _Half's
     def peek_at(self, i: int, length: int) -> memoryview:
@@ -590,7 +595,7 @@ class TxSocket(_Half):
         if prev is not None and not prev.done:
             raise ValueError("the previous TxBatch is still open: submit() or cancel() it first")
         path = self._path
-        k = path.seek(n)
+        k = path.seek(n, clear_lengths=False)
         self._batch = batch = TxBatch(path, k, self._core.umem.array,  # type: ignore[union-attr]
                                       self._drive)
         return batch
@@ -631,6 +636,7 @@ class RxSocket(_Half):
         self._path: _ring.RxPath = core.rx_path
         self._batch: RxBatch | None = None
         super().__init__(core)
+        setattr(self, "peek_at", self._path.peek_at)  # noqa: B010  (see TxSocket)
 
     def peek_at(self, i: int) -> memoryview:
         """The i-th available packet's bytes (a view into the UMEM, valid until
