@@ -37,10 +37,10 @@ and the traffic source on the source core (default 0):
             ring's 2048 frames within its time slice and the rest is dropped,
             so every implementation gets ~2048 frames per scheduling round.
   samecore-poll
-            the same with xdp-socket's receivers waiting in poll(2) when the
-            ring is empty (--poll), so they give the core back to the
-            generator: this row does show the per-packet cost. No C cell:
-            xsk_ref has no poll mode.
+            the same with every receiver waiting in poll(2) when the ring is
+            empty (xdp-socket's and xsk_ref's --poll: POLLIN, 100 ms timeout),
+            so they give the core back to the generator: this row does show
+            the per-packet cost.
 
 Same settings for every AF_XDP program: UMEM 4096 frames x 4096 bytes, all rings
 2048, copy mode, native XDP, need_wakeup on, batch 64, 64-byte frames (no FCS).
@@ -256,14 +256,15 @@ def _xs(mode: str, iface: str, api: str, s: Setup, poll: bool = False) -> list[s
     ] + (["--poll"] if poll else [])  # fmt: skip
 
 
-def _c(mode: str, iface: str, s: Setup, duration: float | None = None) -> list[str]:
+def _c(mode: str, iface: str, s: Setup, duration: float | None = None,
+       poll: bool = False) -> list[str]:
     assert s.xsk_ref is not None
     return [
         s.xsk_ref, mode, "-i", iface, "-q", "0",
         "-d", f"{duration if duration is not None else s.duration:g}",
         "-w", f"{FIRST_PACKET_WAIT:g}", "-b", str(BATCH), "-s", str(FRAME_BYTES),
         "--xdp-mode", "native", "--quiet",
-    ]  # fmt: skip
+    ] + (["--poll"] if poll else [])  # fmt: skip
 
 
 def _afpacket(mode: str, iface: str, s: Setup) -> list[str]:
@@ -299,13 +300,11 @@ def plan(row: str, impl: str, s: Setup) -> Plan | None:
     samecore = row.startswith("samecore")
     if samecore and impl == "afpacket":
         return None  # its skb-path source is itself an AF_XDP program: not comparable
-    if row == "samecore-poll" and impl == "c":
-        return None  # xsk_ref always spins
     poll = row == "samecore-poll"
     mode = "rxdrop" if samecore else row
     iface = s.a if row == "txonly" else s.b
     measured = {
-        "c": lambda: _c(mode, iface, s),
+        "c": lambda: _c(mode, iface, s, poll=poll),
         "batch": lambda: _xs(mode, iface, "batch", s, poll),
         "packet": lambda: _xs(mode, iface, "packet", s, poll),
         "afpacket": lambda: _afpacket(mode, iface, s),

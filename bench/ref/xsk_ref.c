@@ -13,6 +13,9 @@
  * Settings are pinned to what the Python side uses so the comparison is fair:
  * UMEM 4096 frames x 4096 bytes, all rings 2048, copy mode, need_wakeup on unless
  * --no-need-wakeup, the default TX budget unless --tx-budget.
+ *
+ * Receivers spin on an empty RX ring unless -p/--poll, which makes them wait in
+ * poll(2) instead (xdpsock's -p; the same wait as xdp-socket's `bench --poll`).
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -57,6 +60,7 @@ struct opts {
 	bool libxdp_prog; /* let libxdp load its default program (else our own) */
 	unsigned char dst_mac[6];
 	bool quiet;
+	bool poll; /* rx modes: poll(2) on an empty RX ring instead of spinning */
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -110,6 +114,8 @@ static void usage(FILE *f)
 		"  --prog P        rx program: own (hand-written XSKMAP redirect over a BPF link,\n"
 		"                  default) | libxdp (libxdp's default program and loader)\n"
 		"  --dst-mac MAC   txonly destination MAC (default 02:00:00:00:00:02)\n"
+		"  -p, --poll      rxdrop, l2fwd: when the RX ring is empty, wait in poll(2)\n"
+		"                  for POLLIN (100 ms timeout) instead of spinning\n"
 		"  --quiet         no per-second lines on stderr\n");
 }
 
@@ -156,6 +162,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "prog", required_argument, NULL, O_PROG },
 		{ "dst-mac", required_argument, NULL, O_DST },
 		{ "quiet", no_argument, NULL, O_QUIET },
+		{ "poll", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -186,7 +193,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		DIE_USAGE("unknown mode '%s' (rxdrop, txonly, l2fwd, drop)", argv[1]);
 	o->mode = (enum mode)c;
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "i:q:d:w:b:s:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:q:d:w:b:s:ph", lo, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			o->ifname = optarg;
@@ -252,6 +259,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case O_QUIET:
 			o->quiet = true;
 			break;
+		case 'p':
+			o->poll = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -266,6 +276,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		DIE_USAGE("-i IFACE is required");
 	if (o->drop_peer && o->mode != M_TXONLY)
 		DIE_USAGE("--drop-peer only goes with txonly");
+	if (o->poll && o->mode != M_RXDROP && o->mode != M_L2FWD)
+		DIE_USAGE("--poll only goes with rxdrop and l2fwd");
 }
 
 static __u32 xdp_attach_flags(const struct opts *o)
@@ -511,6 +523,35 @@ static void kick_tx(struct ctx *c, bool refill)
 
 /* ---- the three loops ------------------------------------------------ */
 
+/*
+ * --poll: the RX ring is empty, so give the core away until the kernel has frames
+ * for us (it wakes POLLIN waiters when it flushes frames to the RX ring) or 100 ms
+ * pass. This is what xdp-socket's receivers do with `bench --poll`
+ * (RxSocket.poll_wait(0.1)): one poll(2) per empty look at the ring, after the Fill
+ * ring wakeup the caller has already done. It matters when the traffic source shares
+ * the core: on veth the receive work runs on the sender's core, and a spinning
+ * receiver would hold the core for its whole time slice.
+ */
+static void wait_rx(struct ctx *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	int r = poll(&pfd, 1, 100);
+
+	if (r < 0) {
+		if (errno != EINTR) /* EINTR: a signal; stop_flag ends the loop */
+			fatal(c, "poll", errno);
+		return;
+	}
+	if (r > 0 && (pfd.revents & (POLLERR | POLLNVAL))) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) || !err)
+			err = pfd.revents & POLLNVAL ? EBADF : EIO;
+		fatal(c, "poll", err);
+	}
+}
+
 static void run_rxdrop(struct ctx *c)
 {
 	double t_setup = now_s(), now = t_setup;
@@ -524,6 +565,10 @@ static void run_rxdrop(struct ctx *c)
 			/* veth never sets need_wakeup on the Fill ring, real NICs do. */
 			if (c->o.need_wakeup && xsk_ring_prod__needs_wakeup(&c->fq))
 				recvfrom(c->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+			if (c->o.poll) {
+				wait_rx(c);
+				now = now_s(); /* the wait may have used up the window */
+			}
 			if (c->started)
 				report_tick(c, now);
 			continue;
@@ -579,6 +624,10 @@ static void run_l2fwd(struct ctx *c)
 		if (!n) {
 			if (c->o.need_wakeup && xsk_ring_prod__needs_wakeup(&c->fq))
 				recvfrom(c->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+			if (c->o.poll) {
+				wait_rx(c);
+				now = now_s(); /* the wait may have used up the window */
+			}
 			if (c->started)
 				report_tick(c, now);
 			continue;
@@ -707,6 +756,8 @@ static void print_json(struct ctx *c)
 	printf(",\"batch\":%u,\"frame_size\":%u,\"xdp_mode\":\"%s\",\"need_wakeup\":%s",
 	       c->o.batch, c->o.frame_len, c->o.native ? "native" : "skb",
 	       c->o.need_wakeup ? "true" : "false");
+	if (c->o.mode == M_RXDROP || c->o.mode == M_L2FWD)
+		printf(",\"poll\":%s", c->o.poll ? "true" : "false");
 	if (c->o.tx_budget)
 		printf(",\"tx_budget\":%d", c->o.tx_budget);
 	else
