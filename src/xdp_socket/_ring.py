@@ -700,6 +700,12 @@ class RxPath(_FramePath):
                 fill.submit(1)
             else:
                 pool.push(addr)
+        elif pool.tail == pool.head and fill.free_entries(n) >= n:
+            # the usual batch case: straight from the RX slots into the Fill
+            # ring, masked to frame starts, in one pass
+            copy_circular(fill.area.addrs, fill.cached_prod, rx.area.addrs, rx.cached_cons, n,
+                          self.base_mask)
+            fill.submit(n)
         else:
             pool.push_from(rx.area.addrs, rx.cached_cons, n, self.base_mask)
             self.refill()
