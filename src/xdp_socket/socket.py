@@ -103,6 +103,7 @@ class _Xsk:
         self.refs = 0
         self.closed = False
         self._pid = os.getpid()
+        self._pollers: dict[int, Any] = {}
         self.tx_path: _ring.TxPath | None = None
         self.rx_path: _ring.RxPath | None = None
         self.xskmap: XskMapEntry | None = None
@@ -268,8 +269,10 @@ class _Xsk:
 
     def poll(self, events: int, timeout: float | None) -> bool:
         """One poll(2) on the fd; True if an asked-for event is ready."""
-        p = select.poll()
-        p.register(self.sock.fileno(), events)
+        p = self._pollers.get(events)
+        if p is None:  # one poll object per event mask, made once: waits are hot in poll mode
+            p = self._pollers[events] = select.poll()
+            p.register(self.sock.fileno(), events)
         ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
         res = p.poll(ms)
         for _fd, rev in res:
