@@ -230,3 +230,16 @@ def test_forward_refuses_with_reserved_tx_frames() -> None:
     rx.seek(1)
     with pytest.raises(ValueError):
         tx.forward(rx, 1)
+
+
+def test_frame_indices_are_umem_rows() -> None:
+    k = FakeKernel(frame_size=2048, frame_count=32, ring=16)
+    rx = k.rx_path(0, 16)
+    tx = k.tx_path(16, 16)
+    k.receive([b"abc" * 20] * 3)
+    b = rx_batch(k, rx, 8)
+    rows = b.frame_indices
+    assert rows.tolist() == (b.addrs // 2048).tolist()
+    assert bytes(umem2d(k)[rows[1], 256:259]) == b"abc"
+    t = tx_batch(k, tx, 4)
+    assert t.frame_indices.tolist() == [16, 17, 18, 19]

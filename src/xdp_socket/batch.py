@@ -91,6 +91,13 @@ class RxBatch:
         out: npt.NDArray[np.uint32] = self._d()["len"]
         return out
 
+    @property
+    def frame_indices(self) -> npt.NDArray[np.intp]:
+        """Index of each packet's frame (its row in ``sock.umem``)."""
+        rows, _ = _frame_rows(self.addrs, self._path.frame_size)
+        out: npt.NDArray[np.intp] = rows
+        return out
+
     def packet(self, i: int) -> U8Array:
         """Packet ``i``'s bytes as a numpy view into the UMEM (zero copy)."""
         d = self._d()
@@ -222,6 +229,13 @@ class TxBatch:
         if self._addrs is None:
             self._addrs = self._path.reserved_addrs(self.count)
         return self._addrs
+
+    @property
+    def frame_indices(self) -> npt.NDArray[np.intp]:
+        """Index of each reserved frame (its row in ``sock.umem``)."""
+        rows, _ = _frame_rows(self.addrs, self._path.frame_size)
+        out: npt.NDArray[np.intp] = rows
+        return out
 
     @property
     def lens(self) -> npt.NDArray[np.uint32]:
