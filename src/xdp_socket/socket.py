@@ -397,6 +397,7 @@ class _Half:
         if self._finalizer.alive:
             self._path = _Closed(self._what)
             self.__dict__.pop("peek_at", None)  # back to the method, which now raises
+            self.__dict__.pop("_umem_flat", None)  # no export left on the UMEM mapping
             self._finalizer()
 
     def _check_open(self) -> None:
@@ -638,6 +639,8 @@ class RxSocket(_Half):
         assert core.rx_path is not None
         self._path: _ring.RxPath = core.rx_path
         self._batch: RxBatch | None = None
+        assert core.umem is not None
+        self._umem_flat = core.umem.array.reshape(-1)  # made once, not per batch
         super().__init__(core)
         setattr(self, "peek_at", self._path.peek_at)  # noqa: B010  (see TxSocket)
 
@@ -716,9 +719,7 @@ class RxSocket(_Half):
         k = path.seek(n)
         if not k and timeout != 0 and n and self.poll_wait(timeout):
             k = path.seek(n)
-        self._batch = batch = RxBatch(path, k,
-                                      self._core.umem.array.reshape(-1),  # type: ignore[union-attr]
-                                      self._kick_if_asked)
+        self._batch = batch = RxBatch(path, k, self._umem_flat, self._kick_if_asked)
         return batch
 
     def _kick_if_asked(self) -> None:
