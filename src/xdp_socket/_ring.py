@@ -181,9 +181,6 @@ class ProducerRing:
         # release store: every slot write above happened in earlier calls
         self._prod[0] = self.cached_prod
 
-    def need_wakeup(self) -> bool:
-        return bool(self.flags[0] & 1)  # XDP_RING_NEED_WAKEUP
-
     def kernel_pending(self) -> int:
         """Entries published but not yet consumed by the kernel."""
         return (self.cached_prod - self._cons[0]) & U32
@@ -555,11 +552,6 @@ class TxPath(_FramePath):
         self._i[4 * slot + 2] = length
         return self.umem[addr : addr + length]
 
-    def set_length(self, i: int, length: int) -> None:
-        if not 0 < length <= self.frame_size:
-            raise ValueError(f"length must be 1..{self.frame_size} (the frame size), got {length}")
-        self._i[4 * self.slot(i) + 2] = length
-
     def frame_addr(self, i: int) -> int:
         addr: int = self._q[2 * self.slot(i)]
         return addr
@@ -664,10 +656,6 @@ class RxPath(_FramePath):
         slot = (rx.cached_cons + i) & rx.mask
         addr = self._q[2 * slot]
         return self.umem[addr : addr + self._i[4 * slot + 2]]
-
-    def desc_at(self, i: int) -> tuple[int, int, int]:
-        slot = self.slot(i)
-        return self._q[2 * slot], self._i[4 * slot + 2], self._i[4 * slot + 3]
 
     def taken_descs(self, n: int) -> np.ndarray[Any, Any]:
         """The first ``n`` available descriptors (a contiguous copy, DESC_DTYPE)."""
