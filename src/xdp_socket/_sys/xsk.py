@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
-import os
 import resource
 import socket
 import struct
@@ -336,12 +335,3 @@ def wakeup_rx(sock: socket.socket) -> int:
     except OSError as e:
         return e.errno or errno.EIO
     return 0
-
-
-def close_fd(fd: int) -> None:
-    """Close an fd, ignoring EBADF (already closed)."""
-    try:
-        os.close(fd)
-    except OSError as e:
-        if e.errno != errno.EBADF:
-            raise
