@@ -243,3 +243,18 @@ def test_frame_indices_are_umem_rows() -> None:
     assert bytes(umem2d(k)[rows[1], 256:259]) == b"abc"
     t = tx_batch(k, tx, 4)
     assert t.frame_indices.tolist() == [16, 17, 18, 19]
+
+
+def test_empty_rx_batch_is_usable_and_needs_no_release() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.rx_path()
+    b = rx_batch(k, path, 64)
+    assert len(b) == 0 and b.released
+    assert b.addrs.shape == (0,) and b.lens.shape == (0,)
+    assert b.payloads() == [] and b.gather(14).shape == (0, 14)
+    b.swap_macs()
+    assert b.forward(object()) == 0
+    with b:
+        pass
+    with pytest.raises(IndexError):
+        b.packet(0)

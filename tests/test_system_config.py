@@ -117,3 +117,13 @@ def test_views_held_after_close_keep_memory_valid(veth: Any) -> None:
         tx.seek_n(1)
     with pytest.raises(xs.SocketClosedError):
         tx.umem  # noqa: B018
+
+
+def test_idle_receive_returns_an_empty_batch(veth: Any) -> None:
+    with xs.create_rx_socket(veth.b, 0, xs.XdpConfig(xdp_mode="native")) as rx:
+        first = rx.receive(64)
+        assert len(first) == 0
+        with rx.receive(64, timeout=0.05) as again:  # waits, then gives an empty batch
+            assert len(again) == 0 and again.payloads() == []
+        # an empty batch never blocks the next receive
+        assert len(rx.receive(8)) == 0

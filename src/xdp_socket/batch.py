@@ -38,6 +38,7 @@ __all__ = ["RxBatch", "TxBatch"]
 U8Array = npt.NDArray[np.uint8]
 
 _ARANGE12 = np.arange(12, dtype=np.intp)
+_EMPTY_DESCS = np.empty(0, _ring.DESC_DTYPE)
 _SWAP12 = np.array([6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5], dtype=np.intp)
 
 
@@ -66,12 +67,14 @@ class RxBatch:
         self._start = path.rx.cached_cons
         self._descs: np.ndarray[Any, Any] | None = None
         self.umem = umem
-        self.released = False
+        self.released = count == 0  # an empty batch has nothing to give back
 
     def __len__(self) -> int:
         return self.count
 
     def _d(self) -> np.ndarray[Any, Any]:
+        if not self.count:
+            return _EMPTY_DESCS
         if self.released:
             raise ValueError("this batch was released: its frames belong to the kernel again")
         if self._descs is None:
@@ -174,6 +177,8 @@ class RxBatch:
         must be the other half of the same socket (one UMEM). Packets that do
         not fit in the TX ring right now are released instead of sent; returns
         how many were forwarded."""
+        if not self.count:
+            return 0
         if self.released:
             raise ValueError("this batch was released")
         self._check()

@@ -398,6 +398,7 @@ class _Half:
             self._path = _Closed(self._what)
             self.__dict__.pop("peek_at", None)  # back to the method, which now raises
             self.__dict__.pop("_umem_flat", None)  # no export left on the UMEM mapping
+            self.__dict__.pop("_no_packets", None)
             self._finalizer()
 
     def _check_open(self) -> None:
@@ -641,6 +642,7 @@ class RxSocket(_Half):
         self._batch: RxBatch | None = None
         assert core.umem is not None
         self._umem_flat = core.umem.array.reshape(-1)  # made once, not per batch
+        self._no_packets = RxBatch(self._path, 0, self._umem_flat)
         super().__init__(core)
         setattr(self, "peek_at", self._path.peek_at)  # noqa: B010  (see TxSocket)
 
@@ -719,6 +721,10 @@ class RxSocket(_Half):
         k = path.seek(n)
         if not k and timeout != 0 and n and self.poll_wait(timeout):
             k = path.seek(n)
+        if not k:
+            # nothing arrived: one shared empty batch (nothing to release), so
+            # a polling loop does not build and release an object per look
+            return self._no_packets
         self._batch = batch = RxBatch(path, k, self._umem_flat, self._kick_if_asked)
         return batch
 
