@@ -688,12 +688,16 @@ class RxPath(_FramePath):
                 fill.submit(1)
             else:
                 pool.push(addr)
-        elif pool.tail == pool.head and fill.free_entries(n) >= n:
+        elif fill.free_entries(n) >= n:
             # the usual batch case: straight from the RX slots into the Fill
-            # ring, masked to frame starts, in one pass
+            # ring, masked to frame starts, in one pass. (Frames waiting in the
+            # pool stay there: any free frame will do, and they top the Fill
+            # ring up whenever it has more room than what comes back.)
             copy_circular(fill.area.addrs, fill.cached_prod, rx.area.addrs, rx.cached_cons, n,
                           self.base_mask)
             fill.submit(n)
+            if pool.tail != pool.head:
+                self.refill()
         else:
             pool.push_from(rx.area.addrs, rx.cached_cons, n, self.base_mask)
             self.refill()
