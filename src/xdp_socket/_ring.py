@@ -53,6 +53,7 @@ __all__ = [
     "RingArea",
     "RxPath",
     "TxPath",
+    "check_lengths",
     "copy_circular",
     "gather_circular",
     "scatter_circular",
@@ -145,13 +146,8 @@ class RingArea:
                 mv.release()
 
 
-class ProducerRing:
-    """A ring this process produces into: Fill or TX.
-
-    ``cached_prod`` is our producer (the kernel sees it after :meth:`submit`);
-    ``cached_cons`` is the kernel's consumer *plus the ring size*, so that
-    ``cached_cons - cached_prod`` is the number of free slots.
-    """
+class _Ring:
+    """What both ring directions hold: the area, its size, the shared words."""
 
     __slots__ = ("_cons", "_prod", "area", "cached_cons", "cached_prod", "entries", "flags", "mask")
 
@@ -163,7 +159,22 @@ class ProducerRing:
         self._cons = area.consumer
         self.flags = area.flags
         self.cached_prod: int = area.producer[0]
-        self.cached_cons: int = (area.consumer[0] + self.entries) & U32
+        self.cached_cons: int = area.consumer[0]
+
+
+class ProducerRing(_Ring):
+    """A ring this process produces into: Fill or TX.
+
+    ``cached_prod`` is our producer (the kernel sees it after :meth:`submit`);
+    ``cached_cons`` is the kernel's consumer *plus the ring size*, so that
+    ``cached_cons - cached_prod`` is the number of free slots.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, area: RingArea) -> None:
+        super().__init__(area)
+        self.cached_cons = (self.cached_cons + self.entries) & U32
 
     def free_entries(self, wanted: int) -> int:
         """Free slots; re-reads the kernel's consumer only when the cache has
@@ -186,24 +197,14 @@ class ProducerRing:
         return (self.cached_prod - self._cons[0]) & U32
 
 
-class ConsumerRing:
+class ConsumerRing(_Ring):
     """A ring this process consumes from: RX or Completion.
 
     Starts with nothing available: the cached producer is the kernel's
     producer at creation (0 for a new socket), never the ring size.
     """
 
-    __slots__ = ("_cons", "_prod", "area", "cached_cons", "cached_prod", "entries", "flags", "mask")
-
-    def __init__(self, area: RingArea) -> None:
-        self.area = area
-        self.entries = area.entries
-        self.mask = area.entries - 1
-        self._prod = area.producer
-        self._cons = area.consumer
-        self.flags = area.flags
-        self.cached_cons: int = area.consumer[0]
-        self.cached_prod: int = area.producer[0]
+    __slots__ = ()
 
     def available(self, wanted: int) -> int:
         """Entries ready to read; re-reads the kernel's producer only when the
@@ -280,6 +281,24 @@ def scatter_circular(dst: np.ndarray[Any, Any], start: int, values: Any, n: int)
         dst[s : s + first] = values[:first]
         if n > first:
             dst[: n - first] = values[first:n]
+
+
+def check_lengths(lens: Any, n: int, frame_size: int) -> Any:
+    """Validate TX lengths for ``n`` frames: an int (or 0-d array) for all of
+    them, or ``n`` values, each 1..frame_size. Returns an int or an array."""
+    if not isinstance(lens, int):
+        arr = np.asarray(lens)
+        if arr.ndim == 0:
+            lens = int(arr)
+        else:
+            if arr.shape != (n,):
+                raise ValueError(f"expected {n} lengths, got shape {arr.shape}")
+            if n and (int(arr.min()) <= 0 or int(arr.max()) > frame_size):
+                raise ValueError(f"every length must be 1..{frame_size}")
+            return arr
+    if not 0 < lens <= frame_size:
+        raise ValueError(f"length must be 1..{frame_size}, got {lens}")
+    return lens
 
 
 class FramePool:
@@ -442,26 +461,17 @@ class TxPath(_FramePath):
         out: U64Array = gather_circular(self.tx.area.addrs, self.tx.cached_prod, n)
         return out
 
-    def set_lengths(self, lens: Any, n: int) -> None:
-        """Set the lengths of the first ``n`` reserved frames (array or scalar)."""
+    def set_lengths(self, lens: Any, n: int, checked: bool = False) -> None:
+        """Set the lengths of the first ``n`` reserved frames (an int for all,
+        or ``n`` values). ``checked``: the caller validated them already."""
         if not 0 <= n <= self.reserved:
             raise ValueError(f"{n} frame(s) asked for, {self.reserved} reserved")
+        if not checked:
+            lens = check_lengths(lens, n, self.frame_size)
         if isinstance(lens, int):
-            if not 0 < lens <= self.frame_size:
-                raise ValueError(f"length must be 1..{self.frame_size}, got {lens}")
             _fill_circular(self.tx.area.lens, self.tx.cached_prod, n, lens)
-            return
-        arr = np.asarray(lens)
-        if arr.ndim == 0:
-            v = int(arr)
-            if not 0 < v <= self.frame_size:
-                raise ValueError(f"length must be 1..{self.frame_size}, got {v}")
         else:
-            if arr.shape != (n,):
-                raise ValueError(f"expected {n} lengths, got shape {arr.shape}")
-            if n and (int(arr.min()) <= 0 or int(arr.max()) > self.frame_size):
-                raise ValueError(f"every length must be 1..{self.frame_size}")
-        scatter_circular(self.tx.area.lens, self.tx.cached_prod, arr, n)
+            scatter_circular(self.tx.area.lens, self.tx.cached_prod, lens, n)
 
     def clear_lengths(self, n: int) -> None:
         """Forget the lengths of the first ``n`` reserved frames (cancel)."""

@@ -322,23 +322,11 @@ class TxBatch:
         self._set_lens(self.count if count is None else count, lens)
 
     def _set_lens(self, k: int, lens: npt.ArrayLike) -> None:
-        if isinstance(lens, int) and k == self.count and self._lens is None:
-            if not 0 < lens <= self.frame_size:
-                raise ValueError(f"length must be 1..{self.frame_size}, got {lens}")
-            self._len_all = lens  # fast path: no array at all
-            return
-        arr = np.asarray(lens)
-        if arr.ndim == 0:
-            v = int(arr)
-            if not 0 < v <= self.frame_size:
-                raise ValueError(f"length must be 1..{self.frame_size}, got {v}")
-            self.lens[:k] = v
+        checked = _ring.check_lengths(lens, k, self.frame_size)
+        if isinstance(checked, int) and k == self.count and self._lens is None:
+            self._len_all = checked  # fast path: no array at all
         else:
-            if arr.shape != (k,):
-                raise ValueError(f"expected {k} lengths, got {arr.shape}")
-            if k and (int(arr.min()) <= 0 or int(arr.max()) > self.frame_size):
-                raise ValueError(f"every length must be 1..{self.frame_size}")
-            self.lens[:k] = arr
+            self.lens[:k] = checked
 
     def _check(self) -> None:
         if self.done:
@@ -360,12 +348,14 @@ class TxBatch:
                 if not self._len_all:
                     raise ValueError("no frame in the submit has a length: write them or "
                                      "set_lengths()")
-                path.set_lengths(self._len_all, k)
+                path.set_lengths(self._len_all, k, checked=True)
             else:
-                if int(self._lens[:k].min()) == 0:
+                lens = self._lens[:k]
+                if int(lens.min()) == 0:
                     raise ValueError("a frame in the submit has no length: write it or "
                                      "set_lengths()")
-                path.set_lengths(self._lens[:k], k)
+                # ``lens`` is writable by the user, so it is checked here, once
+                path.set_lengths(lens, k)
             # lengths were validated here: skip the ring's own zero-length scan
             path.commit(k, checked=True)
         if k < self.count:

@@ -43,27 +43,21 @@ class Umem:
     def _allocate(self, huge: bool | None, ifname: str, queue_id: int) -> mmap.mmap:
         hp = C.HUGE_PAGE_SIZE
         huge_len = -(-self.size // hp) * hp
-        if huge is None:
-            # Try huge pages only when enough are free for the whole UMEM
-            # (the seed checked for one page and used four); fall back quietly.
-            if _xsk.free_huge_pages() * hp >= huge_len:
-                try:
-                    mm = _xsk.alloc_umem(huge_len, huge=True)
-                    self.huge_page = True
-                    return mm
-                except OSError:
-                    pass
-        elif huge:
+        # Auto mode tries huge pages only when enough are free for the whole
+        # UMEM (the seed checked for one page and used four) and falls back
+        # quietly; huge=True must get them.
+        if huge or (huge is None and _xsk.free_huge_pages() * hp >= huge_len):
             try:
                 mm = _xsk.alloc_umem(huge_len, huge=True)
                 self.huge_page = True
                 return mm
             except OSError as e:
-                raise xdp_error(
-                    e.errno or 12, f"allocate {huge_len >> 21} huge page(s) for the UMEM",
-                    ifname, queue_id,
-                    hint="not enough free 2 MiB huge pages (see /proc/sys/vm/nr_hugepages)",
-                ) from None
+                if huge:
+                    raise xdp_error(
+                        e.errno or 12, f"allocate {huge_len >> 21} huge page(s) for the UMEM",
+                        ifname, queue_id,
+                        hint="not enough free 2 MiB huge pages (see /proc/sys/vm/nr_hugepages)",
+                    ) from None
         try:
             return _xsk.alloc_umem(self.size, huge=False)
         except OSError as e:
@@ -71,22 +65,19 @@ class Umem:
 
     def register(self, sock: socket.socket, ifname: str, queue_id: int) -> None:
         args = (sock, self.address, self.size, self.frame_size, self.headroom, ifname, queue_id)
-        try:
-            _xsk.register_umem(*args)
-            return
-        except XdpError as e:
-            if e.errno != errno.ENOBUFS:
-                raise
         # Without CAP_IPC_LOCK the kernel charges the UMEM to RLIMIT_MEMLOCK
         # and says ENOBUFS when it does not fit. The soft limit may be raised
-        # to the hard one without privilege (libxdp's samples do the same).
-        if _xsk.raise_memlock_to_hard():
+        # to the hard one without privilege (libxdp's samples do the same),
+        # then the registration is tried once more.
+        for retry in (False, True):
             try:
                 _xsk.register_umem(*args)
                 return
             except XdpError as e:
                 if e.errno != errno.ENOBUFS:
                     raise
+            if retry or not _xsk.raise_memlock_to_hard():
+                break
         soft, hard = _xsk.memlock_limits()
 
         def show(v: int) -> str:
