@@ -30,7 +30,7 @@ import os
 import select
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -548,16 +548,15 @@ class TxSocket(_Half):
             raise TimeoutError(f"frame not completed by the kernel on {self.ifname} queue "
                                f"{self.queue_id} within {timeout} s")
 
-    def _wait_completed(self, target: int, timeout: float | None) -> bool:
-        """Drive the ring and reclaim until ``target`` frames ever committed
-        have completed; back off from 50 us to 5 ms between looks."""
-        path = self._path
+    def _drive_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Drive the TX ring until ``done()``; back off from 50 us to 5 ms
+        between looks. False when ``timeout`` seconds passed first. (In copy
+        mode the kernel sends, and so completes frames, only inside a kick.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.00005
         while True:
             self._drive()
-            path.reclaim()
-            if path.completed >= target:
+            if done():
                 return True
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -565,29 +564,21 @@ class TxSocket(_Half):
             time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
             delay = min(delay * 2, 0.005)
 
+    def _wait_completed(self, target: int, timeout: float | None) -> bool:
+        """Wait until ``target`` frames ever committed have completed."""
+        path = self._path
+
+        def completed() -> bool:
+            path.reclaim()
+            return bool(path.completed >= target)
+
+        return self._drive_until(completed, timeout)
+
     def poll_wait(self, timeout: float | None = None) -> bool:
         """Wait until a frame can be reserved (``seek`` would return 1).
         True when ready, False when ``timeout`` seconds passed."""
         path = self._path
-        if path.seek(1):
-            return True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.00005
-        while True:
-            # In copy mode the kernel does TX work (and so produces
-            # completions) only inside a kick or a poll.
-            self._drive()
-            if path.seek(1):
-                return True
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return False
-            step = delay if deadline is None else min(delay, deadline - now)
-            self._core.poll(select.POLLOUT, 0)
-            time.sleep(max(0.0, step))
-            delay = min(delay * 2, 0.005)
-            if path.seek(1):
-                return True
+        return bool(path.seek(1)) or self._drive_until(lambda: bool(path.seek(1)), timeout)
 
     # batch API ------------------------------------------------------------------
     def reserve(self, n: int) -> TxBatch:
