@@ -133,3 +133,27 @@ class FakeKernel:
 def entries_between(ring: FakeRing, start: int, stop: int, mask: int = ~0) -> list[int]:
     """Addresses in ring slots start..stop-1 (free-running, may wrap), ANDed with mask."""
     return [ring.entry(i)[0] & mask for i in range(start, start + ((stop - start) & U32))]
+
+
+class FakeCore:
+    """Stands in for ``XskCore`` under batches: counts kicks, forwards on the
+    given TX path, and can be closed."""
+
+    def __init__(self, tx_path: _ring.TxPath | None = None) -> None:
+        self.tx_path = tx_path
+        self.closed = False
+        self.tx_kicks = 0
+        self.fill_kicks = 0
+
+    def drive_tx(self) -> int:
+        self.tx_kicks += 1
+        return 0
+
+    def kick_fill(self) -> None:
+        self.fill_kicks += 1
+
+    def forward(self, rx: _ring.RxPath, n: int) -> int:
+        assert self.tx_path is not None
+        k: int = self.tx_path.forward(rx, n)
+        self.drive_tx()
+        return k

@@ -1,4 +1,4 @@
-"""xdp_socket.aio: an asyncio echo server on a bidirectional AF_XDP socket,
+"""asyncio (the sockets' async methods): an asyncio echo server on a bidirectional AF_XDP socket,
 fed by an AF_PACKET peer in a thread, while another task ticks to show the
 event loop stays responsive; and an idle wait that costs no CPU."""
 
@@ -12,7 +12,6 @@ import pytest
 
 import xdp_socket as xs
 from xdp_socket import testing
-from xdp_socket.aio import AsyncRxSocket, AsyncTxSocket, batches, recv_async, send_async
 
 pytestmark = pytest.mark.kernel
 
@@ -43,7 +42,6 @@ def test_echo_server_keeps_the_loop_responsive(veth: testing.VethPair) -> None:
         echoed.extend(peer.recv_matching(is_ours, N, timeout=15))
 
     async def main() -> tuple[int, float]:
-        arx, atx = AsyncRxSocket(rx), AsyncTxSocket(tx)
         ticks = 0
         done = asyncio.Event()
 
@@ -55,10 +53,10 @@ def test_echo_server_keeps_the_loop_responsive(veth: testing.VethPair) -> None:
 
         async def echo() -> None:
             n = 0
-            async for batch in arx.batches(32):
+            async for batch in rx.batches_async(32):
                 for frame in batch:
                     if is_ours(frame):
-                        await atx.send_async(frame)
+                        await tx.send_async(frame)
                         n += 1
                 if n >= N:
                     return
@@ -92,7 +90,7 @@ def test_idle_wait_uses_no_cpu(veth: testing.VethPair) -> None:
 
     async def idle() -> None:
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(recv_async(rx), 0.5)
+            await asyncio.wait_for(rx.recv_async(), 0.5)
 
     try:
         cpu0 = time.process_time()
@@ -104,7 +102,7 @@ def test_idle_wait_uses_no_cpu(veth: testing.VethPair) -> None:
 
 
 def test_functions_round_trip(veth: testing.VethPair) -> None:
-    """send_async on one end, recv_async and batches on the other."""
+    """send_async on one end, recv_async and batches_async on the other."""
     tx = xs.create_tx_socket(veth.a, 0, xs.XdpConfig(frame_count=16))
     rx = xs.create_rx_socket(veth.b, 0, xs.XdpConfig(xdp_mode="native", frame_count=256))
     frames = [our_frame(i) for i in range(100)]  # more than the 16 TX frames: send_async waits
@@ -113,10 +111,10 @@ def test_functions_round_trip(veth: testing.VethPair) -> None:
         got: list[bytes] = []
 
         async def receive() -> None:
-            first = await recv_async(rx)
+            first = await rx.recv_async()
             if is_ours(first):
                 got.append(first)
-            async for batch in batches(rx, 8):
+            async for batch in rx.batches_async(8):
                 assert 1 <= len(batch) <= 8
                 got.extend(f for f in batch if is_ours(f))
                 if len(got) >= len(frames):
@@ -125,7 +123,7 @@ def test_functions_round_trip(veth: testing.VethPair) -> None:
         task = asyncio.create_task(receive())
         await asyncio.sleep(0.05)
         for f in frames:
-            await send_async(tx, f[14:], header=f[:14])
+            await tx.send_async(f[14:], header=f[:14])
         await asyncio.wait_for(task, 10)
         return got
 
@@ -137,15 +135,15 @@ def test_functions_round_trip(veth: testing.VethPair) -> None:
     assert got == frames
 
 
-def test_wrappers_check_their_argument() -> None:
-    with pytest.raises(TypeError):
-        AsyncRxSocket(object())  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        AsyncTxSocket(object())  # type: ignore[arg-type]
+def test_batches_async_checks_its_argument(veth: testing.VethPair) -> None:
+    with xs.create_rx_socket(veth.b, 0, xs.XdpConfig(frame_count=64)) as rx:
+        for bad in (0, -1, True, 1.5):
+            with pytest.raises(ValueError, match="max_batch must be a positive int"):
+                asyncio.run(rx.batches_async(bad).__anext__())  # type: ignore[arg-type]
 
 
 def test_socket_methods_await_packets_and_batches(veth: testing.VethPair) -> None:
-    """The same through the sockets' own methods: rx.recv_async(),
+    """Interleaving the three methods on fresh sockets: rx.recv_async(),
     tx.send_async(), async for ... in rx.batches_async()."""
     cfg = xs.XdpConfig(xdp_mode="native")
     frames = [testing.make_frame(payload=i.to_bytes(2, "big") * 20) for i in range(40)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_kernel import U32, FakeKernel, entries_between
+from fake_kernel import U32, FakeCore, FakeKernel, entries_between
 
 from xdp_socket import _ring
 from xdp_socket.batch import RxBatch, TxBatch
@@ -16,14 +16,14 @@ def umem2d(k: FakeKernel) -> np.ndarray:
     return np.frombuffer(k.umem, np.uint8).reshape(k.frame_count, k.frame_size)
 
 
-def tx_batch(k: FakeKernel, path: _ring.TxPath, n: int, kicks: list[int] | None = None) -> TxBatch:
+def tx_batch(k: FakeKernel, path: _ring.TxPath, n: int, core: FakeCore | None = None) -> TxBatch:
     got = path.seek(n, clear_lengths=False)  # as TxSocket.reserve does
-    return TxBatch(path, got, umem2d(k), (lambda: kicks.append(1)) if kicks is not None else
-                   (lambda: None))
+    return TxBatch(core or FakeCore(path), path, got, umem2d(k))  # type: ignore[arg-type]
 
 
-def rx_batch(k: FakeKernel, path: _ring.RxPath, n: int) -> RxBatch:
-    return RxBatch(path, path.seek(n), umem2d(k).reshape(-1))
+def rx_batch(k: FakeKernel, path: _ring.RxPath, n: int, core: FakeCore | None = None) -> RxBatch:
+    return RxBatch(core or FakeCore(), path, path.seek(n),  # type: ignore[arg-type]
+                   umem2d(k).reshape(-1))
 
 
 @pytest.mark.parametrize("start", NEAR_WRAP)
@@ -33,8 +33,8 @@ def test_tx_batch_write_array_and_submit_across_wrap(start: int) -> None:
     sent: list[bytes] = []
     seq = 0
     for _ in range(20):
-        kicks: list[int] = []
-        with tx_batch(k, path, 24, kicks) as b:
+        core = FakeCore(path)
+        with tx_batch(k, path, 24, core) as b:
             n = len(b)
             data = np.zeros((n, 64), np.uint8)
             data[:, :8] = np.arange(seq, seq + n, dtype=">u8").view(np.uint8).reshape(n, 8)
@@ -43,7 +43,7 @@ def test_tx_batch_write_array_and_submit_across_wrap(start: int) -> None:
             for i in range(n):
                 sent.append(bytes(data[i, : lens[i]]))
             seq += n
-        assert kicks == [1]
+        assert core.tx_kicks == 1
         k.transmit()
     assert k.sent == sent
     assert k.invalid == 0
@@ -193,15 +193,16 @@ def test_forward_moves_frames_without_copy_and_routes_completions() -> None:
     tx = k.tx_path(16, 16)
     tx.rx_peer, tx.rx_limit = rx, 16 * 2048
 
+    core = FakeCore(tx)
+
     class FakeTx:
-        def _forward_target(self):  # type: ignore[no-untyped-def]
-            return tx, lambda: None
+        _core = core
 
     total = 0
     for round_ in range(10):
         pkts = [bytes([round_]) * 60] * 10
         n = k.receive(pkts)
-        b = rx_batch(k, rx, 64)
+        b = rx_batch(k, rx, 64, core)
         addrs = b.addrs.copy()
         fwd = b.forward(FakeTx())
         total += fwd
@@ -211,16 +212,22 @@ def test_forward_moves_frames_without_copy_and_routes_completions() -> None:
         # the kernel sent the RX frames themselves (same addresses)
         assert n == fwd
         assert (addrs < 16 * 2048).all()
-        tx.reclaim()
+        tx.reclaim()  # (the TX side's work: it may run in another thread)
         assert tx.foreign_in_flight == 0
         assert sorted([int(a) for a in tx.pool.snapshot()]) == list(k.addrs(16, 16))
+        # forwarded frames wait in the RX side's returns queue ...
+        assert rx.returns.count == fwd
+        # ... until the RX side's next look, which puts them in the Fill ring
+        assert rx.seek(1) == 0 and rx.returns.count == 0
         in_rx = entries_between(k.rx, rx.rx.cached_cons, k.rx.prod, rx.base_mask)
-        assert sorted(k.fill_contents() + in_rx + [int(a) for a in rx.pool.snapshot()]) == \
-            list(k.addrs(0, 16))
+        rx_side = [int(a) for a in rx.pool.snapshot()]
+        assert sorted(k.fill_contents() + in_rx + rx_side) == list(k.addrs(0, 16))
     assert total == 100
 
 
-def test_forward_refuses_with_reserved_tx_frames() -> None:
+def test_forward_sends_nothing_while_tx_frames_are_reserved() -> None:
+    """Reserved TX slots come first in the ring and belong to whoever reserved
+    them (maybe the TX thread): forward takes none of the ring then."""
     k = FakeKernel(frame_count=32, ring=16)
     rx = k.rx_path(0, 16)
     tx = k.tx_path(16, 16)
@@ -228,8 +235,9 @@ def test_forward_refuses_with_reserved_tx_frames() -> None:
     tx.seek(1)
     k.receive([b"q" * 60])
     rx.seek(1)
-    with pytest.raises(ValueError):
-        tx.forward(rx, 1)
+    prod = tx.tx.cached_prod
+    assert tx.forward(rx, 1) == 0
+    assert tx.tx.cached_prod == prod and tx.reserved == 1 and rx.available == 1
 
 
 def test_frame_indices_are_umem_rows() -> None:

@@ -71,7 +71,7 @@ def test_docs_have_pages_and_examples() -> None:
     assert len(EXAMPLES) >= 30
 
 
-_PUBLIC_MODULES = ("xdp_socket", "xdp_socket.aio", "xdp_socket.pcap", "xdp_socket.gen",
+_PUBLIC_MODULES = ("xdp_socket", "xdp_socket.pcap", "xdp_socket.gen",
                    "xdp_socket.testing", "xdp_socket.scapy_compat", "xdp_socket.errors")
 _CLASSES = ("TxSocket", "RxSocket", "RxBatch", "TxBatch", "XdpConfig", "Statistics", "RingViews")
 

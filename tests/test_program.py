@@ -157,13 +157,17 @@ def test_two_queues_share_one_program() -> None:
         assert e0.prog_id == e1.prog_id
         assert e0.map_fd == e1.map_fd
         assert run_on_queue(e0.prog_id or 0, idx, 1) == C.XDP_REDIRECT
+        assert run_on_queue(e0.prog_id or 0, idx, 0) == C.XDP_REDIRECT
+        # Closing a socket empties its slot (the kernel does it: release
+        # only drops the entry's hold on the program, and is idempotent)
+        s0.close()
         e0.release()
-        e0.release()  # idempotent
+        e0.release()
         assert iface.xdp_state(idx).prog_id == e1.prog_id
         assert run_on_queue(e1.prog_id or 0, idx, 0) == C.XDP_PASS  # slot emptied
         e1.release()
         assert wait_detached(idx)
-        assert program._registry == {}
+        assert len(program._registry) == 0
 
     in_netns(body)
 
@@ -244,13 +248,16 @@ def test_user_xskmap_only_sets_the_slot() -> None:
         e = program.attach_xsk("xa", idx, 2, s0.fileno(), xskmap_fd=m)
         assert (e.prog_id, e.mode, e.map_fd) == (None, None, m)
         assert iface.xdp_state(idx).mode is None  # nothing attached
-        # BPF_NOEXIST proves the slot is taken, then free again after release
-        # (another socket: re-inserting the same one is a no-op success)
+        # BPF_NOEXIST proves the slot is taken, then free again once the
+        # socket is closed (the kernel empties it; release() touches no map)
         s1 = xsk()
         with pytest.raises(XdpError) as ei:
             bpf.map_update_elem(m, 2, s1.fileno(), C.BPF_NOEXIST)
         assert ei.value.errno == errno.EEXIST
         e.release()
+        with pytest.raises(XdpError):
+            bpf.map_update_elem(m, 2, s1.fileno(), C.BPF_NOEXIST)
+        s0.close()
         bpf.map_update_elem(m, 2, s1.fileno(), C.BPF_NOEXIST)
         with pytest.raises(ValueError):
             program.attach_xsk("xa", idx, 4, s0.fileno(), xskmap_fd=m)

@@ -116,9 +116,11 @@ def test_million_frames_forwarded_zero_copy(veth: Any) -> None:
             assert st.rx_dropped == st.rx_ring_full == st.rx_invalid_descs == 0
         assert b_tx.statistics().tx_invalid_descs == 0
         # every one of B's frames comes home: RX frames forwarded on TX return
-        # to B's Fill side on completion, B's own TX frames were never used
+        # to B's Fill side on completion (through the RX half's returns queue,
+        # taken by its next look), B's own TX frames were never used
         assert b_tx.flush(5.0)
         b_tx.reclaim()
+        assert b_rx.seek_n(1) == 0 and b_rx._path.returns.count == 0
         tx_path = b_tx._path
         assert tx_path.foreign_in_flight == 0
         assert tx_path.pool.count == tx_path.frame_count

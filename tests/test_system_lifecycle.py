@@ -29,7 +29,7 @@ from helpers import (
 )
 
 import xdp_socket as xs
-import xdp_socket.socket as xs_socket
+import xdp_socket.core as xs_core
 from xdp_socket import testing
 from xdp_socket.errors import InterfaceDownError
 
@@ -131,8 +131,8 @@ def test_send_blocking_times_out_when_nothing_drains(veth: Any,
     # swallowed no frame is ever sent or completed. (Taking the peer down does
     # not work: the kernel drops the frames and still completes them; taking
     # our own end down makes the kick fail with ENETDOWN, tested below.)
-    monkeypatch.setattr(xs_socket._xsk, "wakeup_tx", lambda sock: 0)
-    monkeypatch.setattr(xs_socket._Xsk, "poll", lambda self, events, timeout: False)
+    monkeypatch.setattr(xs_core._xsk, "wakeup_tx", lambda sock: 0)
+    monkeypatch.setattr(xs_core.XskCore, "poll", lambda self, events, timeout, what: False)
     cfg = xs.XdpConfig(frame_count=64, tx_size=32, comp_size=32, rx_size=32, fill_size=32)
     with xs.create_tx_socket(veth.a, 0, cfg) as tx:
         # 1. the frame goes into the ring but is never completed

@@ -6,9 +6,9 @@ network stack. See the README for the two API tiers and the examples.
 
 from __future__ import annotations
 
-from ._sys.xsk import Statistics
 from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
+from .core import RingViews, Statistics
 from .errors import (
     InterfaceDownError,
     SocketClosedError,
@@ -18,7 +18,6 @@ from .errors import (
     XdpProgramConflictError,
 )
 from .socket import (
-    RingViews,
     RxSocket,
     TxSocket,
     create_bi_socket,

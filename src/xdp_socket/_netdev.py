@@ -39,7 +39,14 @@ def outside_event_loop(fn: Callable[..., _T]) -> Callable[..., _T]:
     def wrapper(*args: Any, **kwargs: Any) -> _T:
         try:
             asyncio.get_running_loop()
+            in_loop = True
         except RuntimeError:
+            in_loop = False
+        # The call must not run inside the ``except`` block: everything it
+        # raises (or stores, as pyroute2 does) would chain to that
+        # RuntimeError, whose traceback keeps this frame and its callers
+        # alive (a socket being created, the program's attachment ...).
+        if not in_loop:
             return fn(*args, **kwargs)
         box: list[Any] = []
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import threading
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,10 @@ __all__ = [
     "U32",
     "ConsumerRing",
     "FramePool",
+    "LockedTxPath",
     "ProducerRing",
     "RingArea",
+    "RingCorruptedError",
     "RxPath",
     "TxPath",
     "check_lengths",
@@ -72,6 +75,12 @@ ADDR_DTYPE = np.dtype("<u8")
 """A Fill / Completion ring entry: a UMEM address."""
 
 U64Array = npt.NDArray[np.uint64]
+
+
+class RingCorruptedError(RuntimeError):
+    """A value the kernel wrote into a shared ring (an index, a descriptor, a
+    Completion address) cannot be right: acting on it would hand one frame to
+    two owners or write outside the UMEM. The socket should be closed."""
 
 
 def _is_pow2(n: int) -> bool:
@@ -184,7 +193,15 @@ class ProducerRing(_Ring):
             return free
         # acquire load of the kernel's consumer (see the module docstring)
         self.cached_cons = (self._cons[0] + self.entries) & U32
-        return (self.cached_cons - self.cached_prod) & U32
+        free = (self.cached_cons - self.cached_prod) & U32
+        if free > self.entries:
+            # a consumer ahead of our producer: trusting it would overwrite
+            # slots the kernel has not read yet
+            raise RingCorruptedError(
+                f"ring corrupted: consumer {(self.cached_cons - self.entries) & U32} is ahead "
+                f"of producer {self.cached_prod} in a ring of {self.entries}"
+            )
+        return free
 
     def submit(self, n: int) -> None:
         """Publish ``n`` more entries (their slots must be written already)."""
@@ -216,7 +233,7 @@ class ConsumerRing(_Ring):
         self.cached_prod = self._prod[0]
         n = (self.cached_prod - self.cached_cons) & U32
         if n > self.entries:
-            raise RuntimeError(
+            raise RingCorruptedError(
                 f"ring corrupted: producer {self.cached_prod} is {n} entries ahead of "
                 f"consumer {self.cached_cons} in a ring of {self.entries}"
             )
@@ -243,6 +260,8 @@ def copy_circular(
     (used to turn a packet address into its frame's base address)."""
     dlen = dst.shape[0]
     slen = src.shape[0]
+    if n > 0 and not (dlen and slen):
+        raise ValueError("copy between circular arrays of size 0")  # would never progress
     while n > 0:
         d = dst_start & (dlen - 1)
         s = src_start & (slen - 1)
@@ -260,6 +279,8 @@ def gather_circular(src: np.ndarray[Any, Any], start: int, n: int) -> np.ndarray
     """A contiguous copy of ``n`` elements of circular array ``src`` from
     free-running position ``start`` (one or two slices)."""
     size = src.shape[0]
+    if n > 0 and not size:
+        raise ValueError("gather from a circular array of size 0")
     s = start & (size - 1)
     if s + n <= size:
         return np.array(src[s : s + n])  # a copy: the ring slot may be reused
@@ -376,6 +397,8 @@ class _FramePath:
         self.frame_size = frame_size
         self.base_mask = ~(frame_size - 1) & 0xFFFFFFFFFFFFFFFF
         self.umem = umem
+        # bound for addresses the kernel hands us (descriptors, completions)
+        self.umem_size = umem.nbytes
         self.frame_count = len(frame_addrs)
         self.pool = FramePool(self.frame_count)
         self.pool.push_array(frame_addrs)
@@ -411,9 +434,11 @@ class TxPath(_FramePath):
         self.completed = 0  # frames ever reclaimed from the Completion ring
         self._reclaim_at = max(1, self.comp.entries // 2)
         # Zero-copy forwarding (RX frame sent on TX): completions of those
-        # frames belong to the RX side's pool. ``rx_peer`` and ``rx_limit``
-        # (RX frames are the addresses below it) are set by the socket when
-        # both halves share one UMEM.
+        # frames belong to the RX side; they are handed to its ``returns``
+        # queue, never to its pool or Fill ring directly, because the RX half
+        # may run in another thread. ``rx_peer`` and ``rx_limit`` (RX frames
+        # are the addresses below it) are set by the socket when both halves
+        # share one UMEM.
         self.rx_peer: RxPath | None = None
         self.rx_limit = 0
         self.foreign_in_flight = 0
@@ -427,9 +452,18 @@ class TxPath(_FramePath):
 
     def reclaim(self) -> int:
         """Move every completed frame from the Completion ring to the pool."""
+        return self._reclaim()
+
+    def _reclaim(self) -> int:
+        # (the unlocked body: seek and forward call it with the lock held)
         comp = self.comp
         n = comp.available(comp.entries)
         if n:
+            if _max_circular(comp.area.addrs, comp.cached_cons, n) >= self.umem_size:
+                raise RingCorruptedError(
+                    f"ring corrupted: the Completion ring returned an address beyond the "
+                    f"{self.umem_size}-byte UMEM"
+                )
             if not self.foreign_in_flight:
                 self.pool.push_from(comp.area.addrs, comp.cached_cons, n, self.base_mask)
             else:
@@ -448,9 +482,9 @@ class TxPath(_FramePath):
         is_rx = addrs < np.uint64(self.rx_limit)
         rx_addrs = addrs[is_rx]
         if rx_addrs.shape[0]:
-            peer.pool.push_array(rx_addrs)
+            # single producer (this side), single consumer (the RX side)
+            peer.returns.push_array(rx_addrs)
             self.foreign_in_flight -= rx_addrs.shape[0]
-            peer.refill()
         if rx_addrs.shape[0] != n:
             self.pool.push_array(addrs[~is_rx])
 
@@ -481,18 +515,23 @@ class TxPath(_FramePath):
         """Send the first ``n`` available RX packets from their own frames
         (zero copy): their descriptors move from the RX ring to the TX ring,
         and the frames come back to ``rx``'s pool on completion. Returns how
-        many were forwarded (fewer when the TX ring is short of room)."""
+        many were forwarded (fewer when the TX ring is short of room, none
+        while frames are reserved on TX: those slots come first in the ring and
+        belong to whoever reserved them, possibly another thread).
+
+        Runs in the RX half's thread: it also hands frames the TX side gave
+        back to the RX side's Fill ring."""
         if rx is not self.rx_peer:
             raise ValueError("can only forward from the RX half of the same socket (one UMEM)")
-        if self.reserved:
-            raise ValueError(
-                f"{self.reserved} TX frame(s) are reserved: commit or cancel them before forwarding"
-            )
         avail = rx.available
         if not 0 <= n <= avail:
             raise ValueError(f"cannot forward {n} packet(s): {avail} available")
+        if rx.returns.tail != rx.returns.head:
+            rx.take_returns()
+        if self.reserved:
+            return 0
         if self.submitted - self.completed >= self._reclaim_at:
-            self.reclaim()
+            self._reclaim()
         k = min(n, self.tx.free_entries(n))
         if k:
             rxr = rx.rx
@@ -522,7 +561,7 @@ class TxPath(_FramePath):
         # flight: the kernel stops sending (EAGAIN) once the Completion ring
         # is full, so it must not fill up while the pool still has frames.
         if pool.tail - pool.head < want or self.submitted - self.completed >= self._reclaim_at:
-            self.reclaim()
+            self._reclaim()
         k = min(want, pool.tail - pool.head, self.tx.free_entries(n) - reserved)
         if k > 0:
             tx = self.tx
@@ -624,6 +663,10 @@ class RxPath(_FramePath):
         self.rx = ConsumerRing(rx)
         self.fill = ProducerRing(fill)
         self.received = 0  # packets ever released back (Python int)
+        # Frames the TX side gives back after forwarding them (a queue with one
+        # producer, the TX side, and one consumer, this side: each moves only
+        # its own index, so the two halves need no lock for it).
+        self.returns = FramePool(self.frame_count)
         self._q = rx.desc_q
         self._i = rx.desc_i
         self.refill()
@@ -646,9 +689,23 @@ class RxPath(_FramePath):
             fill.submit(n)
         return n
 
+    def take_returns(self) -> None:
+        """Move the frames the TX side gave back into the Fill ring (or the pool)."""
+        ret = self.returns
+        k = ret.tail - ret.head
+        if k:
+            self.pool.push_from(ret.buf, ret.head, k)
+            ret.head += k
+            self.refill()
+
     def seek(self, n: int) -> int:
         avail = self.rx.available(n)
-        return n if avail >= n else avail
+        if avail >= n:
+            return n
+        if self.returns.tail != self.returns.head:
+            # short of packets: perhaps the Fill ring is short of frames
+            self.take_returns()
+        return avail
 
     def slot(self, i: int) -> int:
         rx = self.rx
@@ -668,11 +725,20 @@ class RxPath(_FramePath):
         return self.umem[addr : addr + self._i[4 * slot + 2]]
 
     def taken_descs(self, n: int) -> np.ndarray[Any, Any]:
-        """The first ``n`` available descriptors (a contiguous copy, DESC_DTYPE)."""
+        """The first ``n`` available descriptors (a contiguous copy, DESC_DTYPE),
+        checked against the UMEM's bounds: batch users turn them into numpy
+        indices, where an address the kernel got wrong would reach another
+        frame (or, past 2**63, a negative index)."""
         avail = self.available
         if not 0 <= n <= avail:
             raise ValueError(f"{n} packet(s) asked for, {avail} available")
-        return gather_circular(self.rx.area.descs, self.rx.cached_cons, n)
+        d = gather_circular(self.rx.area.descs, self.rx.cached_cons, n)
+        if n and (int(d["addr"].max()) >= self.umem_size
+                  or int(d["len"].max()) > self.frame_size):
+            raise RingCorruptedError(
+                "ring corrupted: an RX descriptor points outside the UMEM or is longer than a frame"
+            )
+        return d
 
     def commit(self, n: int) -> None:
         """Release the first ``n`` available packets: their frames go back to
@@ -683,6 +749,8 @@ class RxPath(_FramePath):
             raise ValueError(f"cannot commit {n} packet(s): {avail} available (call seek_n first)")
         if n == 0:
             return
+        if self.returns.tail != self.returns.head:
+            self.take_returns()
         pool = self.pool
         fill = self.fill
         if n == 1:
@@ -718,6 +786,8 @@ class RxPath(_FramePath):
 
 def _fill_circular(arr: np.ndarray[Any, Any], start: int, n: int, value: int) -> None:
     size = arr.shape[0]
+    if n > 0 and not size:
+        raise ValueError("fill of a circular array of size 0")  # would never progress
     while n > 0:
         s = start & (size - 1)
         k = min(n, size - s)
@@ -725,3 +795,42 @@ def _fill_circular(arr: np.ndarray[Any, Any], start: int, n: int, value: int) ->
         n -= k
         start += k
 
+
+
+def _max_circular(arr: np.ndarray[Any, Any], start: int, n: int) -> int:
+    """The largest of ``n`` elements of circular array ``arr`` from ``start``."""
+    size = arr.shape[0]
+    s = start & (size - 1)
+    first = min(n, size - s)
+    top = int(arr[s : s + first].max())
+    if n > first:
+        top = max(top, int(arr[: n - first].max()))
+    return top
+
+
+class LockedTxPath(TxPath):
+    """A TxPath whose ring operations hold a lock: used when the socket also
+    receives, because ``RxBatch.forward`` (run by the RX half's thread) then
+    produces into the same TX ring and consumes the same Completion ring as
+    the TX half. Reserved slots are private to whoever reserved them and need
+    no lock; ``forward`` sends nothing while any are reserved."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.Lock()
+
+    def reclaim(self) -> int:
+        with self.lock:
+            return self._reclaim()
+
+    def seek(self, n: int, clear_lengths: bool = True) -> int:
+        with self.lock:
+            return super().seek(n, clear_lengths)
+
+    def commit(self, n: int, checked: bool = False) -> None:
+        with self.lock:
+            super().commit(n, checked)
+
+    def forward(self, rx: RxPath, n: int) -> int:
+        with self.lock:
+            return super().forward(rx, n)

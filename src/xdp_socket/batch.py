@@ -16,11 +16,20 @@ Used as context managers, batches clean up after themselves: an RX batch is
 released when the block ends, also on an exception (its frames go back to the
 Fill ring); a TX batch is submitted when the block ends normally and cancelled
 if an exception escapes (nothing is sent, its frames stay free).
+
+**Lifetime.** A batch refers to the socket's core (the kernel resource), not
+to the half that made it, so dropping a half and its batches frees them by
+reference counting. Once the socket is closed (also from another thread),
+every operation on a batch taken before raises
+:class:`~xdp_socket.SocketClosedError`; only cleanup after an exception
+(``__exit__``) and ``cancel()`` pass quietly, since there is nothing left to
+give back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -28,10 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _ring
-
-
-def _nothing() -> None:
-    pass
+from .core import XskCore
+from .errors import SocketClosedError
 
 __all__ = ["RxBatch", "TxBatch"]
 
@@ -57,12 +64,11 @@ class RxBatch:
     from the RX ring. ``umem`` is the flat uint8 view of the whole UMEM.
     """
 
-    __slots__ = ("_descs", "_kick", "_path", "_start", "count", "released", "umem")
+    __slots__ = ("_core", "_descs", "_path", "_start", "count", "released", "umem")
 
-    def __init__(self, path: _ring.RxPath, count: int, umem: U8Array,
-                 kick: Callable[[], None] = _nothing) -> None:
+    def __init__(self, core: XskCore, path: _ring.RxPath, count: int, umem: U8Array) -> None:
+        self._core = core
         self._path = path
-        self._kick = kick
         self.count = count
         self._start = path.rx.cached_cons
         self._descs: np.ndarray[Any, Any] | None = None
@@ -77,6 +83,8 @@ class RxBatch:
             return _EMPTY_DESCS
         if self.released:
             raise ValueError("this batch was released: its frames belong to the kernel again")
+        if self._core.closed:
+            raise SocketClosedError("RX socket")
         if self._descs is None:
             self._check()
             self._descs = self._path.taken_descs(self.count)
@@ -159,6 +167,8 @@ class RxBatch:
     def _check(self) -> None:
         if self.released:
             raise ValueError("this batch was released: its frames belong to the kernel again")
+        if self._core.closed:
+            raise SocketClosedError("RX socket")
         if self._path.rx.cached_cons != self._start:
             raise ValueError("the RX ring moved under this batch (packets committed elsewhere)")
 
@@ -169,26 +179,28 @@ class RxBatch:
         self._check()
         self.released = True
         self._path.commit(self.count)
-        self._kick()
+        self._core.kick_fill()
 
     def forward(self, tx: Any) -> int:
         """Send every packet of this batch out of ``tx`` (a
         :class:`~xdp_socket.TxSocket`) from its own frame, zero copy: ``tx``
         must be the other half of the same socket (one UMEM). Packets that do
-        not fit in the TX ring right now are released instead of sent; returns
-        how many were forwarded."""
+        not fit in the TX ring right now (or all of them, while the TX half
+        has frames reserved) are released instead of sent; returns how many
+        were forwarded. May run in another thread than the TX half's."""
         if not self.count:
             return 0
         if self.released:
             raise ValueError("this batch was released")
         self._check()
-        tx_path, drive = tx._forward_target()
-        k: int = tx_path.forward(self._path, self.count)
+        core = self._core
+        if getattr(tx, "_core", None) is not core:
+            raise ValueError("can only forward to the TX half of the same socket (one UMEM)")
+        k: int = core.forward(self._path, self.count)
         self.released = True
         if k < self.count:
             self._path.commit(self.count - k)  # no room on TX: drop the rest
-            self._kick()
-        drive()
+            core.kick_fill()
         return k
 
     def __enter__(self) -> RxBatch:
@@ -196,6 +208,8 @@ class RxBatch:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if exc_type is not None and self._core.closed:
+            return  # nothing to give back; let the block's own exception through
         self.release()
 
     def __repr__(self) -> str:
@@ -211,12 +225,11 @@ class TxBatch:
     ``frames()``, then :meth:`submit`.
     """
 
-    __slots__ = ("_addrs", "_kick", "_len_all", "_lens", "_path", "_start", "count", "done",
+    __slots__ = ("_addrs", "_core", "_len_all", "_lens", "_path", "_start", "count", "done",
                  "umem2d")
 
-    def __init__(self, path: _ring.TxPath, count: int, umem2d: U8Array,
-                 kick: Callable[[], Any] = _nothing) -> None:
-        self._kick = kick
+    def __init__(self, core: XskCore, path: _ring.TxPath, count: int, umem2d: U8Array) -> None:
+        self._core = core
         self._path = path
         self.count = count
         self._start = path.tx.cached_prod
@@ -262,12 +275,39 @@ class TxBatch:
         return self._path.frame_size
 
     def frames(self) -> U8Array:
-        """A ``(len(batch), frame_size)`` array of the frames' bytes. Note:
-        this is a *copy* when frames are not contiguous; write through
-        :meth:`write_array` to be sure the UMEM is written."""
+        """A read-only ``(len(batch), frame_size)`` *copy* of the frames' bytes
+        (the frames need not be adjacent in the UMEM, so numpy cannot give a
+        view). To write, use :meth:`edit`, :meth:`frame`, :meth:`write_array`,
+        :meth:`fill` or :meth:`write`."""
         rows, _ = _frame_rows(self.addrs, self.frame_size)
         out: U8Array = self.umem2d[rows]
+        out.flags.writeable = False  # a write would be lost silently: refuse it
         return out
+
+    def frame(self, i: int) -> U8Array:
+        """Frame ``i``'s bytes as a writable numpy view into the UMEM (zero copy).
+        Set its length with :meth:`set_lengths` or ``lens[i]``."""
+        self._check()
+        if not -self.count <= i < self.count:
+            raise IndexError(f"frame index {i} out of range for a batch of {self.count}")
+        row: U8Array = self.umem2d[int(self.addrs[i]) // self.frame_size]
+        return row
+
+    @contextlib.contextmanager
+    def edit(self, count: int | None = None) -> Iterator[U8Array]:
+        """``with batch.edit() as frames:`` a writable ``(count, frame_size)``
+        array of the first ``count`` frames (default all), written back into the
+        UMEM in one numpy operation when the block ends without an exception.
+        Set the lengths as usual."""
+        self._check()
+        k = self.count if count is None else count
+        if not 0 <= k <= self.count:
+            raise ValueError(f"count must be 0..{self.count}")
+        rows, _ = _frame_rows(self.addrs[:k], self.frame_size)
+        work: U8Array = self.umem2d[rows]
+        yield work
+        self._check()
+        self.umem2d[rows] = work
 
     def write(self, i: int, data: bytes | bytearray | memoryview | U8Array) -> None:
         """Copy one packet into frame ``i`` and set its length."""
@@ -331,7 +371,11 @@ class TxBatch:
     def _check(self) -> None:
         if self.done:
             raise ValueError("this batch was already submitted or cancelled")
-        if self._path.tx.cached_prod != self._start:
+        if self._core.closed:
+            raise SocketClosedError("TX socket")
+        if self.count and self._path.tx.cached_prod != self._start:
+            # (an empty batch reserved nothing, so frames forwarded by the RX
+            # half in another thread may move the ring under it harmlessly)
             raise ValueError("the TX ring moved under this batch (frames committed elsewhere)")
 
     def submit(self, count: int | None = None, kick: bool = True) -> int:
@@ -363,15 +407,17 @@ class TxBatch:
             path.clear_lengths(self.count - k)
         self.done = True
         if kick:
-            self._kick()
+            self._core.drive_tx()
         return k
 
     def cancel(self) -> None:
-        """Send nothing; the frames stay free (reserved for the next batch)."""
+        """Send nothing; the frames stay free (reserved for the next batch).
+        After the socket was closed there is nothing to give back: a no-op."""
         if self.done:
             return
         self.done = True
-        self._path.clear_lengths(self.count)
+        if not self._core.closed:
+            self._path.clear_lengths(self.count)
 
     def __enter__(self) -> TxBatch:
         return self

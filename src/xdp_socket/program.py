@@ -15,10 +15,21 @@ Rules this module keeps:
   the interface when the last socket that needs it is released *or* when the
   last process holding it dies, with no cleanup step that could be skipped.
 * One program + map + link per interface per process, shared by all sockets
-  of the process on that interface (one map slot per queue) and reference
-  counted under a lock. A second process that finds our program attached
-  *adopts* it: it opens the program's map by id and takes its own fd on the
-  existing link, which keeps the program attached while it needs it.
+  of the process on that interface (one map slot per queue). A second
+  process that finds our program attached *adopts* it: it opens the program's
+  map by id and takes its own fd on the existing link, which keeps the
+  program attached while it needs it.
+* **Lifetimes without locks in finalizers.** The attachment's three fds are
+  owned by the :class:`_Attachment`; each socket's :class:`XskMapEntry` holds
+  a plain reference to it, and the registry only a weak one. So the last
+  socket to let go (by ``close()``, or by being dropped) frees the attachment
+  by reference counting, and its finalizer closes link, map and program: a
+  leaf action that takes no lock. Releasing an entry only drops that
+  reference; the socket's map slot needs no delete, because the kernel
+  removes a socket from every XSKMAP when the socket is released. The
+  registry's lock guards the dictionary only and is never held across a
+  netlink or bpf call, a thread join, or anything that may run a finalizer
+  that could want it.
 * Interfaces are keyed by (network namespace, ifindex): an ifindex means
   nothing outside its namespace.
 """
@@ -29,6 +40,7 @@ import contextlib
 import errno
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 from . import iface as _iface
@@ -81,35 +93,46 @@ def _netns_key() -> int:
         return 0
 
 
-@dataclass(eq=False)
-class _Attachment:
-    """The built-in program on one interface, as held by this process."""
+def _close_fds(*fds: int | None) -> None:
+    # Closing the link fd first detaches the program (if it was the last
+    # reference), then map and program are freed with their last fd.
+    for fd in fds:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
-    ifname: str
-    ifindex: int
-    prog_fd: int
-    map_fd: int
-    link_fd: int | None  # None when adopted from a netlink attachment (no link to hold)
-    prog_id: int
-    mode: str
-    max_entries: int
-    refs: int = 0
-    closed: bool = False
+
+class _Attachment:
+    """The built-in program on one interface, as held by this process: owns
+    the link, map and program fds, closed when the last socket lets go of
+    the attachment (explicit :meth:`close` only on set-up failures)."""
+
+    def __init__(self, ifname: str, ifindex: int, prog_fd: int, map_fd: int,
+                 link_fd: int | None, prog_id: int, mode: str, max_entries: int) -> None:
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.prog_fd = prog_fd
+        self.map_fd = map_fd
+        self.link_fd = link_fd  # None when adopted from a netlink attachment (no link to hold)
+        self.prog_id = prog_id
+        self.mode = mode
+        self.max_entries = max_entries
+        self._finalizer = weakref.finalize(self, _close_fds, link_fd, map_fd, prog_fd)
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        # Closing the link fd first detaches the program (if it was the last
-        # reference), then map and program are freed with their last fd.
-        for fd in (self.link_fd, self.map_fd, self.prog_fd):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        self._finalizer()
 
 
+# Guards the dictionary only (see the module docstring); entries vanish by
+# themselves when their attachment is freed.
 _lock = threading.Lock()
-_registry: dict[tuple[int, int], _Attachment] = {}
+_registry: weakref.WeakValueDictionary[tuple[int, int], _Attachment] = (
+    weakref.WeakValueDictionary()
+)
 
 
 def _reinit_after_fork() -> None:
@@ -124,12 +147,7 @@ os.register_at_fork(after_in_child=_reinit_after_fork)
 @dataclass(eq=False)
 class XskMapEntry:
     """A socket's slot in an XSKMAP; for the built-in program also a reference
-    on the attachment.
-
-    Call :meth:`release` *before* closing the socket: once the socket is
-    closed the kernel empties its slot itself, and the slot may already hold
-    another socket by the time a late release deletes it.
-    """
+    on the attachment (dropped by :meth:`release`, or with the entry)."""
 
     map_fd: int  # the XSKMAP fd (owned by the attachment / the user)
     prog_id: int | None  # id of the built-in program, None when the user passed their own map
@@ -137,7 +155,6 @@ class XskMapEntry:
     queue_id: int
     ifname: str
     _attachment: _Attachment | None = field(default=None, repr=False)
-    _user_map_id: int | None = field(default=None, repr=False)
     _released: bool = field(default=False, repr=False)
 
     @property
@@ -145,47 +162,14 @@ class XskMapEntry:
         return self._released
 
     def release(self) -> None:
-        """Empty the map slot and drop the reference on the attachment.
-
-        Idempotent. The last reference closes link, map and program fds, which
-        detaches the program unless another process still holds it.
-        """
-        with _lock:
-            if self._released:
-                return
-            self._released = True
-            att = self._attachment
-            try:
-                if att is None:
-                    self._delete_from_user_map()
-                elif not att.closed:
-                    _delete_entry(att.map_fd, self.queue_id, self.ifname)
-            finally:
-                if att is not None:
-                    att.refs -= 1
-                    if att.refs <= 0:
-                        key = next((k for k, v in _registry.items() if v is att), None)
-                        if key is not None:
-                            del _registry[key]
-                        att.close()
-
-    def _delete_from_user_map(self) -> None:
-        # The user owns the fd and may have closed it, and the number may now
-        # name another map: only delete when the fd still names the same map.
-        try:
-            if bpf.map_get_info(self.map_fd).id != self._user_map_id:
-                return
-        except (OSError, ValueError):
-            return
-        _delete_entry(self.map_fd, self.queue_id, self.ifname)
-
-
-def _delete_entry(map_fd: int, queue_id: int, ifname: str) -> None:
-    try:
-        bpf.map_delete_elem(map_fd, queue_id, ifname=ifname, queue_id=queue_id)
-    except OSError as e:
-        if e.errno not in (errno.ENOENT, errno.EBADF):
-            raise
+        """Drop this entry's reference on the attachment. Idempotent, takes no
+        lock and makes no system call, so it is safe anywhere (a finalizer, a
+        signal handler, another thread). The last reference closes link, map
+        and program fds, which detaches the program unless another process
+        still holds it. The map slot itself is emptied by the kernel when the
+        socket is released."""
+        self._released = True
+        self._attachment = None
 
 
 def _check_args(queue_id: int, xsk_fd: int, mode: str) -> None:
@@ -231,62 +215,77 @@ def attach_xsk(
                 f"queue {queue_id} does not fit the XSKMAP ({info.max_entries} entries)"
             )
         bpf.map_update_elem(xskmap_fd, queue_id, xsk_fd, ifname=ifname, queue_id=queue_id)
-        return XskMapEntry(xskmap_fd, None, None, queue_id, ifname, None, info.id)
+        return XskMapEntry(xskmap_fd, None, None, queue_id, ifname, None)
 
-    with _lock:
-        key = (_netns_key(), ifindex)
-        att = _registry.get(key)
-        if att is not None and not _still_attached(att):
-            # The interface was deleted or someone detached our link: entries
-            # that hold it release it on their own; start a fresh attachment.
-            del _registry[key]
-            if att.refs <= 0:
-                att.close()
-            att = None
-        fresh = att is None
-        if att is None:
-            att = _acquire(ifname, ifindex, mode, queue_id)
+    key = (_netns_key(), ifindex)
+    att = _attachment_for(key, ifname, ifindex, mode, queue_id)
+    try:
+        if mode != "auto" and att.mode != mode:
+            raise XdpBusyError(
+                errno.EBUSY,
+                "attach XDP program",
+                ifname,
+                queue_id,
+                f"the built-in program is already attached in {att.mode} mode, "
+                f"not {mode}; use mode='auto' or '{att.mode}'",
+            )
+        if queue_id >= att.max_entries:
+            raise xdp_error(
+                errno.EINVAL,
+                "insert socket into XSKMAP",
+                ifname,
+                queue_id,
+                f"{ifname} has {att.max_entries} RX queues (0..{att.max_entries - 1})",
+            )
         try:
-            if mode != "auto" and att.mode != mode:
+            # BPF_NOEXIST: never steal a queue from another socket (of this
+            # or another process sharing the program).
+            bpf.map_update_elem(
+                att.map_fd, queue_id, xsk_fd, C.BPF_NOEXIST, ifname=ifname, queue_id=queue_id
+            )
+        except XdpError as e:
+            if e.errno == errno.EEXIST:
                 raise XdpBusyError(
                     errno.EBUSY,
-                    "attach XDP program",
-                    ifname,
-                    queue_id,
-                    f"the built-in program is already attached in {att.mode} mode, "
-                    f"not {mode}; use mode='auto' or '{att.mode}'",
-                )
-            if queue_id >= att.max_entries:
-                raise xdp_error(
-                    errno.EINVAL,
                     "insert socket into XSKMAP",
                     ifname,
                     queue_id,
-                    f"{ifname} has {att.max_entries} RX queues (0..{att.max_entries - 1})",
-                )
-            try:
-                # BPF_NOEXIST: never steal a queue from another socket (of this
-                # or another process sharing the program).
-                bpf.map_update_elem(
-                    att.map_fd, queue_id, xsk_fd, C.BPF_NOEXIST, ifname=ifname, queue_id=queue_id
-                )
-            except XdpError as e:
-                if e.errno == errno.EEXIST:
-                    raise XdpBusyError(
-                        errno.EBUSY,
-                        "insert socket into XSKMAP",
-                        ifname,
-                        queue_id,
-                        "another socket already receives this queue",
-                    ) from None
-                raise
-        except BaseException:
-            if fresh:
-                att.close()
+                    "another socket already receives this queue",
+                ) from None
             raise
-        att.refs += 1
-        _registry[key] = att
-        return XskMapEntry(att.map_fd, att.prog_id, att.mode, queue_id, ifname, att)
+    except BaseException:
+        # The traceback keeps this frame: without this line it would keep the
+        # attachment (and so the program on the interface) alive with it.
+        att = None  # type: ignore[assignment]
+        raise
+    return XskMapEntry(att.map_fd, att.prog_id, att.mode, queue_id, ifname, att)
+
+
+def _attachment_for(key: tuple[int, int], ifname: str, ifindex: int, mode: str,
+                    queue_id: int) -> _Attachment:
+    """This process's attachment on the interface, made or adopted if there
+    is none. The registry lock is held only to read and write the dictionary:
+    netlink and bpf calls run outside it (two threads racing to attach find
+    each other through the kernel, as two processes do)."""
+    with _lock:
+        att = _registry.get(key)
+    if att is not None and not _still_attached(att):
+        # The interface was deleted or someone detached our link: the entries
+        # that hold the old attachment let go of it on their own.
+        with _lock:
+            if _registry.get(key) is att:
+                del _registry[key]
+        att = None
+    if att is None:
+        att = _acquire(ifname, ifindex, mode, queue_id)
+        with _lock:
+            # Another thread may have published one meanwhile (then ours is an
+            # adoption of the same program, and both work): keep the first.
+            first = _registry.setdefault(key, att)
+        if first is not att:
+            att.close()
+            att = first
+    return att
 
 
 def _still_attached(att: _Attachment) -> bool:

@@ -97,11 +97,11 @@ class Umem:
         return addrs
 
     def close(self) -> None:
-        """Unmap, unless the user still holds views into the packet memory:
-        then the mapping stays until the last view is gone (never a dangling
-        pointer)."""
+        """Unmap, unless somebody still holds a view into the packet memory
+        (the user, or a thread still inside an operation): then the mapping
+        stays until the last view is gone (never a dangling pointer). Our own
+        views are only dropped, not released, for that reason."""
         self.array = np.empty((0, self.frame_size), np.uint8)
-        with contextlib.suppress(BufferError):
-            self.view.release()
+        self.view = memoryview(b"")
         with contextlib.suppress(BufferError):
             self._mm.close()

@@ -7,9 +7,11 @@ the interface name and queue so the message reads
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import mmap
+import os
 import resource
 import socket
 import struct
@@ -307,6 +309,17 @@ def free_huge_pages() -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def make_wake_fd() -> int:
+    """An eventfd that a closing thread writes to wake a thread in poll()."""
+    return os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+
+def signal_wake_fd(fd: int) -> None:
+    """Make ``fd`` (from :func:`make_wake_fd`) readable for good."""
+    with contextlib.suppress(OSError):  # counter full (never) or already closed
+        os.eventfd_write(fd, 1)
 
 
 # --- wakeups (the "kick") ----------------------------------------------------

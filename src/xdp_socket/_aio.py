@@ -1,17 +1,13 @@
-"""asyncio support: await packets and frames without a busy loop or a thread.
+"""asyncio support behind the sockets' async methods (``await rx.recv_async()``,
+``await tx.send_async(data)``, ``async for packets in rx.batches_async()``):
+await packets and frames without a busy loop or a thread.
 
 The functions wait on the event loop's own readiness callbacks for the
 socket's fd (``loop.add_reader``), so a task waiting for a packet costs
-nothing while the rest of the program runs::
+nothing while the rest of the program runs.
 
-    from xdp_socket import create_bi_socket
-    from xdp_socket.aio import AsyncRxSocket, AsyncTxSocket
-
-    tx, rx = create_bi_socket("veth0", 0)
-    arx, atx = AsyncRxSocket(rx), AsyncTxSocket(tx)
-    async for batch in arx.batches():
-        for frame in batch:
-            await atx.send_async(frame)
+This module ranks below :mod:`xdp_socket.socket` and does not import it: it
+works on anything with the halves' per-packet methods (the protocols below).
 
 How AF_XDP readiness works, and what that means here:
 
@@ -30,25 +26,35 @@ How AF_XDP readiness works, and what that means here:
   steal each other's wakeups. A bidirectional socket may have one receiving
   and one sending task.
 
-The functions take the ordinary :class:`~xdp_socket.RxSocket` and
-:class:`~xdp_socket.TxSocket`; :class:`AsyncRxSocket` and
-:class:`AsyncTxSocket` are thin wrappers that carry them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Protocol
 
-from .socket import RxSocket, TxSocket
+__all__ = ["batches", "recv_async", "send_async"]
 
-__all__ = [
-    "AsyncRxSocket",
-    "AsyncTxSocket",
-    "batches",
-    "recv_async",
-    "send_async",
-]
+
+class RxSocket(Protocol):
+    """What the functions need of an RX half."""
+
+    def seek_n(self, n: int) -> int: ...
+    def kick(self) -> None: ...
+    def fileno(self) -> int: ...
+    def poll_wait(self, timeout: float | None = None) -> bool: ...
+    def recv(self, timeout: float | None = None) -> bytes | None: ...
+    def peek_at(self, i: int) -> memoryview: ...
+    def commit_n(self, n: int) -> None: ...
+
+
+class TxSocket(Protocol):
+    """What the functions need of a TX half."""
+
+    def send(self, data: bytes | bytearray | memoryview,
+             header: bytes | bytearray | memoryview | None = None) -> bool: ...
+    def kick(self) -> None: ...
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -124,45 +130,3 @@ async def send_async(tx: TxSocket, data: BytesLike, header: BytesLike | None = N
         tx.kick()
         await asyncio.sleep(delay)
         delay = min(delay * 2, _BACKOFF_MAX_S)
-
-
-class AsyncRxSocket:
-    """An :class:`~xdp_socket.RxSocket` with awaitable receive methods."""
-
-    def __init__(self, rx: RxSocket) -> None:
-        if not isinstance(rx, RxSocket):
-            raise TypeError(f"expected an RxSocket, not {type(rx).__name__}")
-        self.socket = rx
-
-    async def recv_async(self) -> bytes:
-        """See :func:`recv_async`."""
-        return await recv_async(self.socket)
-
-    def batches(self, max_batch: int = 64) -> AsyncIterator[list[bytes]]:
-        """See :func:`batches`."""
-        return batches(self.socket, max_batch)
-
-    def close(self) -> None:
-        self.socket.close()
-
-    def __repr__(self) -> str:
-        return f"<AsyncRxSocket {self.socket!r}>"
-
-
-class AsyncTxSocket:
-    """A :class:`~xdp_socket.TxSocket` with an awaitable send."""
-
-    def __init__(self, tx: TxSocket) -> None:
-        if not isinstance(tx, TxSocket):
-            raise TypeError(f"expected a TxSocket, not {type(tx).__name__}")
-        self.socket = tx
-
-    async def send_async(self, data: BytesLike, header: BytesLike | None = None) -> None:
-        """See :func:`send_async`."""
-        await send_async(self.socket, data, header)
-
-    def close(self) -> None:
-        self.socket.close()
-
-    def __repr__(self) -> str:
-        return f"<AsyncTxSocket {self.socket!r}>"

@@ -1,0 +1,444 @@
+"""Layer 2: one AF_XDP kernel socket and everything it owns.
+
+:class:`XskCore` is the resource under both halves (``TxSocket``/``RxSocket``,
+layer 3). The rules it keeps are the library's lifetime rules:
+
+* **One owner per kernel object.** The core owns the socket (a
+  ``socket.socket``, which owns its fd), the :class:`~xdp_socket.umem.Umem`
+  (which owns its mapping), the four ring mappings and the socket's XSKMAP
+  entry (which holds a reference on the attached program). Nothing else closes
+  them. The halves and batches hold the core; the core holds neither, so there
+  is no reference cycle and a dropped socket is freed by reference counting
+  at once, with no garbage-collector pass.
+* **The finalizer is a leaf action.** A core nobody closed is finalized when
+  its last half and batch are gone: it emits a ``ResourceWarning`` and closes
+  the socket fd, nothing more. It takes no lock, starts no netlink request and
+  waits for no thread, so it cannot deadlock whatever thread the finalizer
+  runs in. The XSKMAP slot needs no action: the kernel removes a socket from
+  every map when the socket is released. The program's reference is dropped
+  with the entry; the attachment closes its own fds when its last reference
+  goes (see :mod:`xdp_socket.program`).
+* **Closed is closed everywhere.** :meth:`close` may be called from any
+  thread, also while another thread waits in :meth:`poll` (it is woken through
+  an eventfd) or works on a batch; every later operation on the socket or on a
+  batch taken before raises :class:`~xdp_socket.SocketClosedError`. Mappings
+  are never unmapped under a live view: views the user (or a thread still
+  inside an operation) holds keep their memory valid until they are dropped.
+* **Threads.** One thread per half. For a socket with both halves the TX ring
+  is shared with ``RxBatch.forward`` (run by the RX thread), so its ring
+  operations take a lock (:class:`~xdp_socket._ring.LockedTxPath`); frames
+  given back by TX to RX go through a queue with one producer and one
+  consumer.
+
+The wake-up policy lives here too: kick the TX ring and drive it until the
+kernel has taken what was committed, kick the Fill ring when it asks, poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import time
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _ring
+from ._sys import consts as C
+from ._sys import xsk as _xsk
+from ._sys.xsk import Statistics
+from .config import Direction, XdpConfig
+from .errors import InterfaceDownError, SocketClosedError, XdpBusyError, xdp_error
+from .iface import queue_counts, resolve_interface
+from .umem import Umem
+
+if TYPE_CHECKING:
+    import socket
+
+    from .program import XskMapEntry
+
+__all__ = ["RingViews", "Statistics", "XskCore"]
+
+# The kernel frees a closed socket's queue slot in deferred work; binding the
+# same queue again right away fails with EBUSY for ~16 ms (32 ms max measured).
+_BIND_BUSY_RETRY_S = 0.5
+
+_POLL_ERR = select.POLLERR | select.POLLNVAL | select.POLLHUP
+
+
+class RingViews(NamedTuple):
+    """numpy views of a socket's rings: ``fill`` and ``completion`` are uint64
+    UMEM addresses, ``rx`` and ``tx`` structured ``(addr u8, len u4, options
+    u4)`` descriptors. Empty for a ring the socket does not have."""
+
+    fill: npt.NDArray[np.uint64]
+    completion: npt.NDArray[np.uint64]
+    rx: np.ndarray[Any, Any]
+    tx: np.ndarray[Any, Any]
+
+
+def _finalize(sock: socket.socket, label: str) -> None:
+    """A core nobody closed: warn, close the socket. A leaf action (see the
+    module docstring)."""
+    warnings.warn(f"unclosed {label}", ResourceWarning, stacklevel=1)
+    sock.close()
+
+
+def _close_fd(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+class XskCore:
+    """One AF_XDP kernel socket and everything it owns (see the module docstring)."""
+
+    def __init__(
+        self, iface: str | int, queue_id: int, direction: Direction, config: XdpConfig
+    ) -> None:
+        if not _ring.ORDERING_SAFE and not os.environ.get("XDP_SOCKET_ALLOW_WEAK_ORDERING"):
+            raise RuntimeError(
+                "xdp_socket's rings rely on x86-64 memory ordering; this CPU needs "
+                "barriers the pure-Python ring code cannot emit (see xdp_socket._ring)"
+            )
+        if isinstance(queue_id, bool) or not isinstance(queue_id, int):
+            raise TypeError(f"queue_id must be an int, not {type(queue_id).__name__}")
+        if not 0 <= queue_id <= 0xFFFFFFFF:
+            raise ValueError(f"queue_id must be >= 0, got {queue_id}")
+        self.ifname, self.ifindex = resolve_interface(iface)
+        self.queue_id = queue_id
+        self.config = config
+        self.direction = direction
+        self.closed = False
+        self._pid = os.getpid()
+        # close() runs once: popping the token is atomic, so two threads (or a
+        # signal handler and the main thread) cannot both run the teardown.
+        self._close_token = [True]
+        self._open_halves: set[str] = set()
+        self._pollers: dict[int, Any] = {}
+        self.tx_path: _ring.TxPath | None = None
+        self.rx_path: _ring.RxPath | None = None
+        self.xskmap: XskMapEntry | None = None
+        self.umem: Umem | None = None
+        self._maps: list[Any] = []
+        self._areas: list[_ring.RingArea] = []
+        self.zero_copy = False
+        # Written by close() so that a thread waiting in poll() wakes up. It is
+        # closed only with the core itself (never by close()), so a thread
+        # about to poll cannot find its number reused by somebody else's fd.
+        self._wake_fd = _xsk.make_wake_fd()
+        close_wake = weakref.finalize(self, _close_fd, self._wake_fd)
+        close_wake.atexit = False
+        try:
+            self.sock = _xsk.create_socket(self.ifname, queue_id)
+        except BaseException:
+            close_wake()
+            raise
+        try:
+            self._setup()
+        except BaseException:
+            # Close everything now: the traceback keeps this object (and the
+            # frames of _setup) alive for as long as the caller keeps it.
+            self._teardown()
+            close_wake()
+            raise
+        label = (f"AF_XDP socket on {self.ifname} queue {queue_id} "
+                 f"({direction.value}; call close() or use 'with')")
+        self._finalizer = weakref.finalize(self, _finalize, self.sock, label)
+        self._finalizer.atexit = False  # the process's exit closes every fd anyway
+
+    # --- set-up ---------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg, name, q = self.config, self.ifname, self.queue_id
+        want_rx = self.direction in (Direction.RX, Direction.BOTH)
+        want_tx = self.direction in (Direction.TX, Direction.BOTH)
+        self._check_queue(want_rx, want_tx)
+        self.umem = umem = Umem(cfg, name, q)
+        umem.register(self.sock, name, q)
+        # Fill and Completion rings are required by bind even for a one-way
+        # socket; each is mapped with exactly the size we asked for.
+        _xsk.set_ring_size(self.sock, C.XDP_UMEM_FILL_RING, cfg.fill_size, "fill", name, q)
+        _xsk.set_ring_size(self.sock, C.XDP_UMEM_COMPLETION_RING, cfg.comp_size, "completion",
+                           name, q)
+        if want_rx:
+            _xsk.set_ring_size(self.sock, C.XDP_RX_RING, cfg.rx_size, "RX", name, q)
+        if want_tx:
+            _xsk.set_ring_size(self.sock, C.XDP_TX_RING, cfg.tx_size, "TX", name, q)
+        off = _xsk.mmap_offsets(self.sock, name, q)
+        fill = self._map(C.XDP_UMEM_PGOFF_FILL_RING, off.fill, cfg.fill_size, "addr", "fill")
+        comp = self._map(C.XDP_UMEM_PGOFF_COMPLETION_RING, off.completion, cfg.comp_size, "addr",
+                         "completion")
+        # Frames: RX-only and TX-only sockets get all of them; a bidirectional
+        # socket splits them in half (RX first). No frame is ever on two rings.
+        n_rx = cfg.frame_count if not want_tx else (cfg.frame_count // 2 if want_rx else 0)
+        n_tx = cfg.frame_count - n_rx if want_tx else 0
+        if want_rx:
+            rx = self._map(C.XDP_PGOFF_RX_RING, off.rx, cfg.rx_size, "desc", "RX")
+            # The Fill ring is filled before bind so the kernel has frames to
+            # receive into from the first packet on.
+            self.rx_path = _ring.RxPath(rx, fill, umem.frame_addrs(0, n_rx), umem.frame_size,
+                                        umem.view)
+        if want_tx:
+            tx = self._map(C.XDP_PGOFF_TX_RING, off.tx, cfg.tx_size, "desc", "TX")
+            # With an RX half, RxBatch.forward (the RX thread) shares the TX ring.
+            path_type = _ring.LockedTxPath if want_rx else _ring.TxPath
+            self.tx_path = path_type(tx, comp, umem.frame_addrs(n_rx, n_tx), umem.frame_size,
+                                     umem.view)
+            if self.rx_path is not None:
+                # one UMEM: RX frames (addresses below rx_limit) may be
+                # forwarded on TX and must come back to the RX side
+                self.tx_path.rx_peer = self.rx_path
+                self.tx_path.rx_limit = n_rx * umem.frame_size
+        flags = 0
+        if cfg.need_wakeup:
+            flags |= C.XDP_USE_NEED_WAKEUP
+        if cfg.zero_copy is True:
+            flags |= C.XDP_ZEROCOPY
+        elif cfg.zero_copy is False:
+            flags |= C.XDP_COPY
+        self._bind(flags)
+        self.zero_copy = bool(_xsk.options(self.sock, name, q) & C.XDP_OPTIONS_ZEROCOPY)
+        if cfg.tx_budget is not None and want_tx:
+            _xsk.set_tx_budget(self.sock, cfg.tx_budget, name, q)
+        if cfg.busy_poll is not None:
+            _xsk.set_busy_poll(self.sock, cfg.busy_poll, 64, name, q)
+        if want_rx:
+            from .program import attach_xsk  # (program.py ranks below; imported late)
+
+            self.xskmap = attach_xsk(name, self.ifindex, q, self.sock.fileno(),
+                                     mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd)
+
+    def _check_queue(self, want_rx: bool, want_tx: bool) -> None:
+        """The kernel binds a queue id that exists in *either* direction, so a
+        TX socket on a queue the device can only receive on binds fine and
+        then never sends (and an RX socket on a TX-only queue never
+        receives). Refuse those up front, naming the counts."""
+        n_rx, n_tx = queue_counts(self.ifindex)
+        for wanted, count, what, never in ((want_rx, n_rx, "RX", "receive"),
+                                           (want_tx, n_tx, "TX", "send")):
+            if wanted and self.queue_id >= count:
+                raise xdp_error(
+                    errno.EINVAL, "bind xsk", self.ifname, self.queue_id,
+                    hint=f"{self.ifname} has {count} {what} queue(s), 0..{count - 1}; a socket "
+                         f"on queue {self.queue_id} would never {never}",
+                )
+
+    def _map(self, pgoff: int, ro: _xsk.RingOffsets, entries: int, kind: str,
+             what: str) -> _ring.RingArea:
+        desc_size = 8 if kind == "addr" else 16
+        mm = _xsk.map_ring(self.sock, pgoff, ro, entries, desc_size, what, self.ifname,
+                           self.queue_id)
+        self._maps.append(mm)
+        area = _ring.RingArea(mm, ro.producer, ro.consumer, ro.flags, ro.desc, entries, kind)
+        self._areas.append(area)
+        return area
+
+    def _bind(self, flags: int) -> None:
+        deadline = time.monotonic() + _BIND_BUSY_RETRY_S
+        delay = 0.001
+        while True:
+            try:
+                _xsk.bind(self.sock, self.ifindex, self.queue_id, flags, self.ifname)
+                return
+            except XdpBusyError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+
+    # --- lifetime -------------------------------------------------------------
+    def open_half(self, name: str) -> None:
+        self._open_halves.add(name)
+
+    def close_half(self, name: str) -> None:
+        """A half was closed; the socket goes with the last one."""
+        self._open_halves.discard(name)
+        if not self._open_halves:
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket now, from any thread; idempotent."""
+        try:
+            self._close_token.pop()
+        except IndexError:
+            return
+        self._finalizer.detach()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        """Release everything, in an order that never leaves memory unmapped
+        under a live view.
+
+        A ring mapping holds the kernel socket (and so its queue) until it is
+        unmapped, so our views of the rings are released explicitly, also
+        when something else (a traceback's frame, a thread inside an
+        operation) still refers to the ring objects: such a late user gets a
+        ValueError, never a dangling pointer, and batches check ``closed``
+        first. A mapping that the user still views (``sock.rings``) stays until
+        those views go. The UMEM is only unmapped if nobody views it."""
+        self.closed = True
+        # wake a thread blocked in poll(): it sees ``closed`` and raises. (A
+        # forked child shares the eventfd: its close must not wake the parent's
+        # pollers, which would then find the fd readable on every poll.)
+        if os.getpid() == self._pid:
+            _xsk.signal_wake_fd(self._wake_fd)
+        # The kernel empties the socket's XSKMAP slot itself when the socket
+        # is released; releasing the entry drops our hold on the program.
+        entry, self.xskmap = self.xskmap, None
+        if entry is not None:
+            entry.release()
+        self.sock.close()
+        self.tx_path = self.rx_path = None
+        self._pollers.clear()
+        areas, self._areas = self._areas, []
+        for area in areas:
+            area.release()
+        maps, self._maps = self._maps, []
+        for mm in maps:
+            with contextlib.suppress(BufferError):  # a view still alive: unmapped with it
+                mm.close()
+        umem, self.umem = self.umem, None
+        if umem is not None:
+            umem.close()
+
+    def check_open(self, what: str) -> None:
+        if self.closed:
+            raise SocketClosedError(what)
+
+    # --- kernel wakeups -------------------------------------------------------
+    def wakeup_error(self, err: int, step: str) -> None:
+        if err in _xsk.RETRY_ERRNOS or err == 0:
+            return
+        if self.closed:
+            raise SocketClosedError(f"socket on {self.ifname} queue {self.queue_id}")
+        if err in (errno.ENETDOWN, errno.ENXIO):
+            raise InterfaceDownError(err, step, self.ifname, self.queue_id,
+                                     hint="the interface is down or gone")
+        raise xdp_error(err, step, self.ifname, self.queue_id)
+
+    def kick_tx(self, always: bool) -> None:
+        """Wake the kernel for the TX ring if it asks (or ``always``)."""
+        tx = self.tx_path
+        if tx is None:
+            raise SocketClosedError("TX socket")
+        if always or tx.tx.flags[0] & C.XDP_RING_NEED_WAKEUP:
+            err = _xsk.wakeup_tx(self.sock)
+            if err:
+                self.wakeup_error(err, "kick TX")
+
+    def kick_fill(self) -> None:
+        """Wake the kernel for the Fill ring if it asks."""
+        rx = self.rx_path
+        if rx is None:
+            raise SocketClosedError("RX socket")
+        if rx.fill.flags[0] & C.XDP_RING_NEED_WAKEUP:
+            err = _xsk.wakeup_rx(self.sock)
+            if err:
+                self.wakeup_error(err, "kick RX")
+
+    def drive_tx(self) -> int:
+        """Kick until the kernel has consumed the TX ring, or a kick made no
+        progress. Returns the number of entries still pending. (Copy mode
+        sends at most a budget of frames, 32 by default, per kick.)"""
+        path = self.tx_path
+        if path is None:
+            raise SocketClosedError("TX socket")
+        tx = path.tx
+        always = not self.config.need_wakeup
+        pending = tx.kernel_pending()
+        while pending:
+            if not (always or tx.flags[0] & C.XDP_RING_NEED_WAKEUP):
+                return pending  # the kernel is polling the ring by itself
+            err = _xsk.wakeup_tx(self.sock)
+            if err and err not in _xsk.RETRY_ERRNOS:
+                self.wakeup_error(err, "kick TX")
+            left = tx.kernel_pending()
+            if left >= pending:
+                # No progress: the Completion ring may be full (reclaiming
+                # makes room) or the driver is busy (try again later).
+                if path.reclaim():
+                    continue
+                return left
+            pending = left
+        return 0
+
+    def drive_until(self, done: Any, timeout: float | None, what: str) -> bool:
+        """Drive the TX ring until ``done()``; back off from 50 us to 5 ms
+        between looks. False when ``timeout`` seconds passed first; raises
+        SocketClosedError when the socket is closed meanwhile (also from
+        another thread). In copy mode the kernel sends, and so completes
+        frames, only inside a kick."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.00005
+        while True:
+            if self.closed:
+                raise SocketClosedError(what)
+            self.drive_tx()
+            if done():
+                return True
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return False
+            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
+            delay = min(delay * 2, 0.005)
+
+    def forward(self, rx: _ring.RxPath, n: int) -> int:
+        """Send the first ``n`` available RX packets from their own frames and
+        drive the TX ring; returns how many went (see ``TxPath.forward``)."""
+        tx = self.tx_path
+        if tx is None:
+            raise SocketClosedError("socket")
+        k = tx.forward(rx, n)
+        self.drive_tx()
+        # Driving reclaimed completions, forwarded RX frames among them: we
+        # run in the RX thread, so they may go to the Fill ring right away.
+        if rx.returns.tail != rx.returns.head:
+            rx.take_returns()
+        return k
+
+    # --- facts ----------------------------------------------------------------
+    def statistics(self) -> Statistics:
+        return _xsk.statistics(self.sock, self.ifname, self.queue_id)
+
+    def ring_views(self) -> RingViews:
+        empty_d = np.empty(0, _ring.DESC_DTYPE)
+        empty_a = np.empty(0, np.uint64)
+        rx, tx = self.rx_path, self.tx_path
+        return RingViews(
+            fill=rx.fill.area.addrs if rx else empty_a,
+            completion=tx.comp.area.addrs if tx else empty_a,
+            rx=rx.rx.area.descs if rx else empty_d,
+            tx=tx.tx.area.descs if tx else empty_d,
+        )
+
+    def poll(self, events: int, timeout: float | None, what: str) -> bool:
+        """One poll(2) on the fd; True if an asked-for event is ready. Returns
+        at once (raising SocketClosedError) when the socket is closed, also
+        by another thread during the wait."""
+        p = self._pollers.get(events)
+        if p is None:  # one poll object per event mask, made once: waits are hot in poll mode
+            if self.closed:
+                raise SocketClosedError(what)
+            p = select.poll()
+            p.register(self.sock.fileno(), events)
+            p.register(self._wake_fd, select.POLLIN)
+            self._pollers[events] = p
+        ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        res = p.poll(ms)
+        if self.closed:
+            raise SocketClosedError(what)
+        wake = self._wake_fd
+        for fd, rev in res:
+            if fd == wake:
+                continue
+            if rev & _POLL_ERR:
+                err = self.sock.getsockopt(1, 4)  # SOL_SOCKET, SO_ERROR
+                raise xdp_error(err or (errno.EBADF if rev & select.POLLNVAL else errno.EIO),
+                                "poll", self.ifname, self.queue_id)
+            if rev & events:
+                return True
+        return False
