@@ -109,6 +109,11 @@ def non_negative_int(text: str) -> int:
     return int(_number(int, text, 0, False))
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    return float(_number(float, text, 0, False))
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0."""
     return float(_number(float, text, 0, True))
