@@ -32,6 +32,7 @@ from ._common import (
     add_duration,
     add_interface,
     add_json,
+    check_frame_size,
     command_parser,
     human_rate,
     non_negative_float,
@@ -108,8 +109,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..gen import MAX_LIVE_FRAME, GenerationInterrupted, GenResult, TrafficGenerator
 
-    if args.size < 60 or args.size > MAX_LIVE_FRAME:
-        raise CliError(f"--size must be 60..{MAX_LIVE_FRAME} bytes, got {args.size}", EXIT_USAGE)
+    check_frame_size(args.size, MAX_LIVE_FRAME, "the longest live frame")
     if args.batch_size is not None and args.batch_size > 256:
         raise CliError(f"--batch-size must be 1..256, got {args.batch_size}", EXIT_USAGE)
     if args.count is None and args.duration is None:
