@@ -74,3 +74,25 @@ def test_demo_privilege_error_names_cap_sys_admin() -> None:
     line = one_line(r)
     assert "private network namespace" in line and "CAP_SYS_ADMIN" in line
     assert "(needs root, or CAP_SYS_ADMIN)" in line
+
+
+def _shape(line: str) -> str:
+    import re
+
+    line = re.sub(r"xt\d+x\d+[ab]", "IF", line)
+    line = re.sub(r"\d[\d.,]*", "N", line)
+    return " ".join(line.split())
+
+
+@pytest.mark.kernel
+def test_getting_started_shows_the_real_demo_output() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "getting-started.md").read_text()
+    block = page.split("The output looks like this", 1)[1].split("```text\n", 1)[1]
+    documented = [_shape(x) for x in block.split("```", 1)[0].splitlines() if x.strip()]
+    r = run("demo", "-d", "1.2", timeout=60)
+    assert r.returncode == 0, r.stderr
+    real = {_shape(x) for x in (r.stderr + r.stdout).replace("\r", "\n").splitlines()}
+    missing = [d for d in documented if d not in real]
+    assert not missing, (missing, sorted(real))
