@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,13 @@ def ip_links() -> dict[str, Any]:
     return {link["ifname"]: link for link in json.loads(out)}
 
 
+def sysfs_queues(name: str) -> tuple[int, int]:
+    """(rx, tx) queues in use, from the test process's own sysfs (conftest
+    mounted it in this namespace)."""
+    entries = [p.name for p in Path(f"/sys/class/net/{name}/queues").iterdir()]
+    return (sum(e.startswith("rx-") for e in entries), sum(e.startswith("tx-") for e in entries))
+
+
 def info_json(*args: str) -> list[dict[str, Any]]:
     r = subprocess.run([*CLI, "info", "--json", *args], capture_output=True, text=True,
                        timeout=30)
@@ -40,8 +48,10 @@ def test_info_matches_ip_link(veth_factory: Any) -> None:
     for name, r in rows.items():
         assert r["ifindex"] == ip[name]["ifindex"]
         assert r["mtu"] == ip[name]["mtu"]
-        assert r["rx_queues"] == ip[name]["num_rx_queues"]
-        assert r["tx_queues"] == ip[name]["num_tx_queues"]
+        assert r["allocated_rx_queues"] == ip[name]["num_rx_queues"]
+        assert r["allocated_tx_queues"] == ip[name]["num_tx_queues"]
+        if r["admin_up"]:  # queues in use: what this namespace's own sysfs lists
+            assert (r["rx_queues"], r["tx_queues"]) == sysfs_queues(name)
         assert r["state"] == ip[name]["operstate"]
         assert r["xdp"]["mode"] is None and not r["xdp"]["builtin"]
     assert rows[link.a]["rx_queues"] == 3 and rows[link.a]["mtu"] == 2000

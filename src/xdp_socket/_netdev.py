@@ -75,12 +75,16 @@ __all__ = [
     "NetdevFeatures",
     "link_basics",
     "netdev_features",
+    "netdev_queue_counts",
 ]
 
 # include/uapi/linux/netdev.h
 NETDEV_FAMILY_NAME = "netdev"
 NETDEV_FAMILY_VERSION = 1
 NETDEV_CMD_DEV_GET = 1
+NETDEV_CMD_QUEUE_GET = 10  # Linux 6.8+
+NETDEV_QUEUE_TYPE_RX = 0  # enum netdev_queue_type
+NETDEV_QUEUE_TYPE_TX = 1
 
 # enum netdev_xdp_act (bit -> the name ynl and `ip` print)
 XDP_FEATURE_NAMES: tuple[tuple[int, str], ...] = (
@@ -222,6 +226,73 @@ def netdev_features(ifindex: int | None = None) -> dict[int, NetdevFeatures] | N
             xsk_features=_opt_int(r.get("NETDEV_A_DEV_XSK_FEATURES")),
         )
     return out
+
+
+def _queue_msg_class() -> Any:
+    from pyroute2.netlink import genlmsg
+
+    class netdev_queue_msg(genlmsg):  # type: ignore[misc]
+        # enum { NETDEV_A_QUEUE_* } in include/uapi/linux/netdev.h (the first ones).
+        prefix = "NETDEV_A_QUEUE_"
+        nla_map = (
+            ("NETDEV_A_QUEUE_UNSPEC", "none"),
+            ("NETDEV_A_QUEUE_ID", "uint32"),
+            ("NETDEV_A_QUEUE_IFINDEX", "uint32"),
+            ("NETDEV_A_QUEUE_TYPE", "uint32"),
+        )
+
+    return netdev_queue_msg
+
+
+@outside_event_loop
+def netdev_queue_counts(ifindex: int) -> tuple[int, int] | None:
+    """``(rx, tx)``: the queues device ``ifindex`` has in use, from the netdev
+    family's queue dump (``NETDEV_CMD_QUEUE_GET``, Linux 6.8+).
+
+    The kernel lists exactly the queues below ``real_num_rx_queues`` and
+    ``real_num_tx_queues``, the bounds AF_XDP binds against, but only for a
+    device that is up. Returns ``None`` when it cannot tell: a kernel without
+    the family or the command, or a device that is down.
+    """
+    from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.generic import GenericNetlinkSocket
+
+    if isinstance(ifindex, bool) or not isinstance(ifindex, int) or ifindex <= 0:
+        raise ValueError(f"interface index must be a positive int, got {ifindex!r}")
+    cls = _queue_msg_class()
+    sock = GenericNetlinkSocket()
+    try:
+        try:
+            sock.bind(NETDEV_FAMILY_NAME, cls)
+        except NetlinkError as e:
+            if e.code in (errno.ENOENT, errno.EOPNOTSUPP):
+                return None
+            raise xdp_error(e.code or errno.EIO, "resolve netdev genl family") from None
+        msg = cls()
+        msg["cmd"] = NETDEV_CMD_QUEUE_GET
+        msg["version"] = NETDEV_FAMILY_VERSION
+        msg["attrs"] = [("NETDEV_A_QUEUE_IFINDEX", ifindex)]
+        try:
+            replies = list(sock.nlm_request(msg, msg_type=sock.prid,
+                                            msg_flags=NLM_F_REQUEST | NLM_F_DUMP))
+        except NetlinkError as e:
+            if e.code == errno.ENODEV:
+                raise xdp_error(e.code, "netdev queue-get", f"#{ifindex}") from None
+            return None  # EOPNOTSUPP/EINVAL: a kernel before 6.8
+    finally:
+        sock.close()
+    counts = [0, 0]
+    for r in replies:
+        # A kernel that ignored the ifindex filter would list every device.
+        if r.get("NETDEV_A_QUEUE_IFINDEX") != ifindex:
+            continue
+        kind = r.get("NETDEV_A_QUEUE_TYPE")
+        if kind in (NETDEV_QUEUE_TYPE_RX, NETDEV_QUEUE_TYPE_TX):
+            counts[kind] += 1
+    if counts == [0, 0]:
+        return None  # the device is down: the kernel lists no queues for it
+    return counts[0], counts[1]
 
 
 def _opt_int(v: object) -> int | None:

@@ -89,6 +89,7 @@ _MAX_BATCH = 256  # net/bpf/test_run.c TEST_XDP_MAX_BATCH
 _WORKERS = 2
 _PROGRESS_EVERY = 1.0
 _POLL = 0.02  # how often the calling thread looks at the workers and for Ctrl-C
+_READY_POLL = 0.05  # wait_ready: a netlink query each time, so not too often
 
 _ETH_ZLEN = 60  # shortest Ethernet frame without FCS (if_ether.h ETH_ZLEN)
 _ETH_HLEN = 14
@@ -454,7 +455,8 @@ class TrafficGenerator:
 
     :attr:`warnings` lists reasons the frames would be dropped that could be
     seen up front (link without carrier, a device that takes no redirects,
-    such as a veth whose peer has no XDP program).
+    such as a veth whose peer has no XDP program); :meth:`check_egress`
+    looks again, :meth:`wait_ready` waits for a veth's peer to get a program.
 
     The XDP program is loaded here and unloaded by :meth:`close` (or the end
     of a ``with`` block); nothing is attached to the interface. See the module
@@ -535,6 +537,7 @@ class TrafficGenerator:
         if len(data) > self.max_frame_size:
             raise ValueError(self._too_long(len(data), facts.mtu))
         self.frame = data
+        self._veth = facts.kind == "veth"
         self.warnings: list[str] = _redirect_warnings(self.ifname, self.ifindex, facts)
         self._prog_fd = bpf.prog_load(
             C.BPF_PROG_TYPE_XDP,
@@ -543,6 +546,42 @@ class TrafficGenerator:
             GEN_PROG_NAME,
             ifname=self.ifname,
         )
+
+    def check_egress(self) -> list[str]:
+        """Look again, now, for reasons the frames would be dropped (the same
+        checks as :attr:`warnings`, which this updates and returns).
+
+        A veth's answer changes when an XDP program is attached to its peer
+        or taken away, so a run that started with a warning may deliver
+        after all, and the other way round.
+        """
+        try:
+            facts = _iface.link_facts(self.ifindex)
+        except OSError as e:
+            self.warnings = [f"{self.ifname} cannot be queried any more: {e}"]
+        else:
+            self.warnings = _redirect_warnings(self.ifname, self.ifindex, facts)
+        return self.warnings
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until :meth:`check_egress` finds no
+        problem; True when it found none.
+
+        Made for a veth whose peer gets its receiver a moment later (a
+        benchmark started in parallel): only a veth can become ready by
+        itself, so for any other device with a problem this returns False
+        at once.
+        """
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not (
+            math.isfinite(timeout) and timeout >= 0
+        ):
+            raise ValueError(f"timeout must be a finite number >= 0, got {timeout!r}")
+        deadline = time.monotonic() + timeout
+        while self.check_egress():
+            if not self._veth or time.monotonic() >= deadline:
+                return False
+            time.sleep(_READY_POLL)
+        return True
 
     def _too_long(self, size: int, mtu: int) -> str:
         return (

@@ -17,19 +17,23 @@ from ._netdev import (
     NetdevFeatures,
     link_basics,
     netdev_features,
+    netdev_queue_counts,
     outside_event_loop,
 )
+from ._sys import ethtool as _ethtool
 from .errors import xdp_error
 
 __all__ = [
     "LinkBasics",
     "LinkFacts",
     "NetdevFeatures",
+    "QueueInfo",
     "XdpState",
     "link_basics",
     "link_facts",
     "netdev_features",
     "queue_counts",
+    "queue_info",
     "resolve_interface",
     "xdp_state",
 ]
@@ -133,16 +137,65 @@ def xdp_state(ifindex: int) -> XdpState:
     return XdpState(mode, prog_id, tuple(ids))
 
 
-def queue_counts(ifindex: int) -> tuple[int, int]:
-    """``(rx, tx)``: how many RX and TX queues the device has (IFLA_NUM_RX/TX_QUEUES).
+@dataclass(frozen=True)
+class QueueInfo:
+    """The queues of one device.
 
-    These are the queues the device was created with (the upper bound for
-    queue ids); drivers may run fewer (``ethtool -L``).
+    ``rx``/``tx`` are the queues in use (the kernel's ``real_num_rx_queues`` /
+    ``real_num_tx_queues``): a socket binds to a queue id below one of them,
+    and the kernel answers EINVAL for any other. ``allocated_rx``/``allocated_tx``
+    are the queues the device was created with (rtnetlink
+    ``IFLA_NUM_RX/TX_QUEUES``), an upper bound a driver may grow into
+    (``ethtool -L``); a veth made without explicit counts gets one per CPU
+    and uses one. ``source`` says where ``rx``/``tx`` came from:
+    ``"netdev"`` (the netlink queue dump, Linux 6.8+, links that are up),
+    ``"ethtool"`` (the driver's channel counts) or ``"allocated"`` (neither
+    answered; then the counts are only an upper bound).
     """
+
+    rx: int
+    tx: int
+    allocated_rx: int
+    allocated_tx: int
+    source: str
+
+
+def queue_info(ifindex: int) -> QueueInfo:
+    """The queues device ``ifindex`` uses and has allocated (see :class:`QueueInfo`)."""
     link = _get_link(ifindex)
-    rx = link.get("IFLA_NUM_RX_QUEUES")
-    tx = link.get("IFLA_NUM_TX_QUEUES")
-    return int(rx or 1), int(tx or 1)
+    alloc_rx = int(link.get("IFLA_NUM_RX_QUEUES") or 1)
+    alloc_tx = int(link.get("IFLA_NUM_TX_QUEUES") or 1)
+    # Why not sysfs (/sys/class/net/IF/queues): it shows the network namespace
+    # it was mounted in, not the caller's, so in a private namespace it may
+    # describe another device of the same name.
+    used = netdev_queue_counts(ifindex)
+    if used is not None:
+        return QueueInfo(used[0], used[1], alloc_rx, alloc_tx, "netdev")
+    name = link.get("IFLA_IFNAME")
+    ch = None
+    if name:
+        try:
+            ch = _ethtool.get_channels(str(name))
+        except OSError:
+            ch = None  # e.g. renamed since we asked: fall back to the bound
+    if ch is not None:
+        # Drivers count queue pairs as "combined" channels and lone queues as
+        # rx/tx ones; the device runs combined + rx RX queues (ethtool(8) -l).
+        rx, tx = ch.combined_count + ch.rx_count, ch.combined_count + ch.tx_count
+        if 0 < rx <= alloc_rx and 0 < tx <= alloc_tx:
+            return QueueInfo(rx, tx, alloc_rx, alloc_tx, "ethtool")
+    return QueueInfo(alloc_rx, alloc_tx, alloc_rx, alloc_tx, "allocated")
+
+
+def queue_counts(ifindex: int) -> tuple[int, int]:
+    """``(rx, tx)``: how many RX and TX queues device ``ifindex`` has in use.
+
+    These bound the queue ids a socket can use (``0..rx-1`` to receive,
+    ``0..tx-1`` to send). They may be fewer than the queues the device was
+    created with; :func:`queue_info` has both and says where the figures came from.
+    """
+    q = queue_info(ifindex)
+    return q.rx, q.tx
 
 
 _IFF_UP = 0x1  # include/uapi/linux/if.h

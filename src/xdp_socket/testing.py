@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from ._netdev import outside_event_loop
 from ._sys import consts
 from ._sys.ns import mount, unshare
+from .iface import queue_counts
 
 __all__ = [
     "BROADCAST",
@@ -160,7 +161,8 @@ def _require_private_netns() -> None:
 
 @dataclass(frozen=True)
 class VethPair:
-    """The two ends of a veth pair: names and interface indices."""
+    """The two ends of a veth pair: names and interface indices, and the
+    RX/TX queues each end uses."""
 
     a: str
     b: str
@@ -181,25 +183,29 @@ def veth_pair(
     a: str | None = None,
     b: str | None = None,
     *,
-    queues: int = 1,
+    queues: int | None = 1,
     mtu: int | None = None,
     timeout: float = 5.0,
 ) -> Iterator[VethPair]:
     """Create a veth pair, bring it up, and delete it when the block ends.
 
     ``a``/``b`` name the two ends (unique names are made up when omitted);
-    both get ``queues`` RX and TX queues; ``mtu`` sets both ends' MTU (veth
-    drops frames longer than MTU + 18 bytes). The block starts only once both
-    ends are operationally up (carrier on), or :class:`TimeoutError` after
-    ``timeout`` seconds.
+    both get ``queues`` RX and TX queues (``None``: the kernel's default, as
+    ``ip link add A type veth peer name B`` makes it: one queue per CPU
+    allocated, one in use; :attr:`VethPair.queues` is then the count in use);
+    ``mtu`` sets both ends' MTU (veth drops frames longer than MTU + 18 bytes).
+    The block starts only once both ends are operationally up (carrier on), or
+    :class:`TimeoutError` after ``timeout`` seconds.
 
     Raises :class:`RuntimeError` unless the calling thread is in the private
     namespace made by :func:`enter_private_netns`: the kit never creates
     interfaces on the host.
     """
     _require_private_netns()
-    if isinstance(queues, bool) or not isinstance(queues, int) or not 1 <= queues <= 4096:
-        raise ValueError(f"queues must be an integer in 1..4096, got {queues!r}")
+    if queues is not None and (
+        isinstance(queues, bool) or not isinstance(queues, int) or not 1 <= queues <= 4096
+    ):
+        raise ValueError(f"queues must be an integer in 1..4096 or None, got {queues!r}")
     if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < 68):
         raise ValueError(f"mtu must be an integer >= 68, got {mtu!r}")
     if (a is None) != (b is None):
@@ -219,25 +225,30 @@ def veth_pair(
 
 
 @outside_event_loop
-def _create_veth(a: str, b: str, queues: int, mtu: int | None, timeout: float) -> VethPair:
+def _create_veth(
+    a: str, b: str, queues: int | None, mtu: int | None, timeout: float
+) -> VethPair:
     from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
 
     with IPRoute() as ip:
-        ip.link(
-            "add",
-            ifname=a,
-            kind="veth",
-            peer={"ifname": b, "num_rx_queues": queues, "num_tx_queues": queues},
-            num_rx_queues=queues,
-            num_tx_queues=queues,
-        )
+        if queues is None:
+            ip.link("add", ifname=a, kind="veth", peer={"ifname": b})
+        else:
+            ip.link(
+                "add",
+                ifname=a,
+                kind="veth",
+                peer={"ifname": b, "num_rx_queues": queues, "num_tx_queues": queues},
+                num_rx_queues=queues,
+                num_tx_queues=queues,
+            )
         try:
             a_index = ip.link_lookup(ifname=a)[0]
             b_index = ip.link_lookup(ifname=b)[0]
             for index in (a_index, b_index):
                 (link,) = ip.get_links(index)
                 got = (link.get_attr("IFLA_NUM_RX_QUEUES"), link.get_attr("IFLA_NUM_TX_QUEUES"))
-                if got != (queues, queues):
+                if queues is not None and got != (queues, queues):
                     raise RuntimeError(
                         f"veth {link.get_attr('IFLA_IFNAME')} got (rx, tx) queues {got}, "
                         f"asked for {queues}"
@@ -248,6 +259,8 @@ def _create_veth(a: str, b: str, queues: int, mtu: int | None, timeout: float) -
                 ip.link("set", index=index, state="up")
             _wait_oper_up(ip, (a_index, b_index), timeout)
             (link,) = ip.get_links(a_index)
+            if queues is None:
+                queues = queue_counts(a_index)[0]
             pair = VethPair(a, b, a_index, b_index, queues, int(link.get_attr("IFLA_MTU")))
         except BaseException:
             with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 
 from ..errors import xdp_error
@@ -17,6 +18,10 @@ from ..errors import xdp_error
 __all__ = ["mount", "unshare"]
 
 _libc: ctypes.CDLL | None = None
+
+# Not the AF_XDP capabilities of the generic EPERM hint: namespaces and mounts
+# are CAP_SYS_ADMIN's (unshare(2), mount(2)).
+_SYS_ADMIN_HINT = "needs root, or CAP_SYS_ADMIN"
 
 
 def _lib() -> ctypes.CDLL:
@@ -47,7 +52,8 @@ def unshare(flags: int) -> None:
     arg = flags - (1 << 32) if flags >= 1 << 31 else flags
     if _lib().unshare(arg) != 0:
         err = ctypes.get_errno()
-        raise xdp_error(err, f"unshare(0x{flags:x})")
+        raise xdp_error(err, f"unshare(0x{flags:x})", hint=_SYS_ADMIN_HINT if err == errno.EPERM
+                        else None)
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
@@ -63,4 +69,5 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int) -> No
 
     if _lib().mount(enc(source), enc(target), enc(fstype), flags, None) != 0:
         err = ctypes.get_errno()
-        raise xdp_error(err, f"mount {fstype or source or ''} on {target}".replace("  ", " "))
+        raise xdp_error(err, f"mount {fstype or source or ''} on {target}".replace("  ", " "),
+                        hint=_SYS_ADMIN_HINT if err == errno.EPERM else None)

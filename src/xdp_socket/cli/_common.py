@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
@@ -41,12 +42,22 @@ class CliError(Exception):
         self.code = code
 
 
+def plain_text(doc: str) -> str:
+    """A docstring as a terminal shows it: the reST markup the API docs need
+    (``literal``, :class:`~pkg.Name`, **strong**) reduced to its text."""
+    doc = re.sub(r":[a-z]+:`~[\w.]*?\.?(\w+)`", r"\1", doc)  # :class:`~a.b.C` -> C
+    doc = re.sub(r":[a-z]+:`([^`]+)`", r"\1", doc)
+    doc = re.sub(r"``([^`]+)``", r"\1", doc)
+    return re.sub(r"\*\*([^*]+)\*\*", r"\1", doc)
+
+
 def command_parser(subparsers: Any, name: str, doc: str | None, epilog: str,
                    help: str) -> argparse.ArgumentParser:
-    """The parser of one subcommand: its module docstring as the description,
-    examples in the epilog, both shown as written."""
+    """The parser of one subcommand: its module docstring (as plain text) as
+    the description, examples in the epilog, both laid out as written."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        name, help=help, description=doc, epilog=epilog,
+        name, help=help, description=None if doc is None else plain_text(doc),
+        epilog=plain_text(epilog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return parser
@@ -109,12 +120,35 @@ def non_negative_int(text: str) -> int:
     return int(_number(int, text, 0, False))
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    return float(_number(float, text, 0, False))
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0."""
     return float(_number(float, text, 0, True))
 
 
 # --- checks before touching the kernel -------------------------------------------------------
+
+#: Shortest Ethernet frame without FCS (include/uapi/linux/if_ether.h ETH_ZLEN);
+#: a NIC pads shorter ones, so a shorter --size would not be what goes out.
+MIN_FRAME_SIZE = 60
+
+
+def check_frame_size(size: int, largest: int, why: str) -> None:
+    """Usage error unless ``MIN_FRAME_SIZE <= size <= largest`` (``why``
+    names the upper bound)."""
+    if not MIN_FRAME_SIZE <= size <= largest:
+        raise CliError(f"--size must be {MIN_FRAME_SIZE}..{largest} bytes ({why}), got {size}",
+                       EXIT_USAGE)
+
+
+def zero_copy_hint(ifname: str) -> str:
+    """The command-line wording of 'this driver has no zero-copy AF_XDP'."""
+    return (f"{ifname} has no zero-copy AF_XDP support (copy mode only; `xdp-socket info` "
+            "lists xsk-zerocopy for drivers that have it): leave out --zero-copy")
 
 
 def resolve(iface: str) -> tuple[str, int]:

@@ -18,6 +18,7 @@ xdpsock sample, on either API tier.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from ._common import (
     add_json,
     add_queue,
     add_xdp_mode,
+    check_frame_size,
     check_queue,
     command_parser,
     human_rate,
@@ -38,6 +40,7 @@ from ._common import (
     positive_int,
     print_json,
     resolve,
+    zero_copy_hint,
 )
 
 MODES = ("rxdrop", "txonly", "l2fwd")
@@ -61,9 +64,10 @@ def register(subparsers: Any) -> None:
                    help="rxdrop/l2fwd: the measurement starts at the first packet; wait at "
                         "most this long for it (default 10)")
     p.add_argument("-b", "--batch", type=positive_int, default=64,
-                   help="descriptors per batch (default 64)")
+                   help="descriptors per batch, at most the ring size 2048 (default 64)")
     p.add_argument("-s", "--size", type=positive_int, default=64,
-                   help="txonly frame length in bytes, without FCS (default 64)")
+                   help="txonly frame length in bytes, without FCS: 60 up to --frame-size "
+                        "(default 64)")
     p.add_argument("--api", choices=("batch", "packet"), default="batch",
                    help="which API tier to run (default batch)")
     add_xdp_mode(p)
@@ -113,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
         check_queue(ifname, ifindex, args.queue, "rx")
     if need_tx:
         check_queue(ifname, ifindex, args.queue, "tx")
-    if args.size > args.frame_size:
-        raise CliError(f"--size {args.size} does not fit a {args.frame_size}-byte frame", 2)
+    check_frame_size(args.size, args.frame_size, "the UMEM frame size, --frame-size")
     cfg = xs.XdpConfig(
         zero_copy=True if args.zero_copy else (False if args.copy else None),
         need_wakeup=not args.no_need_wakeup,
@@ -123,9 +126,20 @@ def run(args: argparse.Namespace) -> int:
         tx_budget=args.tx_budget,
         busy_poll=20 if args.busy_poll else None,
     )
+    # A batch larger than the rings it moves through can never fill: bound it
+    # by the smallest ring the mode uses.
+    rings = ([cfg.rx_size, cfg.fill_size] if need_rx else []) + (
+        [cfg.tx_size, cfg.comp_size] if need_tx else [])
+    if args.batch > min(rings):
+        raise CliError(f"--batch must be 1..{min(rings)} (the ring size), got {args.batch}", 2)
     direction = {"rxdrop": xs.Direction.RX, "txonly": xs.Direction.TX,
                  "l2fwd": xs.Direction.BOTH}[args.mode]
-    tx, rx = xs.create_socket(ifname, args.queue, direction, cfg)
+    try:
+        tx, rx = xs.create_socket(ifname, args.queue, direction, cfg)
+    except xs.XdpError as e:
+        if args.zero_copy and e.errno == errno.EOPNOTSUPP and e.step == "bind xsk":
+            raise CliError(zero_copy_hint(ifname)) from None
+        raise
     status = Status(enabled=not args.quiet)
     stop = StopFlag()
     try:

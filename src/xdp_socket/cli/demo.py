@@ -37,9 +37,10 @@ EPILOG = """examples:
   xdp-socket demo                 # 3 seconds, then a summary
   xdp-socket demo -d 10 --json    # longer, machine-readable summary on stdout
 
-Needs root (or CAP_NET_ADMIN + CAP_NET_RAW + CAP_BPF + CAP_SYS_ADMIN for the
-namespace). The demo never touches your real interfaces; to use a real NIC see
-`xdp-socket info` and `xdp-socket capture --help`.
+Needs root, or CAP_SYS_ADMIN (its private namespace) + CAP_NET_RAW +
+CAP_NET_ADMIN + CAP_BPF + CAP_IPC_LOCK (the sockets and their program). The
+demo never touches your real interfaces; to use a real NIC see `xdp-socket
+info` and `xdp-socket capture --help`.
 """
 
 ETHERTYPE = 0x88B5  # IEEE local experimental: nothing else in the namespace sends it
@@ -96,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         testing.enter_private_netns()
     except PermissionError as e:
-        raise CliError(f"{e} (the demo needs root to make its private namespace)") from None
+        raise CliError(f"cannot make the demo's private network namespace: {e}; run it as "
+                       "root, or with CAP_SYS_ADMIN besides CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF "
+                       "and CAP_IPC_LOCK") from None
     cfg = xs.XdpConfig(xdp_mode="native", frame_size=2048, frame_count=4096)
     with testing.veth_pair(queues=1) as link:
         a_tx, a_rx = xs.create_bi_socket(link.a, 0, cfg)

@@ -8,7 +8,11 @@ per second from one core. The run is bounded: -c COUNT frames or -d SECONDS
 
 IFACE must accept XDP redirects. A veth transmits them only when its *peer*
 runs an XDP program (an AF_XDP socket's, or a drop program); otherwise the
-frames are dropped silently, and gen warns about it.
+frames are dropped silently. So gen first waits up to --wait seconds (default
+3) for the peer to get one (a receiver started in parallel), then warns and
+sends anyway. It looks again every second and at the end: when the frames
+could not have arrived at any moment it checked, it says so and exits 1;
+when only part of the run was affected, the summary says some were dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 from typing import Any
 
 from ._common import (
+    EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -27,8 +32,10 @@ from ._common import (
     add_duration,
     add_interface,
     add_json,
+    check_frame_size,
     command_parser,
     human_rate,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -49,12 +56,14 @@ payload "xdp-socket-gen" then bytes 0, 1, 2, ...; -s counts bytes without FCS
 dst MAC 02:00:00:00:00:02, 10.0.0.1:9000 -> 10.0.0.2:9001.
 
 Live status (frames per second) goes to stderr once a second; the summary to
-stdout (--json: {"mode": "gen", "pps", "packets", "seconds", ...}). Ctrl-C
+stdout (--json: {"mode": "gen", "pps", "packets", "seconds", "dropped", ...};
+"dropped" is "all", "some" or null when gen saw no reason for drops). Ctrl-C
 stops after the running chunk (<= ~0.2 s) with an exact count and exit 130.
 Needs root (CAP_BPF + CAP_NET_ADMIN).
 """
 
 DEFAULT_DURATION = 5.0
+DEFAULT_WAIT = 3.0  # a Python receiver started alongside needs ~1 s to attach
 
 
 def _port(text: str) -> int:
@@ -90,6 +99,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="frames per kernel batch, 1..256 (default: the kernel's 64; "
                         "above 64 a veth may drop some)")
+    p.add_argument("--wait", type=non_negative_float, default=DEFAULT_WAIT, metavar="SECONDS",
+                   help="wait this long for IFACE to accept the frames before sending "
+                        f"(a veth whose peer gets its XDP program later; default {DEFAULT_WAIT:g})")
     add_json(p)
     p.set_defaults(func=run)
 
@@ -97,8 +109,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..gen import MAX_LIVE_FRAME, GenerationInterrupted, GenResult, TrafficGenerator
 
-    if args.size < 60 or args.size > MAX_LIVE_FRAME:
-        raise CliError(f"--size must be 60..{MAX_LIVE_FRAME} bytes, got {args.size}", EXIT_USAGE)
+    check_frame_size(args.size, MAX_LIVE_FRAME, "the longest live frame")
     if args.batch_size is not None and args.batch_size > 256:
         raise CliError(f"--batch-size must be 1..256, got {args.batch_size}", EXIT_USAGE)
     if args.count is None and args.duration is None:
@@ -122,6 +133,22 @@ def run(args: argparse.Namespace) -> int:
 
     status = Status(enabled=not args.json)
     name = "xdp-socket gen"
+    # Was IFACE able to take the frames, at each moment we looked? The
+    # warnings of the first bad look are the reason we give.
+    looks: list[bool] = []
+    reasons: list[str] = []
+
+    def look(ok: bool) -> None:
+        looks.append(ok)
+        for w in gen.warnings:
+            if w not in reasons:
+                reasons.append(w)
+
+    try:
+        look(gen.wait_ready(args.wait))
+    except BaseException:
+        gen.close()
+        raise
     for w in gen.warnings:
         print(f"{name}: warning: {w}", file=sys.stderr)
     bound = f"{args.count} frames" if args.count is not None else f"{args.duration:g} s"
@@ -137,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         cur = dp / dt if dt > 0 else 0.0
         status.update(f"{p.seconds:6.1f} s {p.packets:14,d} frames {human_rate(cur):>14}",
                       force=True)
+        look(not gen.check_egress())
 
     code = EXIT_OK
     with gen:
@@ -145,7 +173,11 @@ def run(args: argparse.Namespace) -> int:
                              on_progress=progress)
         except GenerationInterrupted as e:
             result, code = e.result, EXIT_INTERRUPTED
+        look(not gen.check_egress())
     status.finish()
+    dropped = None if all(looks) else "some" if any(looks) else "all"
+    if dropped == "all" and result.packets and code == EXIT_OK:
+        code = EXIT_ERROR
     if args.json:
         print_json({
             "mode": "gen",
@@ -156,11 +188,21 @@ def run(args: argparse.Namespace) -> int:
             "frame_size": gen.frame_size,
             "rate_limit": args.rate,
             "interrupted": code == EXIT_INTERRUPTED,
+            "dropped": dropped,
+            "warnings": reasons,
         })
+        return code
+    note = " (interrupted)" if code == EXIT_INTERRUPTED else ""
+    what = (f"{result.packets:,} frames of {gen.frame_size} bytes out of {ifname} in "
+            f"{result.seconds:.3f} s: {human_rate(result.pps)}{note}")
+    if dropped is None:
+        print(f"sent {what}")
+    elif dropped == "some":
+        print(f"handed {what}; some were dropped: for part of the run, {reasons[0]}")
     else:
-        note = " (interrupted)" if code == EXIT_INTERRUPTED else ""
-        print(f"sent {result.packets:,} frames of {gen.frame_size} bytes out of {ifname} in "
-              f"{result.seconds:.3f} s: {human_rate(result.pps)}{note}")
+        # Not a success: nothing can have arrived. One line on stderr, exit 1.
+        print(f"{name}: handed {what}, but none can have arrived: {reasons[0]}",
+              file=sys.stderr)
     return code
 
 

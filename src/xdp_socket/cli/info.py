@@ -19,12 +19,16 @@ EPILOG = """examples:
   xdp-socket info eth0            # one interface
   xdp-socket info --json | jq '.[] | {name, xdp_features}'
 
-columns: MTU; STATE (operational state); RXQ/TXQ (queues the device has, the
-valid range for -q is 0..RXQ-1); XDP (mode:program-id, "ours" when it is
+columns: MTU; STATE (operational state); RXQ/TXQ (queues the device uses, the
+valid range for -q is 0..RXQ-1; a device may have allocated more, see --json);
+XDP (mode:program-id, "ours" when it is
 xdp-socket's redirect program); FEATURES (xdp-features: basic, redirect,
 ndo-xmit, xsk-zerocopy, hw-offload, rx-sg, ndo-xmit-sg; "?" when the kernel
-has no netdev netlink family). --json adds xdp-zc-max-segs, the RX metadata
-the driver exposes and the AF_XDP TX metadata flags (xsk-features).
+has no netdev netlink family). --json adds the allocated queue counts and
+where the counts in use came from (netdev: the netlink queue list, Linux 6.8+,
+links that are up; ethtool: the driver's channels; allocated: neither answered),
+xdp-zc-max-segs, the RX metadata the driver exposes and the AF_XDP TX metadata
+flags (xsk-features).
 """
 
 
@@ -39,7 +43,7 @@ def register(subparsers: Any) -> None:
 def collect(iface: str | None) -> list[dict[str, Any]]:
     """What ``info`` reports, as JSON-ready dicts (one per interface)."""
     from ..errors import XdpError
-    from ..iface import link_basics, netdev_features, xdp_state
+    from ..iface import link_basics, netdev_features, queue_info, xdp_state
     from ..program import builtin_program_attached
 
     index = resolve(iface)[1] if iface is not None else None
@@ -49,6 +53,7 @@ def collect(iface: str | None) -> list[dict[str, Any]]:
     for link in links:
         try:
             state = xdp_state(link.ifindex)
+            queues = queue_info(link.ifindex)
         except XdpError:
             continue  # the link went away while we looked
         ours = bool(state.prog_ids) and builtin_program_attached(link.ifindex)
@@ -61,8 +66,11 @@ def collect(iface: str | None) -> list[dict[str, Any]]:
             "mtu": link.mtu,
             "state": link.operstate,
             "admin_up": link.admin_up,
-            "rx_queues": link.num_rx_queues,
-            "tx_queues": link.num_tx_queues,
+            "rx_queues": queues.rx,
+            "tx_queues": queues.tx,
+            "allocated_rx_queues": queues.allocated_rx,
+            "allocated_tx_queues": queues.allocated_tx,
+            "queues_from": queues.source,
             "xdp": {
                 "mode": state.mode,
                 "prog_id": state.prog_id,
