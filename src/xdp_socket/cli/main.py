@@ -97,6 +97,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: {e.strerror or e}"
               + (f": {e.filename}" if getattr(e, "filename", None) else ""), file=sys.stderr)
         return EXIT_ERROR
+    except Exception as e:
+        # Ctrl-C inside a library's own event loop (pyroute2's netlink calls)
+        # can surface as another error raised while handling it.
+        if _interrupted(e):
+            print(f"\n{name}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        raise
+
+
+def _interrupted(e: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 if __name__ == "__main__":
