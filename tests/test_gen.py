@@ -400,9 +400,17 @@ def test_cli_waits_for_a_receiver_started_later(veth: Any) -> None:
 def test_cli_says_some_were_dropped_when_the_receiver_came_late(veth: Any) -> None:
     p = _start_gen("-i", veth.a, "-d", "2.5", "--rate", "20000", "--wait", "0")
     try:
-        time.sleep(1.2)  # about a second of frames into the void
+        # wait for gen's start line (it comes after the start warnings), so a
+        # slow start on a loaded machine cannot let the sink come first
+        assert p.stderr is not None
+        head: list[str] = []
+        while len(head) < 10 and "frames out of" not in "".join(head):
+            head.append(p.stderr.readline())
+        assert "frames out of" in head[-1], head
+        time.sleep(0.8)  # most of a second of frames into the void
         with G.xdp_drop(veth.b) as sink:
             out, err = p.communicate(timeout=30)
+            err = "".join(head) + err
             got = sink.count()
     finally:
         if p.poll() is None:

@@ -254,10 +254,10 @@ def test_writer_to_stdout_pipe_of_subprocess() -> None:
                 w.write(bytes([i % 256]) * (i % 300), i * 1000 + 7)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    got = list(read_capture(proc.stdout))
-    assert proc.wait(timeout=30) == 0
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        got = list(read_capture(proc.stdout))
+        assert proc.wait(timeout=30) == 0
     assert [(p.data, p.timestamp_ns) for p in got] == [
         (bytes([i % 256]) * (i % 300), i * 1000 + 7) for i in range(1000)
     ]

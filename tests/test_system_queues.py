@@ -23,7 +23,7 @@ import pytest
 from helpers import set_link, veth_rx_only_queues
 
 import xdp_socket as xs
-import xdp_socket.socket as xs_socket
+import xdp_socket.core as xs_core
 from xdp_socket import iface, testing
 from xdp_socket._netdev import netdev_queue_counts
 from xdp_socket._sys import bpf
@@ -50,7 +50,7 @@ def kernel_binds(monkeypatch: pytest.MonkeyPatch, name: str, queue: int) -> int:
     """0 when the kernel binds a TX socket on ``queue``, else the errno; our own
     queue check is switched off so that the answer is the kernel's."""
     with monkeypatch.context() as m:
-        m.setattr(xs_socket, "queue_counts", lambda ifindex: (1 << 16, 1 << 16))
+        m.setattr(xs_core, "queue_counts", lambda ifindex: (1 << 16, 1 << 16))
         try:
             xs.create_tx_socket(name, queue).close()
         except xs.XdpError as e:

@@ -348,9 +348,12 @@ def test_interop_af_packet_and_tcpdump(veth: Any, tmp_path: Any) -> None:
             captured = [f for f in _read_pcap(pcap) if parse_test_frame(f)]
             assert captured == sent
     finally:
-        if capture is not None and capture.poll() is None:
-            capture.kill()
-            capture.wait()
+        if capture is not None:
+            if capture.poll() is None:
+                capture.kill()
+                capture.wait()
+            assert capture.stderr is not None
+            capture.stderr.close()
     if tcpdump is None:
         pytest.skip("tcpdump not installed: AF_PACKET part passed, capture part skipped")
 
