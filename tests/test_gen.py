@@ -92,8 +92,6 @@ def test_udp_frame_bad_args() -> None:
     bad: list[dict[str, Any]] = [
         {"frame_size": 59},
         {"frame_size": 14 + 65536},
-        {"frame_size": True},
-        {"frame_size": 64.0},
         {"dst_mac": "zz:00:00:00:00:00"},
         {"src_mac": b"\x00" * 5},
         {"src_ip": "10.0.0"},
@@ -105,6 +103,11 @@ def test_udp_frame_bad_args() -> None:
     ]
     for kw in bad:
         with pytest.raises(ValueError):
+            G.build_udp_frame(**kw)
+    # a wrong type is a TypeError (the shared check_int), a bad value a ValueError
+    for kw in ({"frame_size": True}, {"frame_size": 64.0}, {"sport": "53"}, {"ttl": None},
+               {"payload": "text"}):
+        with pytest.raises(TypeError):
             G.build_udp_frame(**kw)
 
 
@@ -231,13 +234,14 @@ def test_generator_argument_errors(veth: Any) -> None:
     for kw in (
         {},
         {"count": 0},
-        {"count": 1.5},
         {"duration": -1},
         {"duration": float("nan")},
         {"count": 5, "rate": 0},
     ):
         with pytest.raises(ValueError):
             gen.run(**kw)
+    with pytest.raises(TypeError):
+        gen.run(count=1.5)
     gen.close()
     gen.close()
     with pytest.raises(ValueError):

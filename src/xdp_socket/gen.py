@@ -33,7 +33,6 @@ on (``smp_processor_id() % queues``), so ``cpu=`` also picks the queue there.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import math
@@ -46,10 +45,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import iface as _iface
+from ._check import check_int
 from ._sys import bpf
 from ._sys import bpf_asm as asm
 from ._sys import consts as C
-from .errors import InterfaceDownError, XdpError, XdpProgramConflictError, xdp_error
+from ._sys.fd import OwnedFd
+
+# Re-exported: the docs import these from xdp_socket.gen, where they used to live.
+from .drop import XdpDrop, drop_program_insns, xdp_drop
+from .errors import InterfaceDownError, XdpError, xdp_error
+from .frames import (
+    DEFAULT_DPORT,
+    DEFAULT_DST_IP,
+    DEFAULT_DST_MAC,
+    DEFAULT_SPORT,
+    DEFAULT_SRC_IP,
+    DEFAULT_SRC_MAC,
+    ETH_HLEN,
+    ETH_ZLEN,
+    build_udp_frame,
+)
 
 __all__ = [
     "CHUNK_SECONDS",
@@ -60,12 +75,11 @@ __all__ = [
     "TrafficGenerator",
     "XdpDrop",
     "build_udp_frame",
+    "drop_program_insns",
     "xdp_drop",
 ]
 
 GEN_PROG_NAME = "xsk_py_gen"
-DROP_PROG_NAME = "xsk_py_drop"
-DROP_MAP_NAME = "xsk_py_dropcnt"
 _LICENSE = "Dual MIT/GPL"
 
 #: Longest frame a live-frames test run accepts: the frame shares one 4 KiB page
@@ -90,133 +104,11 @@ _WORKERS = 2
 _PROGRESS_EVERY = 1.0
 _POLL = 0.02  # how often the calling thread looks at the workers and for Ctrl-C
 _READY_POLL = 0.05  # wait_ready: a netlink query each time, so not too often
+# Longest single Event.wait() of a worker waiting for its tick: a tiny rate can
+# put the tick centuries (or, for rate < 1e-308, infinitely) ahead, and
+# Event.wait() refuses a timeout that large with OverflowError.
+_MAX_WAIT = 1.0
 
-_ETH_ZLEN = 60  # shortest Ethernet frame without FCS (if_ether.h ETH_ZLEN)
-_ETH_HLEN = 14
-_IPV4_HLEN = 20
-_UDP_HLEN = 8
-_ETH_P_IP = 0x0800
-_IPPROTO_UDP = 17
-_IP_DF = 0x4000
-_PAYLOAD_TAG = b"xdp-socket-gen"
-
-DEFAULT_DST_MAC = "02:00:00:00:00:02"
-DEFAULT_SRC_MAC = "02:00:00:00:00:01"
-DEFAULT_SRC_IP = "10.0.0.1"
-DEFAULT_DST_IP = "10.0.0.2"
-DEFAULT_SPORT = 9000
-DEFAULT_DPORT = 9001
-
-
-# --- frames -----------------------------------------------------------------------
-
-
-def _mac(addr: bytes | str, what: str) -> bytes:
-    if isinstance(addr, str):
-        parts = addr.replace("-", ":").split(":")
-        try:
-            if len(parts) != 6 or any(not 1 <= len(p) <= 2 for p in parts):
-                raise ValueError
-            return bytes(int(p, 16) for p in parts)
-        except ValueError:
-            raise ValueError(f"{what}: not a MAC address: {addr!r}") from None
-    if isinstance(addr, (bytes, bytearray)) and len(addr) == 6:
-        return bytes(addr)
-    raise ValueError(f"{what}: a MAC address is 6 bytes or 'aa:bb:cc:dd:ee:ff', got {addr!r}")
-
-
-def _ipv4(addr: str | bytes | int | ipaddress.IPv4Address, what: str) -> bytes:
-    if isinstance(addr, bool):
-        raise ValueError(f"{what}: not an IPv4 address: {addr!r}")
-    try:
-        return ipaddress.IPv4Address(addr).packed
-    except (ipaddress.AddressValueError, ValueError, TypeError):
-        raise ValueError(f"{what}: not an IPv4 address: {addr!r}") from None
-
-
-def _port(v: int, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFF:
-        raise ValueError(f"{what} must be a port number 0..65535, got {v!r}")
-    return v
-
-
-def _csum16(data: bytes) -> int:
-    """RFC 1071 Internet checksum: one's complement of the one's complement sum."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def build_udp_frame(
-    *,
-    dst_mac: bytes | str = DEFAULT_DST_MAC,
-    src_mac: bytes | str = DEFAULT_SRC_MAC,
-    src_ip: str | bytes | int | ipaddress.IPv4Address = DEFAULT_SRC_IP,
-    dst_ip: str | bytes | int | ipaddress.IPv4Address = DEFAULT_DST_IP,
-    sport: int = DEFAULT_SPORT,
-    dport: int = DEFAULT_DPORT,
-    frame_size: int = 64,
-    payload: bytes | None = None,
-    ttl: int = 64,
-) -> bytes:
-    """An Ethernet/IPv4/UDP frame of exactly ``frame_size`` bytes (without FCS).
-
-    The IPv4 header has no options, DF set, and a correct header checksum; the
-    UDP checksum is filled in too. The UDP payload starts with ``payload``
-    (default: the tag ``b"xdp-socket-gen"``, cut to fit) and is padded with the
-    bytes 0, 1, 2, ... (mod 256) at their offset in the payload.
-    ``frame_size`` is 60 (the Ethernet minimum) to 65549 (largest IPv4 packet
-    plus the Ethernet header); what an interface can carry is smaller, see
-    :class:`TrafficGenerator`.
-    """
-    if isinstance(frame_size, bool) or not isinstance(frame_size, int):
-        raise ValueError(f"frame_size must be an int, got {frame_size!r}")
-    if not _ETH_ZLEN <= frame_size <= _ETH_HLEN + 0xFFFF:
-        raise ValueError(
-            f"frame_size must be {_ETH_ZLEN}..{_ETH_HLEN + 0xFFFF} bytes (without FCS), "
-            f"got {frame_size}"
-        )
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= 255:
-        raise ValueError(f"ttl must be 0..255, got {ttl!r}")
-    dst, src = _mac(dst_mac, "dst_mac"), _mac(src_mac, "src_mac")
-    sip, dip = _ipv4(src_ip, "src_ip"), _ipv4(dst_ip, "dst_ip")
-    sp, dp = _port(sport, "sport"), _port(dport, "dport")
-    ip_len = frame_size - _ETH_HLEN
-    udp_len = ip_len - _IPV4_HLEN
-    room = udp_len - _UDP_HLEN
-    if payload is None:
-        head = _PAYLOAD_TAG[:room]
-    else:
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise ValueError("payload must be bytes")
-        head = bytes(payload)
-        if len(head) > room:
-            raise ValueError(
-                f"payload of {len(head)} bytes does not fit a {frame_size}-byte frame "
-                f"(room for {room})"
-            )
-    body = head + bytes(i & 0xFF for i in range(len(head), room))
-
-    udp_nock = sp.to_bytes(2, "big") + dp.to_bytes(2, "big") + udp_len.to_bytes(2, "big")
-    pseudo = sip + dip + bytes([0, _IPPROTO_UDP]) + udp_len.to_bytes(2, "big")
-    ucsum = _csum16(pseudo + udp_nock + b"\0\0" + body)
-    # RFC 768: a computed 0 is sent as all ones (0 means "no checksum").
-    udp = udp_nock + (ucsum or 0xFFFF).to_bytes(2, "big") + body
-
-    ip_nock = (
-        bytes([0x45, 0])  # version 4, IHL 5 words; DSCP/ECN 0
-        + ip_len.to_bytes(2, "big")
-        + b"\0\0"  # identification (DF set: never fragmented)
-        + _IP_DF.to_bytes(2, "big")
-        + bytes([ttl, _IPPROTO_UDP])
-    )
-    ip = ip_nock + _csum16(ip_nock + b"\0\0" + sip + dip).to_bytes(2, "big") + sip + dip
-    frame = dst + src + _ETH_P_IP.to_bytes(2, "big") + ip + udp
-    assert len(frame) == frame_size
-    return frame
 
 
 # --- interface facts --------------------------------------------------------------
@@ -339,7 +231,8 @@ class _Plan:
                     if start >= self.deadline:
                         return None
                     # the last tick may be partial: no more than fits before the deadline
-                    n = min(n, max(1, math.ceil((self.deadline - start) * self.rate)))
+                    # (min first: with a huge rate and duration the product is inf)
+                    n = min(n, max(1, math.ceil(min((self.deadline - start) * self.rate, n))))
             else:
                 start = now
                 span = CHUNK_SECONDS
@@ -393,8 +286,11 @@ class _Plan:
             end = self.last_end if now is None else now
             seconds = max(end - self.t0, 0.0)
             if now is None and self.rate is not None:
-                # A rate-limited run owns the whole tick of its last burst.
-                seconds = max(seconds, self.done / self.rate)
+                # A rate-limited run owns the whole tick of its last burst,
+                # but not beyond this moment (a run stopped early, with a
+                # tick of 1/rate = years, did not last years).
+                tick_end = min(self.done / self.rate, time.monotonic() - self.t0)
+                seconds = max(seconds, tick_end)
             return GenResult(self.done, seconds, self.done / seconds if seconds > 0 else 0.0)
 
 
@@ -478,23 +374,18 @@ class TrafficGenerator:
         cpu: int | None = None,
         batch_size: int | None = None,
     ) -> None:
-        self._prog_fd: int | None = None
+        self._prog: OwnedFd | None = None
         self._plan: _Plan | None = None
         if cpu is not None:
-            if isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 0:
-                raise ValueError(f"cpu must be a CPU number >= 0, got {cpu!r}")
+            check_int("cpu", cpu, what="a CPU number >= 0")
             allowed = os.sched_getaffinity(0)
             if cpu not in allowed:
                 raise ValueError(
                     f"cpu {cpu} is not available to this process "
                     f"(allowed: {', '.join(map(str, sorted(allowed)))})"
                 )
-        if batch_size is not None and (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
-            or not 1 <= batch_size <= _MAX_BATCH
-        ):
-            raise ValueError(f"batch_size must be 1..{_MAX_BATCH}, got {batch_size!r}")
+        if batch_size is not None:
+            check_int("batch_size", batch_size, min=1, max=_MAX_BATCH)
         header_args = (dst_mac, src_mac, src_ip, dst_ip, sport, dport, frame_size)
         if frame is not None and any(a is not None for a in header_args):
             raise ValueError("give either frame or the header fields (and frame_size), not both")
@@ -511,18 +402,17 @@ class TrafficGenerator:
                 None,
                 "the interface is down; `ip link set IFACE up`",
             )
-        self.max_frame_size = min(facts.mtu + _ETH_HLEN, MAX_LIVE_FRAME)
+        self.max_frame_size = min(facts.mtu + ETH_HLEN, MAX_LIVE_FRAME)
         if frame is not None:
             if not isinstance(frame, (bytes, bytearray, memoryview)):
                 raise ValueError("frame must be bytes")
             data = bytes(frame)
-            if len(data) < _ETH_HLEN:
-                raise ValueError(f"frame must hold at least an Ethernet header ({_ETH_HLEN} bytes)")
-            data = data.ljust(_ETH_ZLEN, b"\0")  # as a NIC pads short frames
+            if len(data) < ETH_HLEN:
+                raise ValueError(f"frame must hold at least an Ethernet header ({ETH_HLEN} bytes)")
+            data = data.ljust(ETH_ZLEN, b"\0")  # as a NIC pads short frames
         else:
             size = 64 if frame_size is None else frame_size
-            if isinstance(size, bool) or not isinstance(size, int):
-                raise ValueError(f"frame_size must be an int, got {size!r}")
+            check_int("frame_size", size, min=None)
             if size > self.max_frame_size:
                 raise ValueError(self._too_long(size, facts.mtu))
             data = build_udp_frame(
@@ -539,12 +429,15 @@ class TrafficGenerator:
         self.frame = data
         self._veth = facts.kind == "veth"
         self.warnings: list[str] = _redirect_warnings(self.ifname, self.ifindex, facts)
-        self._prog_fd = bpf.prog_load(
-            C.BPF_PROG_TYPE_XDP,
-            generator_program_insns(self.ifindex),
-            _LICENSE,
-            GEN_PROG_NAME,
-            ifname=self.ifname,
+        self._prog = OwnedFd(
+            bpf.prog_load(
+                C.BPF_PROG_TYPE_XDP,
+                generator_program_insns(self.ifindex),
+                _LICENSE,
+                GEN_PROG_NAME,
+                ifname=self.ifname,
+            ),
+            f"unclosed TrafficGenerator on {self.ifname}",
         )
 
     def check_egress(self) -> list[str]:
@@ -595,7 +488,7 @@ class TrafficGenerator:
 
     @property
     def closed(self) -> bool:
-        return self._prog_fd is None
+        return self._prog is None
 
     def close(self) -> None:
         """Unload the program (idempotent). A run in another thread is stopped first."""
@@ -603,13 +496,15 @@ class TrafficGenerator:
         if plan is not None:
             plan.stop()
             if not plan.wait_finished(5.0):
-                # Workers still inside a call: leaking the fd beats letting a
-                # later call use a number that may name something else.
+                # Workers still inside a call (they hold this object): the
+                # fd's owner closes it once they are done and it is dropped;
+                # closing now could let their next call use a number that
+                # names something else by then.
                 return
             self._plan = None
-        fd, self._prog_fd = self._prog_fd, None
-        if fd is not None:
-            os.close(fd)
+        prog, self._prog = self._prog, None
+        if prog is not None:
+            prog.close()
 
     def __enter__(self) -> TrafficGenerator:
         return self
@@ -636,16 +531,14 @@ class TrafficGenerator:
         :class:`GenerationInterrupted` carrying them. ``packets`` is exact
         (frames handed to the device; a device may still drop them).
         """
-        if self._prog_fd is None:
+        if self._prog is None:
             raise ValueError("the traffic generator is closed")
         if self._plan is not None and not self._plan.finished:
             raise RuntimeError("this generator is already running")
         if count is None and duration is None:
             raise ValueError("give count or duration: a run must be bounded")
-        if count is not None and (
-            isinstance(count, bool) or not isinstance(count, int) or count <= 0
-        ):
-            raise ValueError(f"count must be a positive int, got {count!r}")
+        if count is not None:
+            check_int("count", count, min=1)
         for name, v in (("duration", duration), ("rate", rate)):
             if v is not None and (
                 isinstance(v, bool)
@@ -692,6 +585,10 @@ class TrafficGenerator:
                 if plan.rate is not None:
                     # Keep the pace across runs: the last burst's tick is ours.
                     end = plan.t0 + plan.done / plan.rate
+                    if plan.deadline is not None:
+                        # ... but never past the duration asked for (with a
+                        # tiny rate one tick may last longer than the run).
+                        end = min(end, plan.deadline)
                     while not sigint.hit and (left := end - time.monotonic()) > 0:
                         time.sleep(min(left, _POLL))
                     if sigint.hit:
@@ -717,16 +614,21 @@ class TrafficGenerator:
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             os.sched_setaffinity(0, {cpu})  # 0: this thread only
-            fd = self._prog_fd
-            if fd is None:
+            prog = self._prog
+            if prog is None:
                 return
+            fd = prog.fileno()
             while True:
                 job = plan.claim()
                 if job is None:
                     return
                 n, start = job
-                delay = start - time.monotonic()
-                if delay > 0 and plan.wake.wait(delay):
+                stopped = False
+                while (delay := start - time.monotonic()) > 0:
+                    if plan.wake.wait(min(delay, _MAX_WAIT)):
+                        stopped = True
+                        break
+                if stopped:
                     plan.give_back(n)  # stopped while waiting for the tick
                     return
                 t = time.monotonic()
@@ -758,144 +660,3 @@ class TrafficGenerator:
             raise xdp_error(
                 e.errno or errno.EIO, "send live frames (BPF_PROG_TEST_RUN)", self.ifname
             ) from None
-
-
-# --- a counting drop program for the receiving end --------------------------------
-
-
-def drop_program_insns(map_fd: int) -> bytes:
-    """Count every frame in slot 0 of the u64 array ``map_fd``, then drop it."""
-    atomic_add_dw = C.BPF_ATOMIC | asm.BPF_DW | asm.BPF_STX
-    return b"".join(
-        [
-            asm.st_w(asm.R10, -4, 0),  # key 0, on the stack
-            asm.mov64_reg(asm.R2, asm.R10),
-            asm.alu64_imm("add", asm.R2, -4),
-            asm.ld_map_fd(asm.R1, map_fd),
-            asm.call(C.BPF_FUNC_map_lookup_elem),
-            asm.jmp_imm("jeq", asm.R0, 0, 2),  # the verifier insists on the NULL check
-            asm.mov64_imm(asm.R1, 1),
-            # lock *(u64 *)(r0 + 0) += r1: frames may arrive on several CPUs at once
-            asm.insn(atomic_add_dw, asm.R0, asm.R1, 0, C.BPF_ATOMIC_ADD),
-            asm.mov64_imm(asm.R0, C.XDP_DROP),
-            asm.exit_(),
-        ]
-    )
-
-
-_DROP_MODES = {"native": C.XDP_FLAGS_DRV_MODE, "skb": C.XDP_FLAGS_SKB_MODE}
-
-
-class XdpDrop:
-    """A counting drop program attached to an interface (see :func:`xdp_drop`)."""
-
-    def __init__(self, iface: str | int, mode: str = "native") -> None:
-        self._map_fd: int | None = None
-        self._prog_fd: int | None = None
-        self._link_fd: int | None = None
-        self._final = 0
-        if mode not in _DROP_MODES:
-            raise ValueError(f"mode must be one of {', '.join(_DROP_MODES)}; got {mode!r}")
-        self.ifname, self.ifindex = _iface.resolve_interface(iface)
-        self.mode = mode
-        step = "attach XDP drop program"
-        state = _iface.xdp_state(self.ifindex)
-        if state.prog_ids:
-            raise self._conflict(step, state.prog_ids)
-        try:
-            self._map_fd = bpf.map_create(
-                C.BPF_MAP_TYPE_ARRAY, 4, 8, 1, DROP_MAP_NAME, ifname=self.ifname
-            )
-            self._prog_fd = bpf.prog_load(
-                C.BPF_PROG_TYPE_XDP,
-                drop_program_insns(self._map_fd),
-                _LICENSE,
-                DROP_PROG_NAME,
-                ifname=self.ifname,
-            )
-            self.prog_id = bpf.prog_get_info(self._prog_fd).id
-            try:
-                # A BPF link, not netlink: the program leaves the interface
-                # when the link fd closes, even if the process dies.
-                self._link_fd = bpf.link_create(
-                    self._prog_fd, self.ifindex, C.BPF_XDP, _DROP_MODES[mode], ifname=self.ifname
-                )
-            except XdpError as e:
-                # EBUSY (native) / EEXIST (skb): a program appeared since we looked.
-                if e.errno in (errno.EBUSY, errno.EEXIST):
-                    raise self._conflict(step, _iface.xdp_state(self.ifindex).prog_ids) from None
-                raise
-        except BaseException:
-            self.close()
-            raise
-
-    def _conflict(self, step: str, prog_ids: tuple[int, ...]) -> XdpProgramConflictError:
-        ids = ", ".join(map(str, prog_ids)) or "?"
-        return XdpProgramConflictError(
-            errno.EBUSY,
-            step,
-            self.ifname,
-            None,
-            f"{self.ifname} already runs XDP program id {ids}; xdp_drop never replaces one",
-        )
-
-    def count(self) -> int:
-        """Frames dropped (and counted) so far; after :meth:`close`, the final count."""
-        if self._map_fd is None:
-            return self._final
-        return bpf.map_lookup_elem(self._map_fd, 0, ifname=self.ifname) or 0
-
-    def reset(self) -> None:
-        """Set the count back to 0."""
-        if self._map_fd is None or self._link_fd is None:
-            raise ValueError("the drop program was detached")
-        bpf.map_update_elem(self._map_fd, 0, 0, ifname=self.ifname)
-
-    @property
-    def closed(self) -> bool:
-        return self._link_fd is None
-
-    def close(self) -> None:
-        """Detach the program and free it (idempotent); :meth:`count` keeps the final count."""
-        # Detach first, then read the count, which can no longer change.
-        link, self._link_fd = self._link_fd, None
-        if link is not None:
-            with contextlib.suppress(OSError):
-                os.close(link)
-        if self._map_fd is not None:
-            with contextlib.suppress(OSError):
-                self._final = self.count()
-        for name in ("_prog_fd", "_map_fd"):
-            fd = getattr(self, name)
-            setattr(self, name, None)
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-
-    def __enter__(self) -> XdpDrop:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<XdpDrop {self.ifname} {self.mode}{' (detached)' if self.closed else ''}>"
-
-
-def xdp_drop(iface: str | int, *, mode: str = "native") -> XdpDrop:
-    """Attach a tiny XDP program to ``iface`` that counts and drops every frame.
-
-    Use it as a context manager; ``.count()`` reads the counter::
-
-        with xdp_drop("vb") as sink, TrafficGenerator("va") as gen:
-            gen.run(count=1_000_000)
-            assert sink.count() == 1_000_000
-
-    It gives transmit benchmarks a peer that discards at the earliest point,
-    and a veth peer the XDP program the live-frames generator needs. Attached
-    with a BPF link (``mode`` ``"native"`` or ``"skb"``): it leaves the
-    interface when the context ends or the process dies. Refuses, with
-    :class:`~xdp_socket.errors.XdpProgramConflictError`, an interface that
-    already runs any XDP program.
-    """
-    return XdpDrop(iface, mode)
