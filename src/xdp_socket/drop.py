@@ -65,9 +65,12 @@ class XdpDrop:
         self.ifname, self.ifindex = _iface.resolve_interface(iface)
         self.mode = mode
         step = "attach XDP drop program"
-        state = _iface.xdp_state(self.ifindex)
-        if state.prog_ids:
-            raise self._conflict(step, state.prog_ids)
+        # No netlink look before attaching: the kernel refuses a link over any
+        # program in the same or the other mode (EBUSY / EEXIST, below), which
+        # is the check without its race. And a pyroute2 call on this stack
+        # today leaves the calling frames in a garbage cycle (see the report on
+        # _netdev.outside_event_loop), which would keep this object alive
+        # until the next GC pass instead of freeing it when it is dropped.
         try:
             # Each fd gets its owner the moment it exists: an exception (or
             # KeyboardInterrupt) between two steps leaks nothing.
@@ -90,7 +93,8 @@ class XdpDrop:
                     ifname=self.ifname,
                 )
             except XdpError as e:
-                # EBUSY (native) / EEXIST (skb): a program appeared since we looked.
+                # EBUSY: a program or link in this mode; EEXIST: a program in
+                # the other mode (net/core/dev.c dev_xdp_attach).
                 if e.errno in (errno.EBUSY, errno.EEXIST):
                     raise self._conflict(step, _iface.xdp_state(self.ifindex).prog_ids) from None
                 raise
