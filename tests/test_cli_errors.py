@@ -114,3 +114,118 @@ def _with_func(parser: object, func: object) -> object:
     sub = next(a for a in parser._actions if a.dest == "command")  # type: ignore[attr-defined]
     sub.choices["info"].set_defaults(func=func)
     return parser
+
+
+# --- edge inputs (issue 7 item 7): one line, the right exit code, never a traceback ----
+
+
+@pytest.mark.parametrize("index", [
+    "18446744073709551616",  # past 2**64: if_indextoname() raised OverflowError
+    "4294967297",  # 2**32 + 1: was looked up as index 1 (lo), then struct.error
+    "2147483648",  # past the kernel's int ifindex
+    "²",  # str.isdigit() is true for it, int() refuses it
+])
+@pytest.mark.parametrize("cmd", [
+    ["capture", "-w", "/dev/null", "-c", "1", "-i"],
+    ["replay", "/dev/null", "-i"],
+    ["gen", "-c", "1", "-i"],
+    ["info"],
+])
+def test_out_of_range_or_odd_interface_index(cmd: list[str], index: str) -> None:
+    r = run(*cmd, index)
+    assert r.returncode == 2, r.stderr
+    assert one_line(r).endswith(f"no such interface: {index}")
+
+
+def test_interface_index_zero_is_a_usage_error() -> None:
+    r = run("info", "0")
+    assert r.returncode == 2
+    assert "interface index must be positive" in one_line(r)
+
+
+@pytest.mark.kernel
+def test_info_with_stdout_closed() -> None:
+    r = subprocess.run(["sh", "-c", 'exec "$0" -m xdp_socket info >&-', sys.executable],
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert r.returncode == 1
+    assert one_line(r) == "xdp-socket info: standard output is closed"
+
+
+@pytest.mark.kernel
+def test_replay_from_closed_stdin(veth: testing.VethPair) -> None:
+    r = subprocess.run(["sh", "-c", f'exec "$0" -m xdp_socket replay - -i {veth.a} <&-',
+                        sys.executable], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert one_line(r) == "xdp-socket replay: standard input is closed"
+
+
+@pytest.mark.kernel
+def test_capture_to_closed_stdout_writes_nothing_elsewhere(veth: testing.VethPair) -> None:
+    # With fd 1 closed, a later open() could have been given fd 1 and received
+    # the capture; the CLI holds fd 1 on /dev/null and reports the closed stdout.
+    r = subprocess.run(["sh", "-c", f'exec "$0" -m xdp_socket capture -i {veth.b} -w - '
+                        '-c 1 -d 0.5 >&-', sys.executable],
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert r.returncode == 1
+    assert one_line(r) == "xdp-socket capture: standard output is closed"
+
+
+@pytest.mark.kernel
+def test_error_with_stderr_closed_keeps_its_exit_code() -> None:
+    r = subprocess.run(["sh", "-c", 'exec "$0" -m xdp_socket info nosuchif0 2>&-',
+                        sys.executable], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stdout == ""
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(60)
+def test_gen_tiny_rate_with_a_duration_ends_on_time(veth: testing.VethPair) -> None:
+    import json
+    import time
+
+    from xdp_socket.gen import xdp_drop
+
+    with xdp_drop(veth.b) as sink:
+        t = time.monotonic()
+        r = run("gen", "-i", veth.a, "--rate", "1e-300", "-d", "1", "--json")
+        wall = time.monotonic() - t
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr
+        out = json.loads(r.stdout)
+        # the first tick's one frame leaves at once; the next is 1e300 s away
+        assert out["packets"] == 1 == sink.count()
+        assert 0.9 <= out["seconds"] <= 1.5
+        assert wall < 10
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(60)
+def test_gen_tiny_rate_with_a_count_waits_and_stops_on_ctrl_c(veth: testing.VethPair) -> None:
+    import json
+    import signal
+    import time
+
+    from xdp_socket.gen import xdp_drop
+
+    with xdp_drop(veth.b) as sink:
+        p = subprocess.Popen(
+            [*CLI, "gen", "-i", veth.a, "--rate", "1e-12", "-c", "2", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            time.sleep(2.5)  # the second frame is 1e12 s away: the run must still be waiting
+            assert p.poll() is None
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert p.returncode == 130, err
+        assert "Traceback" not in err and "Overflow" not in err
+        summary = json.loads(out)
+        assert summary["interrupted"] is True
+        assert summary["packets"] == 1 == sink.count()
+        assert summary["seconds"] < 10

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ._check import check_int
+from ._sys.consts import IFINDEX_MAX
 from .errors import xdp_error
 
 _T = TypeVar("_T")
@@ -185,10 +187,8 @@ def netdev_features(ifindex: int | None = None) -> dict[int, NetdevFeatures] | N
     from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
     from pyroute2.netlink.generic import GenericNetlinkSocket  # type: ignore[import-untyped]
 
-    if ifindex is not None and (
-        isinstance(ifindex, bool) or not isinstance(ifindex, int) or ifindex <= 0
-    ):
-        raise ValueError(f"interface index must be a positive int, got {ifindex!r}")
+    if ifindex is not None:
+        check_int("interface index", ifindex, min=1, max=IFINDEX_MAX)
     cls = _msg_class()
     sock = GenericNetlinkSocket()
     try:
@@ -258,8 +258,7 @@ def netdev_queue_counts(ifindex: int) -> tuple[int, int] | None:
     from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.generic import GenericNetlinkSocket
 
-    if isinstance(ifindex, bool) or not isinstance(ifindex, int) or ifindex <= 0:
-        raise ValueError(f"interface index must be a positive int, got {ifindex!r}")
+    check_int("interface index", ifindex, min=1, max=IFINDEX_MAX)
     cls = _queue_msg_class()
     sock = GenericNetlinkSocket()
     try:
@@ -325,6 +324,8 @@ def link_basics(ifindex: int | None = None) -> list[LinkBasics]:
     from pyroute2 import IPRoute  # type: ignore[import-untyped]
     from pyroute2.netlink.exceptions import NetlinkError
 
+    if ifindex is not None:  # ifinfomsg packs it as a C int (struct.error beyond)
+        check_int("interface index", ifindex, min=1, max=IFINDEX_MAX)
     try:
         with IPRoute() as ipr:
             links = ipr.get_links(ifindex) if ifindex is not None else ipr.get_links()

@@ -10,6 +10,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from ._check import check_int
+
 # XDP features and link facts from the netdev generic-netlink family: the
 # message layouts live in _netdev; this module is their public face.
 from ._netdev import (
@@ -21,6 +23,7 @@ from ._netdev import (
     outside_event_loop,
 )
 from ._sys import ethtool as _ethtool
+from ._sys.consts import IFINDEX_MAX
 from .errors import xdp_error
 
 __all__ = [
@@ -48,8 +51,11 @@ def resolve_interface(iface: str | int) -> tuple[str, int]:
     if isinstance(iface, bool) or not isinstance(iface, (str, int)):
         raise TypeError(f"interface must be a name or an index, not {type(iface).__name__}")
     if isinstance(iface, int):
-        if iface <= 0:
-            raise ValueError(f"interface index must be positive, got {iface}")
+        check_int("interface index", iface, min=1, what="positive")
+        if iface > IFINDEX_MAX:
+            # No interface has it; and if_indextoname() would raise OverflowError
+            # past 2**64 or silently look up the index modulo 2**32 below that.
+            raise xdp_error(errno.ENODEV, "look up interface", f"#{iface}")
         try:
             return socket.if_indextoname(iface), iface
         except OSError:
@@ -103,8 +109,7 @@ def _get_link(ifindex: int) -> Any:
     from pyroute2 import IPRoute  # type: ignore[import-untyped]
     from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-    if isinstance(ifindex, bool) or not isinstance(ifindex, int) or ifindex <= 0:
-        raise ValueError(f"interface index must be a positive int, got {ifindex!r}")
+    check_int("interface index", ifindex, min=1, max=IFINDEX_MAX)
     try:
         with IPRoute() as ipr:
             links = ipr.get_links(ifindex)

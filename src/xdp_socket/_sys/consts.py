@@ -65,6 +65,10 @@ XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_HW_MODE = 1 << 3
 
+# Largest interface index: the kernel's ifindex is a signed int (struct
+# net_device.ifindex, rtnetlink.h struct ifinfomsg.ifi_index), positive when valid.
+IFINDEX_MAX = (1 << 31) - 1
+
 # IFLA_XDP_ATTACHED values
 XDP_ATTACHED_NONE = 0
 XDP_ATTACHED_DRV = 1

@@ -155,7 +155,9 @@ def resolve(iface: str) -> tuple[str, int]:
     """``(name, ifindex)`` for a name or a decimal index, or a usage error."""
     from ..iface import resolve_interface
 
-    key: str | int = int(iface) if iface.isdigit() else iface
+    # ASCII digits only: str.isdigit() is also true for "²" (which int()
+    # refuses) and for other scripts' digits (which int() reads as a number).
+    key: str | int = int(iface) if iface.isascii() and iface.isdigit() else iface
     try:
         return resolve_interface(key)
     except (ValueError, TypeError) as e:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import io
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 
@@ -50,6 +53,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ClosedBinary(io.BufferedIOBase):
+    """The ``.buffer`` of a :class:`_ClosedStream`: every read or write fails
+    with ``OSError(EBADF)``, which :func:`main` reports as one line."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    def fail(self, *args: object) -> Any:
+        raise OSError(errno.EBADF, f"standard {self.what} is closed")
+
+    read = read1 = readinto = readline = write = fileno = fail
+
+    def readable(self) -> bool:
+        return self.what == "input"
+
+    def writable(self) -> bool:
+        return self.what == "output"
+
+    def flush(self) -> None:
+        pass  # Python flushes stdout at exit: nothing was written, nothing to say
+
+
+class _ClosedStream(io.TextIOBase):
+    """Stands in for ``sys.stdin``/``sys.stdout`` when the process started with
+    that descriptor closed (``xdp-socket info >&-``): Python leaves the name
+    ``None`` then, and the first use would be an AttributeError traceback."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self._raw = _ClosedBinary(what)
+
+    @property
+    def buffer(self) -> _ClosedBinary:  # what replay/capture use for "-"
+        return self._raw
+
+    def read(self, *args: object) -> Any:
+        return self._raw.fail()
+
+    readline = write = fileno = read
+
+    def isatty(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+
+def _guard_standard_streams() -> None:
+    """Make a closed stdin/stdout/stderr harmless before anything opens a file.
+
+    A closed descriptor 0, 1 or 2 is held open on /dev/null, so that no file,
+    socket or BPF object opened later gets that number (a capture file opened
+    as fd 1 would receive every line printed). The Python-level stream then
+    reports itself closed; a closed stderr just swallows what is written."""
+    for fd, name, flags in ((0, "stdin", os.O_RDONLY), (1, "stdout", os.O_WRONLY),
+                            (2, "stderr", os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+            continue  # open
+        except OSError:
+            pass
+        devnull = os.open(os.devnull, flags)
+        if devnull != fd:
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        if name == "stderr":
+            sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+        elif getattr(sys, name) is None:
+            setattr(sys, name, _ClosedStream("input" if fd == 0 else "output"))
+
+
+def _report(line: str) -> None:
+    """The one line an error prints. Failing to print it (stderr closed or
+    unwritable) must not turn the error into a traceback: the exit code
+    still tells."""
+    try:
+        print(line, file=sys.stderr)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def _silence_stdout() -> None:
     # After EPIPE on stdout, Python would complain again while flushing at exit.
     try:
@@ -61,6 +147,7 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    _guard_standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
@@ -74,28 +161,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except KeyboardInterrupt:
-        print(f"\n{name}: interrupted", file=sys.stderr)
+        _report(f"\n{name}: interrupted")
         return EXIT_INTERRUPTED
     except CliError as e:
-        print(f"{name}: {e}", file=sys.stderr)
+        _report(f"{name}: {e}")
         return e.code
     except CaptureFormatError as e:
-        print(f"{name}: malformed capture file: {e}", file=sys.stderr)
+        _report(f"{name}: malformed capture file: {e}")
         return EXIT_ERROR
     except XdpPermissionError as e:
-        print(f"{name}: permission denied: {e}", file=sys.stderr)
+        _report(f"{name}: permission denied: {e}")
         return EXIT_ERROR
     except XdpError as e:
-        print(f"{name}: {e}", file=sys.stderr)
+        _report(f"{name}: {e}")
         return EXIT_ERROR
     except BrokenPipeError:
         _silence_stdout()
-        print(f"{name}: output closed", file=sys.stderr)
+        _report(f"{name}: output closed")
         return EXIT_ERROR
     except OSError as e:
         # e.g. a capture file that cannot be opened: "[Errno 2] ...: 'x.pcap'"
-        print(f"{name}: {e.strerror or e}"
-              + (f": {e.filename}" if getattr(e, "filename", None) else ""), file=sys.stderr)
+        _report(f"{name}: {e.strerror or e}"
+                + (f": {e.filename}" if getattr(e, "filename", None) else ""))
         return EXIT_ERROR
     except Exception as e:
         # Ctrl-C inside a library's own event loop (pyroute2's netlink calls)
