@@ -124,12 +124,24 @@ def test_imm_u32_bit_pattern() -> None:
         lambda: A.ld_imm64(A.R0, 1 << 64),
         lambda: A.ld_map_fd(A.R0, -1),
         lambda: A.call(-1),
-        lambda: A.mov64_imm(True, 0),  # a bool is not a register
-        lambda: A.mov64_imm(A.R0, 1.5),  # type: ignore[arg-type]
     ],
 )
 def test_bad_arguments_raise_value_error(bad: object) -> None:
     with pytest.raises(ValueError):
+        bad()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: A.mov64_imm(True, 0),  # a bool is not a register
+        lambda: A.mov64_imm(A.R0, 1.5),  # type: ignore[arg-type]
+        lambda: A.ld_map_fd(A.R0, "3"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_argument_types_raise_type_error(bad: object) -> None:
+    # the shared check_int: TypeError for the wrong type, ValueError for the range
+    with pytest.raises(TypeError):
         bad()  # type: ignore[operator]
 
 

@@ -72,6 +72,7 @@ def test_docs_have_pages_and_examples() -> None:
 
 
 _PUBLIC_MODULES = ("xdp_socket", "xdp_socket.pcap", "xdp_socket.gen",
+                   "xdp_socket.frames", "xdp_socket.drop",
                    "xdp_socket.testing", "xdp_socket.scapy_compat", "xdp_socket.errors")
 _CLASSES = ("TxSocket", "RxSocket", "RxBatch", "TxBatch", "XdpConfig", "Statistics", "RingViews")
 

@@ -25,7 +25,7 @@ from ._sys.fd import OwnedFd
 from .config import XDP_MODE_FLAGS
 from .errors import XdpError, XdpProgramConflictError
 
-__all__ = ["XdpDrop", "drop_program_insns", "xdp_drop"]
+__all__ = ["XdpDrop", "xdp_drop"]
 
 DROP_PROG_NAME = "xsk_py_drop"
 DROP_MAP_NAME = "xsk_py_dropcnt"

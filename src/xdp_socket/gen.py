@@ -52,7 +52,7 @@ from ._sys import consts as C
 from ._sys.fd import OwnedFd
 
 # Re-exported: the docs import these from xdp_socket.gen, where they used to live.
-from .drop import XdpDrop, drop_program_insns, xdp_drop
+from .drop import XdpDrop, drop_program_insns, xdp_drop  # noqa: F401
 from .errors import InterfaceDownError, XdpError, xdp_error
 from .frames import (
     DEFAULT_DPORT,
@@ -75,7 +75,6 @@ __all__ = [
     "TrafficGenerator",
     "XdpDrop",
     "build_udp_frame",
-    "drop_program_insns",
     "xdp_drop",
 ]
 

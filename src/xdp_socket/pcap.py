@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, NamedTuple
 
+from ._check import check_int
+
 __all__ = [
     "LINKTYPE_ETHERNET",
     "MAX_RECORD_LEN",
@@ -164,14 +166,6 @@ def _as_byte_view(data: Buffer) -> memoryview:
     return mv
 
 
-def _check_int(name: str, value: int, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
-    return value
-
-
 def _write_all(f: IO[bytes], data: bytes | memoryview) -> None:
     # Raw (unbuffered) files and pipes may accept only part of a write; keep
     # going until everything is out.  Buffered files write everything at once.
@@ -243,10 +237,10 @@ def _packet_fields(
     mv = _as_byte_view(data)
     if timestamp_ns is None:
         timestamp_ns = time.time_ns()
-    _check_int("timestamp_ns", timestamp_ns, 0, (1 << 64) - 1)
+    check_int("timestamp_ns", timestamp_ns, min=0, max=(1 << 64) - 1)
     if orig_len is None:
         orig_len = len(mv)
-    _check_int("orig_len", orig_len, 0, 0xFFFFFFFF)
+    check_int("orig_len", orig_len, min=0, max=0xFFFFFFFF)
     if orig_len < len(mv):
         raise ValueError(f"orig_len {orig_len} is smaller than the data length {len(mv)}")
     return mv[:snaplen], orig_len, timestamp_ns
@@ -276,8 +270,8 @@ class PcapWriter(_OutputMixin):
         nanosecond: bool = True,
     ) -> None:
         self._file = None
-        _check_int("linktype", linktype, 0, 0xFFFF)
-        _check_int("snaplen", snaplen, 1, 0x7FFFFFFF)
+        check_int("linktype", linktype, min=0, max=0xFFFF)
+        check_int("snaplen", snaplen, min=1, max=0x7FFFFFFF)
         self.linktype = linktype
         self.snaplen = snaplen
         self.nanosecond = bool(nanosecond)
@@ -349,8 +343,8 @@ class PcapngWriter(_OutputMixin):
         application: str | None = "xdp-socket",
     ) -> None:
         self._file = None
-        _check_int("linktype", linktype, 0, 0xFFFF)
-        _check_int("snaplen", snaplen, 1, 0x7FFFFFFF)
+        check_int("linktype", linktype, min=0, max=0xFFFF)
+        check_int("snaplen", snaplen, min=1, max=0x7FFFFFFF)
         name_bytes = None
         if if_name is not None:
             name_bytes = if_name.encode("utf-8")

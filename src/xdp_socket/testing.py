@@ -41,9 +41,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ._check import check_int
 from ._netdev import outside_event_loop
 from ._sys import consts
 from ._sys.ns import mount, unshare
+from .frames import ETH_HLEN, ETH_ZLEN, mac_bytes
 from .iface import queue_counts
 
 __all__ = [
@@ -70,8 +72,6 @@ LOCAL_MAC = b"\x02\x00\x00\x00\x00\x01"
 
 _ETH_P_ALL = 0x0003  # include/uapi/linux/if_ether.h
 _PACKET_OUTGOING = 4  # include/uapi/linux/if_packet.h: pkttype of frames we transmit
-_ETH_HLEN = 14
-_ETH_ZLEN = 60  # minimum frame length without FCS
 
 # The namespace the kit created: (pid, netns inode). Recorded so that
 # veth_pair() can check that the *calling thread* still lives there: a network
@@ -202,12 +202,10 @@ def veth_pair(
     interfaces on the host.
     """
     _require_private_netns()
-    if queues is not None and (
-        isinstance(queues, bool) or not isinstance(queues, int) or not 1 <= queues <= 4096
-    ):
-        raise ValueError(f"queues must be an integer in 1..4096 or None, got {queues!r}")
-    if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < 68):
-        raise ValueError(f"mtu must be an integer >= 68, got {mtu!r}")
+    if queues is not None:  # None: the kernel default (one queue per CPU)
+        check_int("queues", queues, min=1, max=4096)
+    if mtu is not None:
+        check_int("mtu", mtu, min=68)  # IPv4's minimum MTU (RFC 791)
     if (a is None) != (b is None):
         raise ValueError("give both names or neither")
     if a is None or b is None:
@@ -292,20 +290,6 @@ def _wait_oper_up(ip: object, indices: tuple[int, ...], timeout: float) -> None:
         time.sleep(0.005)
 
 
-def _mac(addr: bytes | str) -> bytes:
-    if isinstance(addr, str):
-        parts = addr.split(":")
-        if len(parts) != 6:
-            raise ValueError(f"not a MAC address: {addr!r}")
-        try:
-            addr = bytes(int(p, 16) for p in parts)
-        except ValueError:
-            raise ValueError(f"not a MAC address: {addr!r}") from None
-    if not isinstance(addr, (bytes, bytearray)) or len(addr) != 6:
-        raise ValueError(f"a MAC address is 6 bytes, got {addr!r}")
-    return bytes(addr)
-
-
 def make_frame(
     dst: bytes | str = BROADCAST,
     src: bytes | str = LOCAL_MAC,
@@ -320,11 +304,11 @@ def make_frame(
     (the default) frames shorter than 60 bytes (the Ethernet minimum without
     FCS) are padded with zero bytes, as a NIC would do.
     """
-    if isinstance(ethertype, bool) or not isinstance(ethertype, int) or not 0 <= ethertype < 65536:
-        raise ValueError(f"ethertype must be in 0..0xffff, got {ethertype!r}")
-    frame = _mac(dst) + _mac(src) + ethertype.to_bytes(2, "big") + bytes(payload)
-    if pad and len(frame) < _ETH_ZLEN:
-        frame += bytes(_ETH_ZLEN - len(frame))
+    check_int("ethertype", ethertype, max=0xFFFF)
+    frame = mac_bytes(dst, "dst") + mac_bytes(src, "src") + ethertype.to_bytes(2, "big") \
+        + bytes(payload)
+    if pad and len(frame) < ETH_ZLEN:
+        frame += bytes(ETH_ZLEN - len(frame))
     return frame
 
 
@@ -366,8 +350,8 @@ class AfPacketPeer:
 
     def send(self, frame: bytes) -> None:
         """Transmit one complete Ethernet frame (header included) on the interface."""
-        if len(frame) < _ETH_HLEN:
-            raise ValueError(f"an Ethernet frame has at least {_ETH_HLEN} bytes")
+        if len(frame) < ETH_HLEN:
+            raise ValueError(f"an Ethernet frame has at least {ETH_HLEN} bytes")
         # Blocking send: the socket is non-blocking for recv, so wait for room.
         while True:
             try:

@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from .._check import check_int
 from ..errors import XdpError, xdp_error
 from . import consts as C
 
@@ -254,15 +255,11 @@ def _name(name: str) -> bytes:
 
 
 def _uint(v: int, what: str, bits: int = 32) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < (1 << bits):
-        raise ValueError(f"{what} must be an unsigned {bits}-bit integer, got {v!r}")
-    return v
+    return check_int(what, v, max=(1 << bits) - 1, what=f"an unsigned {bits}-bit integer")
 
 
 def _fd(fd: int, what: str = "fd") -> int:
-    if isinstance(fd, bool) or not isinstance(fd, int) or not 0 <= fd < (1 << 31):
-        raise ValueError(f"{what} must be a file descriptor (int >= 0), got {fd!r}")
-    return fd
+    return check_int(what, fd, max=(1 << 31) - 1, what="a file descriptor")
 
 
 def _addr(buf: ctypes.Array[ctypes.c_char] | ctypes.Array[ctypes.c_uint32] | None) -> int:

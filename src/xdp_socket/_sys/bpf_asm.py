@@ -25,6 +25,8 @@ from __future__ import annotations
 import struct
 import sys
 
+from .._check import check_int
+
 __all__ = [
     "INSN_SIZE",
     "R0",
@@ -139,21 +141,17 @@ _LITTLE = sys.byteorder == "little"
 
 
 def _reg(r: int, what: str) -> int:
-    if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= _MAX_REG:
-        raise ValueError(f"{what} must be a register 0..{_MAX_REG}, got {r!r}")
-    return r
+    return check_int(what, r, max=_MAX_REG, what=f"a register 0..{_MAX_REG}")
 
 
 def _s16(v: int, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not -(1 << 15) <= v < (1 << 15):
-        raise ValueError(f"{what} must fit in a signed 16-bit offset, got {v!r}")
-    return v
+    return check_int(what, v, min=-(1 << 15), max=(1 << 15) - 1,
+                     what="a signed 16-bit offset")
 
 
 def _s32(v: int, what: str) -> int:
     """Accept -2**31 .. 2**32-1; values >= 2**31 are reinterpreted as their u32 bit pattern."""
-    if isinstance(v, bool) or not isinstance(v, int) or not -(1 << 31) <= v < (1 << 32):
-        raise ValueError(f"{what} must fit in 32 bits, got {v!r}")
+    check_int(what, v, min=-(1 << 31), max=(1 << 32) - 1, what="a 32-bit value")
     return v - (1 << 32) if v >= (1 << 31) else v
 
 
@@ -288,8 +286,7 @@ def ld_imm64(dst: int, imm: int, src: int = 0) -> bytes:
 
     ``src`` selects a pseudo source (e.g. :data:`BPF_PSEUDO_MAP_FD`).
     """
-    if isinstance(imm, bool) or not isinstance(imm, int) or not -(1 << 63) <= imm < (1 << 64):
-        raise ValueError(f"imm must fit in 64 bits, got {imm!r}")
+    check_int("imm", imm, min=-(1 << 63), max=(1 << 64) - 1, what="a 64-bit value")
     u = imm & ((1 << 64) - 1)
     lo, hi = u & 0xFFFFFFFF, u >> 32
     return insn(BPF_LD | BPF_DW | BPF_IMM, dst, src, 0, lo) + insn(0, 0, 0, 0, hi)
@@ -297,8 +294,7 @@ def ld_imm64(dst: int, imm: int, src: int = 0) -> bytes:
 
 def ld_map_fd(dst: int, map_fd: int) -> bytes:
     """``dst = &map`` for the map behind ``map_fd`` (the verifier swaps the fd for a pointer)."""
-    if isinstance(map_fd, bool) or not isinstance(map_fd, int) or not 0 <= map_fd < (1 << 31):
-        raise ValueError(f"map_fd must be a file descriptor, got {map_fd!r}")
+    check_int("map_fd", map_fd, max=(1 << 31) - 1, what="a file descriptor")
     return ld_imm64(dst, map_fd, BPF_PSEUDO_MAP_FD)
 
 
@@ -329,8 +325,7 @@ def ja(off: int) -> bytes:
 
 def call(helper_id: int) -> bytes:
     """Call BPF helper ``helper_id`` (arguments in R1..R5, result in R0)."""
-    if isinstance(helper_id, bool) or not isinstance(helper_id, int) or helper_id < 0:
-        raise ValueError(f"helper id must be a non-negative integer, got {helper_id!r}")
+    check_int("helper id", helper_id)
     return insn(BPF_JMP | BPF_CALL, 0, 0, 0, helper_id)
 
 

@@ -19,6 +19,8 @@ import os
 import warnings
 import weakref
 
+from .._check import check_int
+
 __all__ = ["OwnedFd"]
 
 
@@ -54,9 +56,7 @@ class OwnedFd:
     __slots__ = ("__weakref__", "_fd", "_finalizer")
 
     def __init__(self, fd: int, leak_warning: str | None = None) -> None:
-        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
-            raise ValueError(f"not a file descriptor: {fd!r}")
-        self._fd: int | None = fd
+        self._fd: int | None = check_int("fd", fd, what="a file descriptor (>= 0)")
         # The callback gets the int and the message, never self: a reference
         # to the owner would keep it alive forever.
         self._finalizer = weakref.finalize(self, _close_quietly, fd, leak_warning)

@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import os
 
+from .._check import check_int
 from ..errors import xdp_error
 
 __all__ = ["mount", "unshare"]
@@ -46,8 +47,7 @@ def _lib() -> ctypes.CDLL:
 
 def unshare(flags: int) -> None:
     """unshare(2): move the calling thread into new namespaces given by ``CLONE_*`` flags."""
-    if not isinstance(flags, int) or isinstance(flags, bool) or flags < 0 or flags >= 1 << 32:
-        raise ValueError(f"unshare flags must be a 32-bit unsigned integer, got {flags!r}")
+    check_int("unshare flags", flags, max=(1 << 32) - 1, what="a 32-bit unsigned integer")
     # c_int is signed; CLONE_NEWNET uses bit 30 only, but keep bit 31 representable.
     arg = flags - (1 << 32) if flags >= 1 << 31 else flags
     if _lib().unshare(arg) != 0:
@@ -59,8 +59,7 @@ def unshare(flags: int) -> None:
 def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
     """mount(2) without filesystem data, e.g. ``mount("sysfs", "/sys", "sysfs", 0)``
     or ``mount(None, "/", None, MS_REC | MS_PRIVATE)`` to stop propagation."""
-    if not isinstance(flags, int) or isinstance(flags, bool) or flags < 0 or flags >= 1 << 64:
-        raise ValueError(f"mount flags must be an unsigned integer, got {flags!r}")
+    check_int("mount flags", flags, max=(1 << 64) - 1, what="a 64-bit unsigned integer")
     if not isinstance(target, str) or not target:
         raise ValueError(f"mount target must be a non-empty path, got {target!r}")
 

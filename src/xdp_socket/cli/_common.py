@@ -26,12 +26,13 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import IO, Any
 
+from ..config import XDP_MODES
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-XDP_MODES = ("auto", "native", "skb")
 
 
 class CliError(Exception):

@@ -89,20 +89,13 @@ def register(subparsers: Any) -> None:
 
 def udp_frame(size: int, src_mac: bytes = b"\x02\x00\x00\x00\x00\x01",
               dst_mac: bytes = b"\x02\x00\x00\x00\x00\x02") -> bytes:
-    """A UDP/IPv4 frame of ``size`` bytes (no FCS) with a valid IP checksum."""
-    import struct
+    """A UDP/IPv4 frame of ``size`` bytes (no FCS, at least the Ethernet
+    minimum of 60), both checksums right, from 198.18.0.1 (RFC 2544's
+    benchmark range) to port 9 (discard)."""
+    from ..frames import build_udp_frame
 
-    size = max(size, 60)
-    ip_len = size - 14
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0x4000, 64, 17, 0,
-                      bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]))
-    csum = sum(struct.unpack("!10H", hdr))
-    while csum >> 16:
-        csum = (csum & 0xFFFF) + (csum >> 16)
-    hdr = hdr[:10] + struct.pack("!H", ~csum & 0xFFFF) + hdr[12:]
-    udp = struct.pack("!HHHH", 9, 9, ip_len - 20, 0)
-    frame = dst_mac + src_mac + b"\x08\x00" + hdr + udp
-    return frame + bytes(size - len(frame))
+    return build_udp_frame(dst_mac=dst_mac, src_mac=src_mac, src_ip="198.18.0.1",
+                           dst_ip="198.18.0.2", sport=9, dport=9, frame_size=max(size, 60))
 
 
 def run(args: argparse.Namespace) -> int:
