@@ -112,17 +112,21 @@ def _guard_standard_streams() -> None:
                             (2, "stderr", os.O_WRONLY)):
         try:
             os.fstat(fd)
-            continue  # open
+            closed = False
         except OSError:
-            pass
-        devnull = os.open(os.devnull, flags)
-        if devnull != fd:
-            os.dup2(devnull, fd)
-            os.close(devnull)
-        if name == "stderr":
-            sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-        elif getattr(sys, name) is None:
-            setattr(sys, name, _ClosedStream("input" if fd == 0 else "output"))
+            closed = True
+        if closed:
+            devnull = os.open(os.devnull, flags)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        # Python left the name None if the fd was closed when it started (an
+        # import may have reused the number since: checked apart from the fd).
+        if getattr(sys, name) is None or (closed and name == "stderr"):
+            if name == "stderr":
+                sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+            else:
+                setattr(sys, name, _ClosedStream("input" if fd == 0 else "output"))
 
 
 def _report(line: str) -> None:
