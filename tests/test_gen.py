@@ -310,17 +310,7 @@ def _prog_exists(prog_id: int) -> bool:
 
 
 def _prog_ids(ifindex: int) -> tuple[int, ...]:
-    """iface.xdp_state(ifindex).prog_ids, asked from a thread of its own.
-
-    Called on this thread, a pyroute2 query today leaves the calling frames
-    (this test's, holding the object under test) in a garbage cycle until
-    the next GC pass (_netdev.outside_event_loop calls it inside an except
-    block); a thread's frames chain only to that thread's bootstrap."""
-    out: list[tuple[int, ...]] = []
-    t = threading.Thread(target=lambda: out.append(iface.xdp_state(ifindex).prog_ids))
-    t.start()
-    t.join()
-    return out[0]
+    return iface.xdp_state(ifindex).prog_ids
 
 
 @kernel
@@ -351,15 +341,7 @@ def test_forgotten_xdp_drop_detaches_and_closes(veth: Any, gc_enabled: bool) -> 
 
 
 @kernel
-@pytest.mark.parametrize("gc_enabled", [
-    True,
-    pytest.param(False, marks=pytest.mark.xfail(
-        strict=True,
-        reason="TrafficGenerator() asks pyroute2 for link facts, and "
-               "_netdev.outside_event_loop (lead-owned) calls it inside an except "
-               "block: the caller's frames join a garbage cycle until the next GC. "
-               "Remove this xfail once the call moves out of the except block.")),
-], ids=["gc", "refcount-only"])
+@pytest.mark.parametrize("gc_enabled", [True, False], ids=["gc", "refcount-only"])
 def test_forgotten_generator_unloads_after_a_run(veth: Any, gc_enabled: bool) -> None:
     from xdp_socket._sys import bpf
 

@@ -67,10 +67,7 @@ class XdpDrop:
         step = "attach XDP drop program"
         # No netlink look before attaching: the kernel refuses a link over any
         # program in the same or the other mode (EBUSY / EEXIST, below), which
-        # is the check without its race. And a pyroute2 call on this stack
-        # today leaves the calling frames in a garbage cycle (see the report on
-        # _netdev.outside_event_loop), which would keep this object alive
-        # until the next GC pass instead of freeing it when it is dropped.
+        # is the same check without the race between looking and attaching.
         try:
             # Each fd gets its owner the moment it exists: an exception (or
             # KeyboardInterrupt) between two steps leaks nothing.
