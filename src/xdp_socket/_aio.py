@@ -34,6 +34,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from ._check import check_int
+
 __all__ = ["batches", "recv_async", "send_async"]
 
 
@@ -108,8 +110,7 @@ async def batches(rx: RxSocket, max_batch: int = 64) -> AsyncIterator[list[bytes
     The frames go back to the Fill ring before each list is yielded, so the
     consumer may keep the bytes as long as it likes.
     """
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+    check_int("max_batch", max_batch, min=1, what="a positive int")
     while True:
         await _wait_packet(rx)
         n = rx.seek_n(max_batch)

@@ -49,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _ring
+from ._check import check_int
 from ._sys import consts as C
 from ._sys import xsk as _xsk
 from ._sys.xsk import Statistics
@@ -105,10 +106,7 @@ class XskCore:
                 "xdp_socket's rings rely on x86-64 memory ordering; this CPU needs "
                 "barriers the pure-Python ring code cannot emit (see xdp_socket._ring)"
             )
-        if isinstance(queue_id, bool) or not isinstance(queue_id, int):
-            raise TypeError(f"queue_id must be an int, not {type(queue_id).__name__}")
-        if not 0 <= queue_id <= 0xFFFFFFFF:
-            raise ValueError(f"queue_id must be >= 0, got {queue_id}")
+        check_int("queue_id", queue_id, max=0xFFFFFFFF)
         self.ifname, self.ifindex = resolve_interface(iface)
         self.queue_id = queue_id
         self.config = config

@@ -44,9 +44,11 @@ import weakref
 from dataclasses import dataclass, field
 
 from . import iface as _iface
+from ._check import check_int
 from ._sys import bpf
 from ._sys import bpf_asm as asm
 from ._sys import consts as C
+from .config import XDP_MODE_FLAGS, XDP_MODES
 from .errors import XdpBusyError, XdpError, XdpProgramConflictError, xdp_error
 
 __all__ = [
@@ -61,8 +63,6 @@ __all__ = [
 BUILTIN_PROG_NAME = "xsk_py_redir"  # <= 15 chars (BPF_OBJ_NAME_LEN - 1)
 XSKMAP_NAME = "xsk_py_map"
 _LICENSE = "Dual MIT/GPL"
-_MODES = ("auto", "native", "skb")
-_MODE_FLAGS = {"native": C.XDP_FLAGS_DRV_MODE, "skb": C.XDP_FLAGS_SKB_MODE}
 
 # How often to start over when the interface's XDP state changes under us
 # (another process attaching or detaching at the same moment).
@@ -173,12 +173,10 @@ class XskMapEntry:
 
 
 def _check_args(queue_id: int, xsk_fd: int, mode: str) -> None:
-    if not isinstance(mode, str) or mode not in _MODES:
-        raise ValueError(f"mode must be one of {', '.join(_MODES)}; got {mode!r}")
-    if isinstance(queue_id, bool) or not isinstance(queue_id, int) or queue_id < 0:
-        raise ValueError(f"queue_id must be a non-negative int, got {queue_id!r}")
-    if isinstance(xsk_fd, bool) or not isinstance(xsk_fd, int) or xsk_fd < 0:
-        raise ValueError(f"xsk_fd must be a file descriptor, got {xsk_fd!r}")
+    if not isinstance(mode, str) or mode not in XDP_MODES:
+        raise ValueError(f"mode must be one of {', '.join(XDP_MODES)}; got {mode!r}")
+    check_int("queue_id", queue_id)
+    check_int("xsk_fd", xsk_fd, what="a file descriptor")
 
 
 def attach_xsk(
@@ -205,8 +203,7 @@ def attach_xsk(
     """
     _check_args(queue_id, xsk_fd, mode)
     if xskmap_fd is not None:
-        if isinstance(xskmap_fd, bool) or not isinstance(xskmap_fd, int) or xskmap_fd < 0:
-            raise ValueError(f"xskmap_fd must be a file descriptor, got {xskmap_fd!r}")
+        check_int("xskmap_fd", xskmap_fd, what="a file descriptor")
         info = bpf.map_get_info(xskmap_fd)
         if info.type != C.BPF_MAP_TYPE_XSKMAP:
             raise ValueError(f"xskmap_fd is a BPF map of type {info.type}, not an XSKMAP")
@@ -461,7 +458,7 @@ def _create(ifname: str, ifindex: int, mode: str, queue_id: int) -> _Attachment:
         for i, m in enumerate(tries):
             try:
                 link_fd = bpf.link_create(
-                    prog_fd, ifindex, C.BPF_XDP, _MODE_FLAGS[m], ifname=ifname, queue_id=queue_id
+                    prog_fd, ifindex, C.BPF_XDP, XDP_MODE_FLAGS[m], ifname=ifname, queue_id=queue_id
                 )
                 used = m
                 break

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _aio, _ring
+from ._check import check_int
 from ._sys import consts as C
 from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
@@ -148,7 +149,7 @@ class _Half:
         available now (0..n). TX: free frames, reclaiming completed ones; RX:
         received packets. Never raises for a full or empty ring."""
         if n.__class__ is not int or n < 0:
-            _check_count(n)
+            check_int("count", n)
         seek: int = self._path.seek(n)
         return seek
 
@@ -162,7 +163,7 @@ class _Half:
         needs a length from ``peek_at``). RX: release the first ``n`` packets'
         frames to the Fill ring. More than are available is a ValueError."""
         if n.__class__ is not int:
-            _check_count(n)
+            check_int("count", n)
         self._path.commit(n)
 
     def commit(self) -> None:
@@ -204,14 +205,6 @@ class _Half:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.ifname} queue {self.queue_id}"
         return f"<{type(self).__name__} {state}>"
-
-
-def _check_count(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"count must be an int, not {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"count must be >= 0, got {n}")
-    return n
 
 
 class TxSocket(_Half):
@@ -335,7 +328,7 @@ class TxSocket(_Half):
         ones first); the batch may hold fewer, even none. Write them, then
         ``submit()`` (or use the batch as a context manager)."""
         if n.__class__ is not int or n < 0:
-            _check_count(n)
+            check_int("count", n)
         prev = self._batch
         if prev is not None and not prev.done:
             raise ValueError("the previous TxBatch is still open: submit() or cancel() it first")
@@ -443,7 +436,7 @@ class RxSocket(_Half):
         batch may be empty. Release it (or use it as a context manager) to give
         the frames back."""
         if n.__class__ is not int or n < 0:
-            _check_count(n)
+            check_int("count", n)
         prev = self._batch
         if prev is not None and not prev.released:
             raise ValueError("the previous RxBatch is still open: release() it first")
