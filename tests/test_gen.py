@@ -455,7 +455,13 @@ def test_cli_ctrl_c_stops_with_an_exact_count(veth: Any) -> None:
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
-            time.sleep(1.5)
+            # SIGINT once frames arrive at the sink, plus a moment: a slow
+            # start on a loaded machine must not make it land in the
+            # interpreter's start-up instead
+            deadline = time.monotonic() + 20
+            while sink.count() == 0 and time.monotonic() < deadline and p.poll() is None:
+                time.sleep(0.05)
+            time.sleep(0.3)
             p.send_signal(signal.SIGINT)
             out, err = p.communicate(timeout=10)
         finally:
