@@ -56,12 +56,11 @@ from ._sys.xsk import Statistics
 from .config import Direction, XdpConfig
 from .errors import InterfaceDownError, SocketClosedError, XdpBusyError, xdp_error
 from .iface import queue_counts, resolve_interface
+from .program import XskMapEntry, attach_xsk
 from .umem import Umem
 
 if TYPE_CHECKING:
     import socket
-
-    from .program import XskMapEntry
 
 __all__ = ["RingViews", "Statistics", "XskCore"]
 
@@ -205,8 +204,6 @@ class XskCore:
         if cfg.busy_poll is not None:
             _xsk.set_busy_poll(self.sock, cfg.busy_poll, 64, name, q)
         if want_rx:
-            from .program import attach_xsk  # (program.py ranks below; imported late)
-
             self.xskmap = attach_xsk(name, self.ifindex, q, self.sock.fileno(),
                                      mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd)
 
