@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "umem": 2,
     "iface": 2,
     "_netdev": 2,
+    "filter": 2,
     "program": 2,
     "drop": 2,
     "core": 2,

@@ -22,8 +22,11 @@ import errno as _errno
 import os
 
 __all__ = [
+    "FilterError",
     "InterfaceDownError",
+    "LibpcapMissingError",
     "SocketClosedError",
+    "UntranslatableFilterError",
     "XdpBusyError",
     "XdpError",
     "XdpPermissionError",
@@ -104,6 +107,39 @@ class SocketClosedError(OSError):
 
     def __init__(self, what: str = "socket") -> None:
         super().__init__(_errno.EBADF, f"{what} is closed")
+
+
+class FilterError(ValueError):
+    """A packet filter expression (pcap-filter(7) syntax) that libpcap refused;
+    the message is libpcap's, e.g. ``syntax error in filter expression: ...``.
+    ``expression`` is the text that was compiled."""
+
+    def __init__(self, message: str, expression: str | None = None) -> None:
+        super().__init__(message)
+        self.expression = expression
+
+
+class UntranslatableFilterError(FilterError):
+    """A classic BPF program that the eBPF translator cannot express: ``index``
+    is the instruction's position, ``instruction`` its text (as ``tcpdump -d``
+    prints it) and ``reason`` why."""
+
+    def __init__(self, index: int, instruction: str, reason: str) -> None:
+        super().__init__(f"cannot translate classic BPF instruction ({index:03d}) "
+                         f"{instruction}: {reason}")
+        self.index = index
+        self.instruction = instruction
+        self.reason = reason
+
+
+class LibpcapMissingError(OSError):
+    """libpcap, which compiles filter expressions, could not be loaded. Only
+    filters need it; the rest of the library works without it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(_errno.ENOENT, f"libpcap is not installed ({detail}); packet filters "
+                         "need it: install the package libpcap0.8 (Debian/Ubuntu) or "
+                         "libpcap (Fedora/Arch)")
 
 
 _BY_ERRNO: dict[int, type[XdpError]] = {

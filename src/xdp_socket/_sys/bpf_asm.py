@@ -45,8 +45,12 @@ __all__ = [
     "alu64_imm",
     "alu64_reg",
     "call",
+    "disassemble",
+    "endian_be",
     "exit_",
     "ja",
+    "jmp32_imm",
+    "jmp32_reg",
     "jmp_imm",
     "jmp_reg",
     "ld_imm64",
@@ -133,6 +137,11 @@ JMP_OPS: dict[str, int] = {
 BPF_CALL = 0x80
 BPF_EXIT = 0x90
 
+# Byte-order conversion (bpf.h: BPF_END in the ALU class; BPF_TO_BE is the
+# source bit: convert from host order to big-endian).
+BPF_END = 0xD0
+BPF_TO_BE = 0x08
+
 # src_reg value of an ld_imm64 whose imm is a map fd (bpf.h: BPF_PSEUDO_MAP_FD).
 BPF_PSEUDO_MAP_FD = 1
 
@@ -212,6 +221,14 @@ def mov32_imm(dst: int, imm: int) -> bytes:
 
 def mov32_reg(dst: int, src: int) -> bytes:
     return alu32_reg("mov", dst, src)
+
+
+def endian_be(dst: int, bits: int) -> bytes:
+    """``dst = htobe<bits>(dst)``: the low ``bits`` (16, 32 or 64) of dst in
+    big-endian order, zero-extended (a byte swap on little-endian hosts)."""
+    if bits not in (16, 32, 64):
+        raise ValueError(f"endian conversion width must be 16, 32 or 64, got {bits!r}")
+    return insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, bits)
 
 
 # --- memory -------------------------------------------------------------------
@@ -318,6 +335,16 @@ def jmp_reg(op: str, dst: int, src: int, off: int) -> bytes:
     return insn(BPF_JMP | _jmp_op(op) | BPF_X, dst, src, off)
 
 
+def jmp32_imm(op: str, dst: int, imm: int, off: int) -> bytes:
+    """``if (u32)dst <op> (u32)imm: pc += off`` (compares the low 32 bits only)."""
+    return insn(BPF_JMP32 | _jmp_op(op) | BPF_K, dst, 0, off, imm)
+
+
+def jmp32_reg(op: str, dst: int, src: int, off: int) -> bytes:
+    """``if (u32)dst <op> (u32)src: pc += off`` (compares the low 32 bits only)."""
+    return insn(BPF_JMP32 | _jmp_op(op) | BPF_X, dst, src, off)
+
+
 def ja(off: int) -> bytes:
     """``pc += off`` unconditionally."""
     return insn(BPF_JMP | JMP_OPS["ja"], 0, 0, off)
@@ -332,3 +359,95 @@ def call(helper_id: int) -> bytes:
 def exit_() -> bytes:
     """Return R0."""
     return insn(BPF_JMP | BPF_EXIT)
+
+
+# --- disassembly ----------------------------------------------------------------
+
+_ALU_NAMES = {v: k for k, v in ALU_OPS.items()}
+_JMP_NAMES = {v: k for k, v in JMP_OPS.items()}
+_SIZE_NAMES = {BPF_W: ("w", "u32"), BPF_H: ("h", "u16"), BPF_B: ("b", "u8"), BPF_DW: ("dw", "u64")}
+_ALU_SYMBOLS = {
+    "add": "+=", "sub": "-=", "mul": "*=", "div": "/=", "or": "|=", "and": "&=",
+    "lsh": "<<=", "rsh": ">>=", "mod": "%=", "xor": "^=", "mov": "=", "arsh": "s>>=",
+}
+_JMP_SYMBOLS = {
+    "jeq": "==", "jgt": ">", "jge": ">=", "jset": "&", "jne": "!=", "jsgt": "s>",
+    "jsge": "s>=", "jlt": "<", "jle": "<=", "jslt": "s<", "jsle": "s<=",
+}
+
+
+def _decode(raw: bytes) -> tuple[int, int, int, int, int]:
+    code, regs, off, imm = _INSN.unpack(raw)
+    dst, src = (regs & 0xF, regs >> 4) if _LITTLE else (regs >> 4, regs & 0xF)
+    return code, dst, src, off, imm
+
+
+def _fmt_off(off: int) -> str:
+    return f"+ {off}" if off >= 0 else f"- {-off}"
+
+
+def disassemble(code: bytes) -> list[str]:
+    """One line per instruction slot, in the C-like notation of the kernel's
+    verifier log (``r2 = *(u32 *)(r1 + 16)``, ``if w4 != 0x800 goto +3``).
+    Jump targets are shown as absolute slot numbers after ``->``. The second
+    slot of a 64-bit immediate load prints as ``(ld_imm64 continued)``.
+    Instructions this module does not emit print as their raw fields."""
+    if len(code) % INSN_SIZE:
+        raise ValueError(f"code must be a multiple of {INSN_SIZE} bytes, got {len(code)}")
+    out: list[str] = []
+    slots = [code[i : i + INSN_SIZE] for i in range(0, len(code), INSN_SIZE)]
+    i = 0
+    while i < len(slots):
+        op, dst, src, off, imm = _decode(slots[i])
+        cls = op & 0x07
+        text: str | None = None
+        if op == BPF_LD | BPF_DW | BPF_IMM and i + 1 < len(slots):
+            hi = _decode(slots[i + 1])[4] & 0xFFFFFFFF
+            value = (hi << 32) | (imm & 0xFFFFFFFF)
+            text = (f"r{dst} = map_fd {value}" if src == BPF_PSEUDO_MAP_FD
+                    else f"r{dst} = {value:#x} ll")
+            out.append(text)
+            out.append("(ld_imm64 continued)")
+            i += 2
+            continue
+        if cls in (BPF_ALU, BPF_ALU64):
+            name = _ALU_NAMES.get(op & 0xF0)
+            r = "w" if cls == BPF_ALU else "r"
+            if (op & 0xF0) == BPF_END and cls == BPF_ALU:
+                text = f"r{dst} = {'be' if op & BPF_TO_BE else 'le'}{imm} r{dst}"
+            elif name == "neg":
+                text = f"{r}{dst} = -{r}{dst}"
+            elif name is not None:
+                if op & BPF_X:
+                    rhs = f"{r}{src}"
+                elif cls == BPF_ALU:
+                    rhs = f"{imm & 0xFFFFFFFF:#x}"
+                else:
+                    rhs = f"{imm:#x}" if imm >= 0 else str(imm)
+                text = f"{r}{dst} {_ALU_SYMBOLS[name]} {rhs}"
+        elif cls == BPF_LDX and (op & 0xE0) == BPF_MEM:
+            _, ctype = _SIZE_NAMES[op & 0x18]
+            text = f"r{dst} = *({ctype} *)(r{src} {_fmt_off(off)})"
+        elif cls in (BPF_ST, BPF_STX) and (op & 0xE0) == BPF_MEM:
+            _, ctype = _SIZE_NAMES[op & 0x18]
+            rhs = f"r{src}" if cls == BPF_STX else str(imm)
+            text = f"*({ctype} *)(r{dst} {_fmt_off(off)}) = {rhs}"
+        elif cls in (BPF_JMP, BPF_JMP32):
+            jop = op & 0xF0
+            target = i + 1 + off
+            if cls == BPF_JMP and jop == BPF_CALL:
+                text = f"call {imm}"
+            elif cls == BPF_JMP and jop == BPF_EXIT:
+                text = "exit"
+            elif cls == BPF_JMP and jop == JMP_OPS["ja"]:
+                text = f"goto pc{off:+d} -> {target}"
+            elif jop in _JMP_NAMES:
+                r = "w" if cls == BPF_JMP32 else "r"
+                rhs = f"{r}{src}" if op & BPF_X else f"{imm & 0xFFFFFFFF:#x}"
+                sym = _JMP_SYMBOLS[_JMP_NAMES[jop]]
+                text = f"if {r}{dst} {sym} {rhs} goto pc{off:+d} -> {target}"
+        if text is None:
+            text = f"(code {op:#04x} dst r{dst} src r{src} off {off} imm {imm})"
+        out.append(text)
+        i += 1
+    return out
