@@ -10,8 +10,11 @@ from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
 from .core import RingViews, Statistics
 from .errors import (
+    FilterError,
     InterfaceDownError,
+    LibpcapMissingError,
     SocketClosedError,
+    UntranslatableFilterError,
     XdpBusyError,
     XdpError,
     XdpPermissionError,
@@ -30,7 +33,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Direction",
+    "FilterError",
     "InterfaceDownError",
+    "LibpcapMissingError",
     "RingViews",
     "RxBatch",
     "RxSocket",
@@ -38,6 +43,7 @@ __all__ = [
     "Statistics",
     "TxBatch",
     "TxSocket",
+    "UntranslatableFilterError",
     "XdpBusyError",
     "XdpConfig",
     "XdpError",

@@ -254,7 +254,8 @@ def _error(cbpf: Sequence[CbpfInsn], pc: int, reason: str) -> UntranslatableFilt
     try:
         text = _pcap.bpf_image(tuple(cbpf[pc]), pc)  # type: ignore[arg-type]
         # bpf_image prints "(NNN) op args": the caller's message shows the index itself.
-        text = text.split(")", 1)[1].strip() if text.startswith("(") else text
+        text = text.split(")", 1)[1] if text.startswith("(") else text
+        text = " ".join(text.split())
     except OSError:  # no libpcap: show the raw fields
         text = ""
     ins = cbpf[pc]

@@ -14,7 +14,7 @@ from typing import Any
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 
 #: Subcommand modules (in ``xdp_socket.cli``), in the order ``--help`` lists them.
-SUBCOMMANDS = ("info", "capture", "replay", "demo", "bench", "gen")
+SUBCOMMANDS = ("info", "capture", "replay", "demo", "bench", "gen", "filter")
 
 PROG = "xdp-socket"
 
@@ -23,6 +23,7 @@ EPILOG = """examples:
   xdp-socket capture -i eth0 -w out.pcap   # capture queue 0 through AF_XDP
   xdp-socket replay out.pcap -i eth0 --pps 1000
   xdp-socket demo                          # a self-contained round trip on a private veth
+  xdp-socket filter 'udp port 53'          # a tcpdump filter as classic BPF and as XDP
 
 Run `xdp-socket COMMAND --help` for each command's options.
 """
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     name = f"{PROG} {args.command}"
-    from ..errors import XdpError, XdpPermissionError
+    from ..errors import FilterError, UntranslatableFilterError, XdpError, XdpPermissionError
     from ..pcap import CaptureFormatError
 
     try:
@@ -170,6 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         _report(f"{name}: {e}")
         return e.code
+    except UntranslatableFilterError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except FilterError as e:
+        # libpcap refused the expression: a usage error, in libpcap's words
+        print(f"{name}: bad filter expression: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except CaptureFormatError as e:
         _report(f"{name}: malformed capture file: {e}")
         return EXIT_ERROR
