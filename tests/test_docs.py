@@ -73,7 +73,8 @@ def test_docs_have_pages_and_examples() -> None:
 
 _PUBLIC_MODULES = ("xdp_socket", "xdp_socket.pcap", "xdp_socket.gen",
                    "xdp_socket.frames", "xdp_socket.drop",
-                   "xdp_socket.testing", "xdp_socket.scapy_compat", "xdp_socket.errors")
+                   "xdp_socket.testing", "xdp_socket.scapy_compat", "xdp_socket.errors",
+                   "xdp_socket.filter")
 _CLASSES = ("TxSocket", "RxSocket", "RxBatch", "TxBatch", "XdpConfig", "Statistics", "RingViews")
 
 
@@ -127,7 +128,7 @@ def test_docs_example_runs(page: Path, line: int, code: str) -> None:
 
 # --- the command line examples ------------------------------------------------------
 
-_COMMANDS = ("info", "capture", "replay", "demo", "bench", "gen")
+_COMMANDS = ("info", "capture", "replay", "demo", "bench", "gen", "filter")
 
 
 def _help(command: str) -> str:
