@@ -15,7 +15,8 @@ interpreter, ``bpf_filter()``, demands):
   (r10 - 64 .. r10 - 4), zeroed at the start when the program reads them.
   r6 = ctx, r7 = data, r8 = data_end, r9 = packet length (only computed, by
   ``bpf_xdp_get_buff_len``, when the program reads ``len``).
-* Every packet load is checked against data_end first. A load past the end
+* Every packet load is checked against data_end first, unless a check on
+  every path to it already covered its bytes. A load past the end
   makes the classic program reject the packet, so it jumps to the miss path
   (XDP_PASS): exactly libpcap's semantics. Offsets beyond 0xffff
   (MAX_PACKET_OFF) can never be read by XDP and count as past the end.
@@ -270,8 +271,10 @@ def _check_insn(ins: CbpfInsn) -> None:
             raise _Untranslatable(f"{name} must be an unsigned {bits}-bit integer")
 
 
-def _packet_load(code: _Code, dst: int, size: int, ins: CbpfInsn, indirect: bool) -> None:
-    """``dst = P[k:k+size]`` (or ``P[X+k:...]``), big-endian, after the bounds check."""
+def _packet_load(code: _Code, dst: int, size: int, ins: CbpfInsn, indirect: bool,
+                 checked: int = 0) -> None:
+    """``dst = P[k:k+size]`` (or ``P[X+k:...]``), big-endian, after the bounds
+    check; an absolute load within ``checked`` bytes needs none."""
     k = ins.k
     if k >= 0x80000000:
         raise _Untranslatable(
@@ -280,8 +283,9 @@ def _packet_load(code: _Code, dst: int, size: int, ins: CbpfInsn, indirect: bool
     load = {4: asm.ldx_w, 2: asm.ldx_h, 1: asm.ldx_b}[size]
     if not indirect:
         # r2 = data + k + size; if r2 > data_end: miss; dst = *(data + k)
-        code.emit(asm.mov64_reg(asm.R2, _DATA), asm.alu64_imm("add", asm.R2, k + size))
-        code.jump(_MISS, "jgt", asm.R2, _END, wide=True)
+        if k + size > checked:
+            code.emit(asm.mov64_reg(asm.R2, _DATA), asm.alu64_imm("add", asm.R2, k + size))
+            code.jump(_MISS, "jgt", asm.R2, _END, wide=True)
         if k < (1 << 15):
             code.emit(load(dst, _DATA, k))
         else:  # beyond an s16 instruction offset: through a pointer
@@ -307,9 +311,26 @@ def _scratch(k: int) -> int:
     return _SCRATCH_BASE + 4 * k
 
 
-def _translate_one(code: _Code, pc: int, ins: CbpfInsn, nxt: int | None) -> None:
+def _checked_spans(prog: Sequence[CbpfInsn], order: Sequence[int]) -> dict[int, int]:
+    """For each reachable pc: how many bytes of the frame an earlier bounds
+    check has proven present on *every* path to it. The verifier follows
+    each path with its own packet range, so a load inside that span needs
+    no check of its own. Jumps only go forward, so one pass in order sees
+    all predecessors of an instruction before the instruction."""
+    into: dict[int, int] = {}
+    for pc in order:
+        known = into.get(pc, 0)
+        span = _load_span(prog[pc])
+        out = max(known, span) if span is not None and not _always_misses(prog[pc]) else known
+        for t in _successors(pc, prog[pc], len(prog)):
+            into[t] = min(into[t], out) if t in into else out
+    return {pc: into.get(pc, 0) for pc in order}
+
+
+def _translate_one(code: _Code, pc: int, ins: CbpfInsn, nxt: int | None,
+                   checked: int = 0) -> None:
     """Emit one classic instruction; ``nxt`` is the next emitted classic pc
-    (a jump there is a fall-through)."""
+    (a jump there is a fall-through); ``checked`` bytes are known present."""
     cls, op, k = ins.code & 0x07, ins.code & 0xF0, ins.k
 
     def goto(target: int | str) -> None:
@@ -331,9 +352,9 @@ def _translate_one(code: _Code, pc: int, ins: CbpfInsn, nxt: int | None) -> None
         elif mode == _LEN:
             code.emit(asm.mov32_reg(dst, _LENREG))
         elif cls == _LD and mode in (_ABS, _IND):
-            _packet_load(code, _A, _SIZE_BYTES[sz], ins, mode == _IND)
+            _packet_load(code, _A, _SIZE_BYTES[sz], ins, mode == _IND, checked)
         elif cls == _LDX and mode == _MSH and sz == 0x10:
-            _packet_load(code, _X, 1, ins, False)
+            _packet_load(code, _X, 1, ins, False, checked)
             code.emit(asm.alu32_imm("and", _X, 0xF), asm.alu32_imm("lsh", _X, 2))
         else:
             raise _Untranslatable(f"unknown load mode {mode:#x}")
@@ -430,6 +451,7 @@ def translate(cbpf: Sequence[tuple[int, int, int, int]], match_tail: bytes,
         except _Untranslatable as e:
             raise _error(prog, pc, e.reason) from None
     order = _reachable(prog)
+    checked = _checked_spans(prog, order)
     uses_len = any(prog[pc].code & 0xE0 == _LEN and prog[pc].code & 0x07 in (_LD, _LDX)
                    for pc in order)
     read_slots = sorted({prog[pc].k for pc in order
@@ -455,7 +477,7 @@ def translate(cbpf: Sequence[tuple[int, int, int, int]], match_tail: bytes,
         code.label(pc)
         nxt = order[i + 1] if i + 1 < len(order) else None
         try:
-            _translate_one(code, pc, prog[pc], nxt)
+            _translate_one(code, pc, prog[pc], nxt, checked[pc])
         except _Untranslatable as e:
             raise _error(prog, pc, e.reason) from None
     if _MATCH in code.used:
