@@ -71,6 +71,13 @@ def b(*xs: int) -> bytes:
         # BPF_JMP | BPF_JLT(0xa0) | BPF_X = 0xad ; BPF_JSLE(0xd0) | BPF_K = 0xd5
         (A.jmp_reg("jlt", A.R2, A.R3, 4), b(0xAD, 0x32, 4, 0, 0, 0, 0, 0)),
         (A.jmp_imm("jsle", A.R2, -1, 4), b(0xD5, 0x02, 4, 0, 0xFF, 0xFF, 0xFF, 0xFF)),
+        # BPF_JMP32(0x06) | BPF_JEQ | BPF_K = 0x16; imm 0x80000000 kept as its u32 bits
+        (A.jmp32_imm("jeq", A.R4, 0x80000000, 2), b(0x16, 0x04, 2, 0, 0, 0, 0, 0x80)),
+        # BPF_JMP32 | BPF_JSET(0x40) | BPF_X = 0x4e
+        (A.jmp32_reg("jset", A.R4, A.R5, 1), b(0x4E, 0x54, 1, 0, 0, 0, 0, 0)),
+        # BPF_ALU(0x04) | BPF_END(0xd0) | BPF_TO_BE(0x08) = 0xdc; imm = width
+        (A.endian_be(A.R4, 16), b(0xDC, 0x04, 0, 0, 16, 0, 0, 0)),
+        (A.endian_be(A.R4, 32), b(0xDC, 0x04, 0, 0, 32, 0, 0, 0)),
         # BPF_JMP | BPF_JA(0x00) = 0x05
         (A.ja(1), b(0x05, 0x00, 1, 0, 0, 0, 0, 0)),
         # BPF_JMP | BPF_CALL(0x80) = 0x85; imm = helper id 51 (bpf_redirect_map)
@@ -124,6 +131,8 @@ def test_imm_u32_bit_pattern() -> None:
         lambda: A.ld_imm64(A.R0, 1 << 64),
         lambda: A.ld_map_fd(A.R0, -1),
         lambda: A.call(-1),
+        lambda: A.endian_be(A.R0, 8),
+        lambda: A.jmp32_imm("jfoo", A.R0, 0, 0),
     ],
 )
 def test_bad_arguments_raise_value_error(bad: object) -> None:
@@ -148,3 +157,29 @@ def test_bad_argument_types_raise_type_error(bad: object) -> None:
 def test_program_concatenates() -> None:
     prog = A.mov64_imm(A.R0, 2) + A.exit_()
     assert len(prog) == 2 * A.INSN_SIZE
+
+
+def test_disassemble_in_verifier_notation() -> None:
+    prog = b"".join([
+        A.ldx_h(A.R4, A.R7, 12),
+        A.endian_be(A.R4, 16),
+        A.jmp32_imm("jne", A.R4, 0x800, 3),
+        A.ld_map_fd(A.R1, 5),
+        A.alu32_imm("and", A.R5, 0xF),
+        A.stx_w(A.R10, -64, A.R4),
+        A.call(51),
+        A.exit_(),
+    ])
+    assert A.disassemble(prog) == [
+        "r4 = *(u16 *)(r7 + 12)",
+        "r4 = be16 r4",
+        "if w4 != 0x800 goto pc+3 -> 6",
+        "r1 = map_fd 5",
+        "(ld_imm64 continued)",
+        "w5 &= 0xf",
+        "*(u32 *)(r10 - 64) = r4",
+        "call 51",
+        "exit",
+    ]
+    with pytest.raises(ValueError):
+        A.disassemble(bytes(7))
