@@ -184,5 +184,8 @@ def bpf_image(insn: tuple[int, int, int, int], index: int) -> str:
     """One classic instruction as ``tcpdump -d`` prints it (``(000) ldh [12]``)."""
     lib = _library()
     one = _BpfInsn(*insn)
+    # bpf_image formats into a static buffer (libpcap 1.10): ctypes copies it
+    # into a bytes object at once; two threads listing at the same moment
+    # could still swap texts. Display only, so no lock around libpcap.
     text: bytes = lib.bpf_image(ctypes.byref(one), index)
     return text.decode("ascii", "replace")
