@@ -16,6 +16,8 @@ import multiprocessing
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -26,7 +28,7 @@ from typing import Any
 import pytest
 
 import xdp_socket as xs
-from xdp_socket import testing
+from xdp_socket import FilterError, program, testing
 from xdp_socket._sys import bpf
 from xdp_socket._sys import consts as C
 from xdp_socket.filter import FILTER_PROG_NAME, filter_program_insns
@@ -110,9 +112,15 @@ def _peer(conn: Connection, peer_if: str) -> None:
 
 
 @contextlib.contextmanager
-def _filtered_rx(ifname: str, ifindex: int, expr: str) -> Iterator[Any]:
-    """An RX socket on queue 0 behind the filter program: the user-map way
-    (our own XSKMAP, the program from filter_program_insns, a BPF link)."""
+def _filtered_rx(ifname: str, ifindex: int, expr: str, how: str) -> Iterator[Any]:
+    """An RX socket on queue 0 behind the filter program: through
+    ``XdpConfig(filter=...)``, or the user-map way (our own XSKMAP, the
+    program from filter_program_insns, a BPF link)."""
+    if how == "config":
+        with xs.create_rx_socket(ifname, 0, xs.XdpConfig(filter=expr)) as rx:
+            assert program.builtin_program_attached(ifindex)  # info shows it as ours
+            yield rx
+        return
     map_fd = bpf.map_create(C.BPF_MAP_TYPE_XSKMAP, 4, 4, 1, "xsk_py_fe2e")
     fds = [map_fd]
     try:
@@ -137,8 +145,9 @@ def _tcp_echo_server(srv: socket.socket, result: list[bytes]) -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["config", "user map"])
 def test_filtered_socket_sees_only_udp_5000_and_the_stack_keeps_working(
-        veth: testing.VethPair) -> None:
+        veth: testing.VethPair, how: str) -> None:
     from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
 
     with IPRoute() as ip:
@@ -154,7 +163,7 @@ def test_filtered_socket_sees_only_udp_5000_and_the_stack_keeps_working(
         server = threading.Thread(target=_tcp_echo_server, args=(srv, tcp_seen), daemon=True)
         server.start()
 
-        rx = stack.enter_context(_filtered_rx(veth.a, veth.a_index, "udp port 5000"))
+        rx = stack.enter_context(_filtered_rx(veth.a, veth.a_index, "udp port 5000", how))
         parent, child_end = _ctx.Pipe()
         child = _ctx.Process(target=_peer, args=(child_end, veth.b))
         child.start()
@@ -207,3 +216,63 @@ def test_filtered_socket_sees_only_udp_5000_and_the_stack_keeps_working(
         udp_captured.setblocking(False)
         with pytest.raises(BlockingIOError):
             udp_captured.recv(2048)
+
+
+_OTHER_PROCESS = """
+import sys
+import xdp_socket as xs
+try:
+    with xs.create_rx_socket(sys.argv[1], int(sys.argv[2]), xs.XdpConfig(filter=sys.argv[3])):
+        print("ok")
+except xs.XdpBusyError as e:
+    print(f"busy: {e}")
+"""
+
+
+def _in_child(ifname: str, queue: int, expr: str) -> str:
+    """A fresh process (its own registry: it must adopt the attached program)."""
+    r = subprocess.run([sys.executable, "-c", _OTHER_PROCESS, ifname, str(queue), expr],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_one_filter_per_interface(veth_factory: Any) -> None:
+    """Sockets on one interface share one program: the same filter (on
+    another queue, in this process or another one) is fine, a different one
+    or none is XdpBusyError naming both; on another interface anything goes."""
+    link = veth_factory(queues=3)
+    other = veth_factory()
+    with xs.create_rx_socket(link.a, 0, xs.XdpConfig(filter="udp port 5000")):
+        with xs.create_rx_socket(link.a, 1, xs.XdpConfig(filter="udp  port  5000")):
+            pass  # the same classic program, spelled differently
+        with pytest.raises(xs.XdpBusyError) as ei:
+            xs.create_rx_socket(link.a, 1, xs.XdpConfig(filter="tcp"))
+        msg = str(ei.value)
+        assert "runs udp port 5000" not in msg  # compiled programs are compared, not text
+        assert "share one program" in msg and "20 classic instructions" in msg
+        with pytest.raises(xs.XdpBusyError, match="asks for no filter"):
+            xs.create_rx_socket(link.a, 2)
+        # another process adopts the program only for the same filter
+        assert _in_child(link.a, 1, "udp port 5000") == "ok"
+        answer = _in_child(link.a, 2, "tcp")
+        assert answer.startswith("busy:") and "another process's filter" in answer, answer
+        with xs.create_rx_socket(other.a, 0, xs.XdpConfig(filter="tcp")):
+            pass
+    # the last socket gone, the interface is free for another filter
+    deadline = time.monotonic() + 2
+    while program.builtin_program_attached(link.a_index) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with xs.create_rx_socket(link.a, 0, xs.XdpConfig(filter="tcp")):
+        pass
+
+
+def test_config_checks_the_filter_at_once() -> None:
+    with pytest.raises(FilterError, match="syntax error"):
+        xs.XdpConfig(filter="udp port")
+    with pytest.raises(ValueError, match="exclude each other"):
+        xs.XdpConfig(filter="udp", xskmap_fd=3)
+    with pytest.raises(TypeError):
+        xs.XdpConfig(filter=42)  # type: ignore[arg-type]
+    cfg = xs.XdpConfig(filter=[[6, 0, 0, 1]])  # type: ignore[list-item]
+    assert cfg.filter == ((6, 0, 0, 1),) and hash(cfg)

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from ._check import check_int
+from ._sys import pcap as _pcap
 from ._sys.consts import XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, XDP_PACKET_HEADROOM
 
 __all__ = ["Direction", "XdpConfig"]
@@ -67,6 +68,14 @@ class XdpConfig:
       (``XDP_MAX_TX_SKB_BUDGET``, Linux 6.15+); ``None`` keeps the kernel's 32.
     * ``busy_poll``: microseconds of preferred busy polling (``SO_BUSY_POLL``
       with ``SO_PREFER_BUSY_POLL``, budget 64); ``None`` leaves it off.
+    * ``filter``: a tcpdump filter (pcap-filter(7) expression, or classic BPF
+      as ``(code, jt, jf, k)`` tuples) for RX: only matching frames reach the
+      socket, all others pass to the kernel stack (see ``xdp_socket.filter``;
+      needs libpcap for expressions, which are compiled here, so a bad one
+      raises :class:`~xdp_socket.errors.FilterError` at once). All sockets of
+      a process on one interface share one program, so they must ask for the
+      same filter (or all for none): otherwise :class:`~xdp_socket.XdpBusyError`.
+      Not with ``xskmap_fd`` (load ``filter_program_insns`` yourself then).
     """
 
     zero_copy: bool | None = None
@@ -83,6 +92,7 @@ class XdpConfig:
     xskmap_fd: int | None = None
     tx_budget: int | None = None
     busy_poll: int | None = None
+    filter: str | tuple[tuple[int, int, int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.frame_size not in FRAME_SIZES:
@@ -105,6 +115,26 @@ class XdpConfig:
         if self.busy_poll is not None:
             check_int("busy_poll", self.busy_poll, min=1,
                       what="a positive number of microseconds")
+        if self.filter is not None:
+            self._check_filter(self.filter)
+
+    def _check_filter(self, spec: str | tuple[tuple[int, int, int, int], ...]) -> None:
+        if self.xskmap_fd is not None:
+            raise ValueError("filter and xskmap_fd exclude each other: with your own XSKMAP, "
+                             "load xdp_socket.filter.filter_program_insns(map_fd, filter)")
+        if isinstance(spec, str):
+            # Compile now: a bad expression fails here, before any socket exists.
+            _pcap.compile_expression(spec)
+            return
+        try:
+            insns = tuple((int(c), int(jt), int(jf), int(k)) for c, jt, jf, k in spec)
+        except (TypeError, ValueError):
+            raise TypeError("filter must be a pcap-filter expression (str) or classic BPF "
+                            "as (code, jt, jf, k) tuples") from None
+        if not insns:
+            raise ValueError("a classic BPF filter needs at least one instruction")
+        # Tuples keep the frozen config hashable and comparable.
+        object.__setattr__(self, "filter", insns)
 
     @property
     def rx_room(self) -> int:

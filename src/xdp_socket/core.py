@@ -205,7 +205,7 @@ class XskCore:
             _xsk.set_busy_poll(self.sock, cfg.busy_poll, 64, name, q)
         if want_rx:
             self.xskmap = attach_xsk(name, self.ifindex, q, self.sock.fileno(),
-                                     mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd)
+                                     mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd, filter=cfg.filter)
 
     def _check_queue(self, want_rx: bool, want_tx: bool) -> None:
         """The kernel binds a queue id that exists in *either* direction, so a

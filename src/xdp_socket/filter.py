@@ -58,6 +58,7 @@ __all__ = [
     "PASS_TAIL",
     "CbpfInsn",
     "FilterReport",
+    "as_cbpf",
     "classic_listing",
     "compile_filter",
     "describe_filter",
@@ -492,7 +493,9 @@ def translate(cbpf: Sequence[tuple[int, int, int, int]], match_tail: bytes,
         raise UntranslatableFilterError(len(prog) - 1, "(whole program)", str(e)) from None
 
 
-def _as_cbpf(expr_or_cbpf: str | Sequence[tuple[int, int, int, int]]) -> list[CbpfInsn]:
+def as_cbpf(expr_or_cbpf: str | Sequence[tuple[int, int, int, int]]) -> list[CbpfInsn]:
+    """The classic program for an expression (compiled with libpcap) or for
+    ``(code, jt, jf, k)`` tuples."""
     if isinstance(expr_or_cbpf, str):
         return compile_filter(expr_or_cbpf)
     return [CbpfInsn(*ins) for ins in expr_or_cbpf]
@@ -509,7 +512,7 @@ def filter_program_insns(xskmap_fd: int,
     ``BPF_PROG_TYPE_XDP``; for users who bring their own XSKMAP
     (``XdpConfig(xskmap_fd=...)``) and attach the program themselves.
     """
-    return translate(_as_cbpf(expr_or_cbpf), redirect_tail(xskmap_fd))
+    return translate(as_cbpf(expr_or_cbpf), redirect_tail(xskmap_fd))
 
 
 # --- showing it ----------------------------------------------------------------------------

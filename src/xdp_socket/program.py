@@ -32,6 +32,14 @@ Rules this module keeps:
   that could want it.
 * Interfaces are keyed by (network namespace, ifindex): an ifindex means
   nothing outside its namespace.
+* **Filters** (``XdpConfig(filter=...)``): the attachment then runs the
+  filter's program (:mod:`xdp_socket.filter`, named
+  :data:`~xdp_socket.filter.FILTER_PROG_NAME`) instead of the plain redirect.
+  One program serves the whole interface, so every socket on it must ask for
+  the same filter (or all for none); a socket that asks for another one gets
+  :class:`~xdp_socket.errors.XdpBusyError`. Another process's filter program
+  is adopted only when it is the same filter: the kernel's tag of our own
+  translation, loaded against the adopted map, must equal the attached one's.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 
+from . import filter as _filter
 from . import iface as _iface
 from ._check import check_int
 from ._sys import bpf
@@ -108,7 +117,8 @@ class _Attachment:
     the attachment (explicit :meth:`close` only on set-up failures)."""
 
     def __init__(self, ifname: str, ifindex: int, prog_fd: int, map_fd: int,
-                 link_fd: int | None, prog_id: int, mode: str, max_entries: int) -> None:
+                 link_fd: int | None, prog_id: int, mode: str, max_entries: int,
+                 filter: _Filter = None) -> None:
         self.ifname = ifname
         self.ifindex = ifindex
         self.prog_fd = prog_fd
@@ -117,6 +127,7 @@ class _Attachment:
         self.prog_id = prog_id
         self.mode = mode
         self.max_entries = max_entries
+        self.filter = filter  # the classic program it runs, None for the plain redirect
         self._finalizer = weakref.finalize(self, _close_fds, link_fd, map_fd, prog_fd)
 
     @property
@@ -125,6 +136,13 @@ class _Attachment:
 
     def close(self) -> None:
         self._finalizer()
+
+
+# A filter as the attachment knows it: the classic program, None for the
+# plain redirect, or _OTHER_FILTER for another process's filter program that
+# is not ours.
+_Filter = tuple[tuple[int, int, int, int], ...] | str | None
+_OTHER_FILTER = "another process's filter"
 
 
 # Guards the dictionary only (see the module docstring); entries vanish by
@@ -187,6 +205,7 @@ def attach_xsk(
     *,
     mode: str = "auto",
     xskmap_fd: int | None = None,
+    filter: str | tuple[tuple[int, int, int, int], ...] | None = None,
 ) -> XskMapEntry:
     """Make frames received on ``ifname`` queue ``queue_id`` go to socket ``xsk_fd``.
 
@@ -195,13 +214,19 @@ def attach_xsk(
     interface (or this process's attachment, or another process's attachment
     of it, is reused) and the socket goes into its map. ``mode``: ``"native"``
     (driver XDP), ``"skb"`` (generic XDP) or ``"auto"`` (native, falling back
-    to skb when the driver has no XDP support).
+    to skb when the driver has no XDP support). ``filter`` (an expression or
+    classic BPF) makes the program redirect only the frames that match.
 
     Raises :class:`XdpProgramConflictError` when a program that is not ours is
     attached, :class:`XdpBusyError` when the queue already has a socket in the
-    map or our program runs in another mode than asked.
+    map, our program runs in another mode than asked, or with another filter.
     """
     _check_args(queue_id, xsk_fd, mode)
+    cbpf: _Filter = None
+    if filter is not None:
+        if xskmap_fd is not None:
+            raise ValueError("filter and xskmap_fd exclude each other")
+        cbpf = tuple(tuple(i) for i in _filter.as_cbpf(filter))  # type: ignore[misc]
     if xskmap_fd is not None:
         check_int("xskmap_fd", xskmap_fd, what="a file descriptor")
         info = bpf.map_get_info(xskmap_fd)
@@ -215,8 +240,18 @@ def attach_xsk(
         return XskMapEntry(xskmap_fd, None, None, queue_id, ifname, None)
 
     key = (_netns_key(), ifindex)
-    att = _attachment_for(key, ifname, ifindex, mode, queue_id)
+    att = _attachment_for(key, ifname, ifindex, mode, queue_id, cbpf)
     try:
+        if att.filter != cbpf:
+            raise XdpBusyError(
+                errno.EBUSY,
+                "attach XDP program",
+                ifname,
+                queue_id,
+                f"the XDP program on {ifname} runs {_describe(att.filter)}, this socket asks "
+                f"for {_describe(cbpf)}; sockets on one interface share one program, so "
+                "they need the same filter (or none)",
+            )
         if mode != "auto" and att.mode != mode:
             raise XdpBusyError(
                 errno.EBUSY,
@@ -258,8 +293,16 @@ def attach_xsk(
     return XskMapEntry(att.map_fd, att.prog_id, att.mode, queue_id, ifname, att)
 
 
+def _describe(f: _Filter) -> str:
+    if f is None:
+        return "no filter"
+    if isinstance(f, str):
+        return f
+    return f"a filter of {len(f)} classic instructions"
+
+
 def _attachment_for(key: tuple[int, int], ifname: str, ifindex: int, mode: str,
-                    queue_id: int) -> _Attachment:
+                    queue_id: int, cbpf: _Filter = None) -> _Attachment:
     """This process's attachment on the interface, made or adopted if there
     is none. The registry lock is held only to read and write the dictionary:
     netlink and bpf calls run outside it (two threads racing to attach find
@@ -274,7 +317,7 @@ def _attachment_for(key: tuple[int, int], ifname: str, ifindex: int, mode: str,
                 del _registry[key]
         att = None
     if att is None:
-        att = _acquire(ifname, ifindex, mode, queue_id)
+        att = _acquire(ifname, ifindex, mode, queue_id, cbpf)
         with _lock:
             # Another thread may have published one meanwhile (then ours is an
             # adoption of the same program, and both work): keep the first.
@@ -296,7 +339,8 @@ def builtin_program_attached(ifindex: int) -> bool:
     """Is the built-in program attached to ``ifindex`` (by any process)?"""
     for prog_id in _iface.xdp_state(ifindex).prog_ids:
         try:
-            if _is_builtin(_prog_info(prog_id)):
+            info = _prog_info(prog_id)
+            if _is_builtin(info) or _is_filter(info):
                 return True
         except OSError:
             continue
@@ -319,17 +363,41 @@ def _is_builtin(info: bpf.ProgInfo) -> bool:
     )
 
 
+def _is_filter(info: bpf.ProgInfo) -> bool:
+    return (
+        info.name == _filter.FILTER_PROG_NAME
+        and info.type == C.BPF_PROG_TYPE_XDP
+        and len(info.map_ids) == 1
+    )
+
+
+def _same_filter(info: bpf.ProgInfo, map_fd: int, cbpf: _Filter) -> bool:
+    """Does the attached filter program ``info`` run ``cbpf``? The kernel's
+    tag hashes the instructions with map fds blanked out, so our translation
+    loaded against the same map has the same tag exactly when it is the same
+    program."""
+    if cbpf is None or isinstance(cbpf, str):
+        return False
+    fd = bpf.prog_load(C.BPF_PROG_TYPE_XDP, _filter.filter_program_insns(map_fd, cbpf),
+                       _LICENSE, _filter.FILTER_PROG_NAME)
+    try:
+        return bpf.prog_get_info(fd).tag == info.tag
+    finally:
+        os.close(fd)
+
+
 class _Retry(Exception):
     """The interface's XDP state changed while we looked at it."""
 
 
-def _acquire(ifname: str, ifindex: int, mode: str, queue_id: int) -> _Attachment:
+def _acquire(ifname: str, ifindex: int, mode: str, queue_id: int,
+             cbpf: _Filter = None) -> _Attachment:
     for _ in range(_RACE_RETRIES):
         state = _iface.xdp_state(ifindex)
         try:
             if state.prog_ids:
-                return _adopt(ifname, ifindex, mode, queue_id, state)
-            return _create(ifname, ifindex, mode, queue_id)
+                return _adopt(ifname, ifindex, mode, queue_id, state, cbpf)
+            return _create(ifname, ifindex, mode, queue_id, cbpf)
         except _Retry:
             continue
     raise XdpBusyError(
@@ -355,7 +423,8 @@ def _conflict(
 
 
 def _adopt(
-    ifname: str, ifindex: int, mode: str, queue_id: int, state: _iface.XdpState
+    ifname: str, ifindex: int, mode: str, queue_id: int, state: _iface.XdpState,
+    cbpf: _Filter = None,
 ) -> _Attachment:
     if state.mode not in ("native", "skb") or state.prog_id is None:
         # hw or several programs at once: not something we set up.
@@ -382,13 +451,16 @@ def _adopt(
     fds: list[int] = [prog_fd]
     try:
         info = bpf.prog_get_info(prog_fd)
-        if not _is_builtin(info):
+        if not _is_builtin(info) and not _is_filter(info):
             raise _conflict(ifname, queue_id, state, prog_id, info.name)
         map_fd = bpf.map_get_fd_by_id(info.map_ids[0])
         fds.append(map_fd)
         minfo = bpf.map_get_info(map_fd)
         if minfo.type != C.BPF_MAP_TYPE_XSKMAP:
             raise _conflict(ifname, queue_id, state, prog_id, info.name)
+        adopted: _Filter = None
+        if _is_filter(info):
+            adopted = cbpf if _same_filter(info, map_fd, cbpf) else _OTHER_FILTER
         link_fd = _find_xdp_link(prog_id, ifindex)
         if link_fd is not None:
             fds.append(link_fd)
@@ -401,7 +473,8 @@ def _adopt(
             os.close(fd)
         raise
     return _Attachment(
-        ifname, ifindex, prog_fd, map_fd, link_fd, prog_id, state.mode, minfo.max_entries
+        ifname, ifindex, prog_fd, map_fd, link_fd, prog_id, state.mode, minfo.max_entries,
+        adopted,
     )
 
 
@@ -427,7 +500,8 @@ def _find_xdp_link(prog_id: int, ifindex: int) -> int | None:
     return None
 
 
-def _create(ifname: str, ifindex: int, mode: str, queue_id: int) -> _Attachment:
+def _create(ifname: str, ifindex: int, mode: str, queue_id: int,
+            cbpf: _Filter = None) -> _Attachment:
     rx, _tx = _iface.queue_counts(ifindex)
     max_entries = max(rx, 1)
     if queue_id >= max_entries:
@@ -443,13 +517,12 @@ def _create(ifname: str, ifindex: int, mode: str, queue_id: int) -> _Attachment:
     )
     fds = [map_fd]
     try:
+        if cbpf is None or isinstance(cbpf, str):
+            insns, name = builtin_program_insns(map_fd), BUILTIN_PROG_NAME
+        else:
+            insns, name = _filter.filter_program_insns(map_fd, cbpf), _filter.FILTER_PROG_NAME
         prog_fd = bpf.prog_load(
-            C.BPF_PROG_TYPE_XDP,
-            builtin_program_insns(map_fd),
-            _LICENSE,
-            BUILTIN_PROG_NAME,
-            ifname=ifname,
-            queue_id=queue_id,
+            C.BPF_PROG_TYPE_XDP, insns, _LICENSE, name, ifname=ifname, queue_id=queue_id
         )
         fds.append(prog_fd)
         tries = ["native", "skb"] if mode == "auto" else [mode]
@@ -486,4 +559,5 @@ def _create(ifname: str, ifindex: int, mode: str, queue_id: int) -> _Attachment:
         for fd in fds:
             os.close(fd)
         raise
-    return _Attachment(ifname, ifindex, prog_fd, map_fd, link_fd, prog_id, used, max_entries)
+    return _Attachment(ifname, ifindex, prog_fd, map_fd, link_fd, prog_id, used, max_entries,
+                       cbpf)
