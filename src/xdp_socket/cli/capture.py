@@ -45,6 +45,7 @@ EPILOG = """examples:
   xdp-socket capture -i eth0 -w out.pcap                # queue 0 until Ctrl-C
   xdp-socket capture -i eth0 --all-queues -c 1000 -w out.pcapng --format pcapng
   xdp-socket capture -i eth0 -q 3 -d 10 --snaplen 128 -w - | tcpdump -nr -
+  xdp-socket capture -i eth0 -w dns.pcap udp port 53    # only DNS; the rest reaches the stack
 
 With -w - the capture goes to stdout and status lines only to stderr. Exit
 status: 0 when -c/-d ended the capture, 130 after Ctrl-C, 143 after SIGTERM
@@ -75,6 +76,9 @@ def register(subparsers: Any) -> None:
     add_xdp_mode(p)
     add_json(p)
     p.add_argument("--quiet", action="store_true", help="no live status on stderr")
+    p.add_argument("expression", nargs="*", metavar="EXPR",
+                   help="capture only what matches this tcpdump filter (pcap-filter(7), "
+                        "needs libpcap); other packets go to the kernel stack")
     p.set_defaults(func=run)
 
 
@@ -127,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     report: IO[str] = sys.stderr if to_stdout else sys.stdout
     # Several sockets share the work (and the memory): smaller UMEMs each.
     cfg = XdpConfig(xdp_mode=args.xdp_mode,
-                    frame_count=4096 if len(queues) == 1 else 2048)
+                    frame_count=4096 if len(queues) == 1 else 2048,
+                    filter=" ".join(args.expression) or None)
     sockets: list[Any] = []
     writer: Any = None
     status = Status(enabled=not args.quiet)
