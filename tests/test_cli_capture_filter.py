@@ -49,6 +49,7 @@ def test_capture_with_filter(veth: testing.VethPair, tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, stderr
+    assert "10 packets received, 10 written" in stdout.decode()
     assert [p.data for p in read_capture(out)] == wanted
     assert sorted(seen) == sorted(others) and extra == []
 
