@@ -118,3 +118,19 @@ def test_missing_libpcap_names_the_package(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(LibpcapMissingError) as ei:
         P.compile_expression("ip")
     assert ei.value.errno is not None and "libpcap0.8" in str(ei.value)
+
+
+@needs_libpcap
+@pytest.mark.kernel
+@pytest.mark.skipif(os.geteuid() != 0, reason="the verifier check needs root")
+def test_refused_program_exits_1_with_the_log(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import xdp_socket.filter as F
+    from xdp_socket._sys import bpf_asm as A
+    from xdp_socket.cli.main import main
+
+    # a program the verifier must refuse: it reads r5, which nothing wrote
+    monkeypatch.setattr(F, "translate", lambda cbpf, tail: A.mov64_reg(A.R0, A.R5) + A.exit_())
+    assert main(["filter", "ip"]) == 1
+    out = capsys.readouterr().out
+    assert "verifier: REFUSED" in out and "R5 !read_ok" in out

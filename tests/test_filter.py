@@ -379,3 +379,17 @@ def test_describe_filter_reports_verifier_verdict() -> None:
     assert any("call 51" in line for line in r.ebpf)  # bpf_redirect_map
     r2 = describe_filter("udp port 5000", verify=False)
     assert r2.accepted is None and r2.classic == r.classic
+
+
+@pytest.mark.kernel
+def test_describe_filter_reports_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the verifier refuses the program, the report says so with its log
+    (forced here with a program that reads a register nothing wrote)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to load programs")
+    import xdp_socket.filter as F
+
+    monkeypatch.setattr(F, "translate", lambda cbpf, tail: A.mov64_reg(A.R0, A.R5) + A.exit_())
+    r = F.describe_filter("ip")
+    assert r.accepted is False
+    assert "R5 !read_ok" in r.verifier and "load BPF program" in r.verifier

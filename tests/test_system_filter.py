@@ -276,3 +276,13 @@ def test_config_checks_the_filter_at_once() -> None:
         xs.XdpConfig(filter=42)  # type: ignore[arg-type]
     cfg = xs.XdpConfig(filter=[[6, 0, 0, 1]])  # type: ignore[list-item]
     assert cfg.filter == ((6, 0, 0, 1),) and hash(cfg)
+
+
+def test_untranslatable_filter_leaves_nothing_behind(veth: testing.VethPair) -> None:
+    """The translation fails before anything is attached; the queue stays free."""
+    cfg = xs.XdpConfig(filter=[(0x0E, 0, 0, 0)])  # ret x: no such thing in classic BPF
+    with pytest.raises(xs.UntranslatableFilterError, match="ret must return"):
+        xs.create_rx_socket(veth.a, 0, cfg)
+    assert not program.builtin_program_attached(veth.a_index)
+    with xs.create_rx_socket(veth.a, 0, xs.XdpConfig(filter="arp")):
+        assert program.builtin_program_attached(veth.a_index)
