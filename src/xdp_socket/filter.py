@@ -72,17 +72,13 @@ FILTER_PROG_NAME = "xsk_py_filter"
 _LICENSE = "Dual MIT/GPL"
 _CHECK_MAP_NAME = "xsk_py_fcheck"
 
-# include/uapi/linux/bpf.h: helper that returns the whole frame's length
-# (all buffers of a multi-buffer frame), Linux 5.18+.
-BPF_FUNC_xdp_get_buff_len = 188
-
 # --- classic BPF opcode fields (include/uapi/linux/filter.h, pcap/bpf.h) -------------------
 
 _LD, _LDX, _ST, _STX, _ALU, _JMP, _RET, _MISC = range(8)
 _SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1}  # BPF_W, BPF_H, BPF_B
 _IMM, _ABS, _IND, _MEM, _LEN, _MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
 _SRC_X = 0x08
-_RET_K, _RET_X, _RET_A = 0x00, 0x08, 0x10
+_RET_K, _RET_A = 0x00, 0x10  # (0x08, ret x, does not exist in classic BPF)
 _TAX, _TXA = 0x00, 0x80
 _JA, _JEQ, _JGT, _JGE, _JSET = 0x00, 0x10, 0x20, 0x30, 0x40
 _JMP_NAMES = {_JEQ: "jeq", _JGT: "jgt", _JGE: "jge", _JSET: "jset"}
@@ -463,7 +459,7 @@ def translate(cbpf: Sequence[tuple[int, int, int, int]], match_tail: bytes,
     code.emit(asm.mov64_reg(_CTX, asm.R1))
     if uses_len:
         # r1 is still the ctx: the whole frame's length, as the classic "len"
-        code.emit(asm.call(BPF_FUNC_xdp_get_buff_len), asm.mov64_reg(_LENREG, asm.R0))
+        code.emit(asm.call(C.BPF_FUNC_xdp_get_buff_len), asm.mov64_reg(_LENREG, asm.R0))
     code.emit(
         asm.ldx_w(_DATA, _CTX, C.XDP_MD_DATA),
         asm.ldx_w(_END, _CTX, C.XDP_MD_DATA_END),

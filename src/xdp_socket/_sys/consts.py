@@ -136,6 +136,7 @@ BPF_OBJ_NAME_LEN = 16
 # enum bpf_func_id: helpers the built-in programs call
 BPF_FUNC_redirect = 23
 BPF_FUNC_redirect_map = 51
+BPF_FUNC_xdp_get_buff_len = 188  # the whole frame's length, all buffers (Linux 5.18+)
 
 # struct xdp_md field offsets (the XDP program's ctx)
 XDP_MD_DATA = 0
