@@ -193,6 +193,9 @@ def test_filtered_socket_sees_only_udp_5000_and_the_stack_keeps_working(
             child.join(10)
             if child.is_alive():
                 child.kill()
+                child.join(5)
+            parent.close()
+            child_end.close()
         assert done is not None, "the peer did not finish"
         ok, info = done
         assert ok, info
