@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from xdp_socket import testing
-from xdp_socket.gen import build_udp_frame
+from xdp_socket.frames import build_udp_frame
 from xdp_socket.pcap import read_capture
 from xdp_socket.program import builtin_program_attached
 

@@ -31,7 +31,7 @@ from xdp_socket.filter import (
     filter_program_insns,
     translate,
 )
-from xdp_socket.gen import build_udp_frame
+from xdp_socket.frames import build_udp_frame
 
 scapy_all = pytest.importorskip("scapy.all")
 Ether, Dot1Q, IP, IPv6, UDP, TCP, ICMP, ARP = (

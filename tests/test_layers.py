@@ -57,6 +57,7 @@ RANKS: dict[str, int] = {
     "_netdev": 0,
     "umem": 0,
     "iface": 1,
+    "filter": 1,  # classic BPF -> eBPF, pure; program loads what it makes
     "program": 2,
     "drop": 2,
     "core": 3,  # the socket resource: imports program (late) and iface, umem

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .._check import check_int
 from ..errors import FilterError, LibpcapMissingError
 
 __all__ = [
@@ -135,6 +136,8 @@ def compile_expression(
         raise TypeError(f"a filter expression is a str, not {type(expression).__name__}")
     if "\0" in expression:
         raise FilterError("filter expression contains a NUL character", expression)
+    check_int("snaplen", snaplen, min=1, max=MAX_SNAPLEN)
+    check_int("linktype", linktype)
     lib = _library()
     handle = lib.pcap_open_dead(linktype, snaplen)
     if not handle:
