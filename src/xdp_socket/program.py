@@ -336,7 +336,8 @@ def _still_attached(att: _Attachment) -> bool:
 
 
 def builtin_program_attached(ifindex: int) -> bool:
-    """Is the built-in program attached to ``ifindex`` (by any process)?"""
+    """Is the built-in program (the plain redirect or a filter's program)
+    attached to ``ifindex`` (by any process)?"""
     for prog_id in _iface.xdp_state(ifindex).prog_ids:
         try:
             info = _prog_info(prog_id)
