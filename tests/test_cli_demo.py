@@ -49,9 +49,18 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "xdp_socket", "demo", "-d", "30", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2.0)
+        # SIGINT once the first per-second line is out (the demo is running):
+        # on a loaded machine start-up alone can take longer than a fixed sleep
+        assert proc.stderr is not None
+        head: list[str] = []
+        while len(head) < 5 and not any(line.strip().startswith("1.") for line in head):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            head.append(line)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
+        err = "".join(head) + err
     finally:
         if proc.poll() is None:
             proc.kill()
