@@ -55,6 +55,7 @@ __all__ = [
     "CaptureInterface",
     "CaptureReader",
     "Packet",
+    "PacketBatch",
     "PcapWriter",
     "PcapngWriter",
     "open_capture",
@@ -88,6 +89,8 @@ _MAX_BLOCK_LEN = MAX_RECORD_LEN + 1024 * 1024
 # Reads of untrusted lengths happen in pieces of this size, so memory grows
 # only as fast as data actually arrives.
 _READ_CHUNK = 1024 * 1024
+# What the batch reader reads at a time (a chunk holds thousands of records).
+_BATCH_CHUNK = 4 * 1024 * 1024
 
 # --- classic pcap (see the libpcap savefile format / draft-ietf-opsawg-pcap) ---
 _PCAP_MAGIC_US = 0xA1B2C3D4
@@ -157,6 +160,23 @@ class Packet(NamedTuple):
     data: bytes
     orig_len: int
     interface: int
+
+
+class PacketBatch(NamedTuple):
+    """Consecutive packets of a capture, as arrays (see :meth:`CaptureReader.batches`).
+
+    ``data`` is a ``(n, W)`` uint8 array, packet ``i`` in ``data[i, :lens[i]]``
+    (bytes past that are not part of the packet); ``lens`` the captured
+    lengths, ``orig_lens`` the lengths on the wire, ``timestamps_ns`` as in
+    :class:`Packet`, ``interfaces`` the index of each packet's interface.
+    ``data`` may be a read-only view into the reader's buffer.
+    """
+
+    timestamps_ns: npt.NDArray[np.int64]
+    data: npt.NDArray[np.uint8]
+    lens: npt.NDArray[np.uint32]
+    orig_lens: npt.NDArray[np.uint32]
+    interfaces: npt.NDArray[np.intp]
 
 
 class CaptureInterface(NamedTuple):
@@ -783,6 +803,7 @@ class CaptureReader:
             if magic in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS):
                 s.fmt = "pcap"
                 self.format = "pcap"
+                self._order = order
                 self._pcap_header(order, magic == _PCAP_MAGIC_NS)
                 self._packets = self._pcap_packets(order)
                 return
@@ -820,6 +841,23 @@ class CaptureReader:
         if self._file is None:
             raise ValueError("read from a closed capture reader")
         return next(self._packets)
+
+    def batches(self, max_packets: int = 256) -> Iterator[PacketBatch]:
+        """Yield the remaining packets as :class:`PacketBatch` es of at most
+        ``max_packets`` (streaming, like iteration).
+
+        For pcap the file is read in large chunks and the record headers of a
+        run of equal-length records are decoded with one numpy operation, so
+        the cost is per run, not per packet; ``data`` is then a view into the
+        chunk. pcapng is parsed block by block and grouped. Do not mix with
+        plain iteration on the same reader.
+        """
+        _check_int("max_packets", max_packets, 1, 1 << 20)
+        if self._file is None:
+            raise ValueError("read from a closed capture reader")
+        if self.format == "pcap":
+            return self._pcap_batches(max_packets)
+        return _group(self._packets, max_packets)
 
     def close(self) -> None:
         """Close the file if it was opened from a path; stop iteration either way."""
@@ -862,6 +900,57 @@ class CaptureReader:
             data = s.read_exact(incl_len, "record data")
             ts = sec * _NS_PER_S + frac * (_NS_PER_S // iface.ts_units)
             yield Packet(ts, data, orig_len, 0)
+
+    def _pcap_batches(self, max_packets: int) -> Iterator[PacketBatch]:
+        s = self._stream
+        order = self._order
+        iface = self.interfaces[0]
+        frac_ns = np.int64(_NS_PER_S // iface.ts_units)
+        u4 = np.dtype(order + "u4")
+        buf = b""
+        pos = 0
+        while True:
+            if self._file is None:
+                return
+            if len(buf) - pos < _PCAP_REC_LEN:
+                more = s.read_upto(_BATCH_CHUNK)
+                if not more:
+                    if len(buf) > pos:
+                        raise s.error(f"truncated record header: got {len(buf) - pos} of "
+                                      f"{_PCAP_REC_LEN} bytes", s.offset - (len(buf) - pos))
+                    return
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            (caplen,) = struct.unpack_from(order + "I", buf, pos + 8)
+            base = s.offset - len(buf)  # stream offset of buf[0]
+            if caplen > MAX_RECORD_LEN:
+                raise s.error(f"record captured length {caplen} exceeds the limit "
+                              f"{MAX_RECORD_LEN}", base + pos)
+            stride = _PCAP_REC_LEN + caplen
+            if len(buf) - pos < stride:
+                more = s.read_upto(max(_BATCH_CHUNK, stride - (len(buf) - pos)))
+                if not more:
+                    got = len(buf) - pos - _PCAP_REC_LEN
+                    raise s.error(f"truncated record data: got {got} of {caplen} bytes",
+                                  base + pos + _PCAP_REC_LEN)
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            # A run of records of this same length: one strided view decodes all
+            # their headers at once; the first of another length ends the run.
+            k = min((len(buf) - pos) // stride, max_packets)
+            if k > 1:
+                caps = np.ndarray((k,), u4, buf, pos + 8, (stride,))
+                other = np.flatnonzero(caps != caplen)
+                if other.shape[0]:
+                    k = int(other[0])
+            hdr = np.ndarray((k, 4), u4, buf, pos, (stride, 4))
+            ts = hdr[:, 0].astype(np.int64) * _NS_PER_S + hdr[:, 1].astype(np.int64) * frac_ns
+            data = np.ndarray((k, caplen), np.uint8, buf, pos + _PCAP_REC_LEN, (stride, 1))
+            pos += k * stride
+            yield PacketBatch(ts, data, hdr[:, 2].astype(np.uint32),
+                              hdr[:, 3].astype(np.uint32), np.zeros(k, np.intp))
 
     # --- pcapng -------------------------------------------------------------
 
@@ -1011,6 +1100,26 @@ class CaptureReader:
             caplen = min(caplen, iface.snaplen)
         # No timestamp in an SPB.
         return Packet(0, bytes(body[4 : 4 + caplen]), orig_len, index)
+
+
+def _group(packets: Iterator[Packet], max_packets: int) -> Iterator[PacketBatch]:
+    """Packets parsed one at a time, handed on as padded batches."""
+    while True:
+        chunk = list(itertools.islice(packets, max_packets))
+        if not chunk:
+            return
+        n = len(chunk)
+        lens = np.fromiter((len(p.data) for p in chunk), np.uint32, n)
+        data = np.zeros((n, int(lens.max())), np.uint8)
+        for i, p in enumerate(chunk):
+            data[i, : len(p.data)] = np.frombuffer(p.data, np.uint8)
+        yield PacketBatch(
+            np.fromiter((p.timestamp_ns for p in chunk), np.int64, n),
+            data,
+            lens,
+            np.fromiter((p.orig_len for p in chunk), np.uint32, n),
+            np.fromiter((p.interface for p in chunk), np.intp, n),
+        )
 
 
 def open_capture(file_or_path: FileOrPath) -> CaptureReader:
