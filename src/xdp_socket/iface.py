@@ -262,8 +262,8 @@ def stack_use(ifindex: int) -> StackUse:
     takes that queue's packets away from the stack, so a caller may want to
     warn when this is truthy.
     """
-    from pyroute2 import IPRoute  # type: ignore[import-untyped]
-    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+    from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped,unused-ignore]
 
     if isinstance(ifindex, bool) or not isinstance(ifindex, int) or ifindex <= 0:
         raise ValueError(f"interface index must be a positive int, got {ifindex!r}")

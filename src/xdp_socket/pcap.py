@@ -349,39 +349,47 @@ U8Array = npt.NDArray[np.uint8]
 
 def _batch_fields(
     data: Any, lens: Any, timestamps_ns: Any, orig_lens: Any, snaplen: int
-) -> tuple[U8Array, npt.NDArray[np.uint32], npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
+) -> tuple[U8Array, npt.NDArray[np.uint32], npt.NDArray[np.uint32], Any]:
     """Validate a batch for writing: ``(rows cut to snaplen, captured lengths,
-    original lengths, timestamps)``, every array of ``n`` entries."""
+    original lengths, timestamps)``; the timestamps are one uint64 or ``n``.
+    (Checks are a few reductions per batch: this runs once per ring batch.)"""
     arr = np.asarray(data)
     if arr.dtype != np.uint8 or arr.ndim != 2:
         raise ValueError(f"batch data must be a 2-D uint8 array, got {arr.dtype} {arr.shape}")
     n, width = arr.shape
-    raw = np.asarray(lens)
-    if raw.shape != (n,) or raw.dtype.kind not in "ui":
-        raise ValueError(f"lens must be {n} integers, got {raw.dtype} {raw.shape}")
-    if n and (int(raw.min()) < 0 or int(raw.max()) > width):
+    wire = _lengths("lens", lens, n)
+    if n and int(wire.max()) > width:
         raise ValueError(f"every length must be in [0, {width}] (the row width)")
-    wire = raw.astype(np.uint32)
     if orig_lens is None:
         orig = wire
     else:
-        o = np.asarray(orig_lens)
-        if o.shape != (n,) or o.dtype.kind not in "ui":
-            raise ValueError(f"orig_lens must be {n} integers, got {o.dtype} {o.shape}")
-        if n and (int(o.min()) < 0 or int(o.max()) > 0xFFFFFFFF):
-            raise ValueError("orig_lens must fit 32 bits")
-        orig = o.astype(np.uint32)
+        orig = _lengths("orig_lens", orig_lens, n)
         if n and bool((orig < wire).any()):
             raise ValueError("an orig_len is smaller than its data length")
-    t = np.asarray(timestamps_ns)
-    if t.dtype.kind not in "ui" or t.ndim > 1 or (t.ndim == 1 and t.shape != (n,)):
-        raise ValueError(f"timestamps_ns must be one integer or {n} integers")
-    if t.size and t.dtype.kind == "i" and int(t.min()) < 0:
-        raise ValueError("timestamps_ns must be >= 0")
-    ts = np.broadcast_to(t.astype(np.uint64), (n,))
-    cap = np.minimum(wire, np.uint32(snaplen))
-    cut = min(width, snaplen)
-    return arr[:, :cut], cap, orig, ts
+    ts: Any
+    if isinstance(timestamps_ns, (int, np.integer)) and not isinstance(timestamps_ns, bool):
+        _check_int("timestamps_ns", int(timestamps_ns), 0, (1 << 64) - 1)
+        ts = np.uint64(timestamps_ns)
+    else:
+        t = np.asarray(timestamps_ns)
+        if t.dtype.kind not in "ui" or t.shape != (n,):
+            raise ValueError(f"timestamps_ns must be one integer or {n} integers")
+        if n and t.dtype.kind == "i" and int(t.min()) < 0:
+            raise ValueError("timestamps_ns must be >= 0")
+        ts = t.astype(np.uint64, copy=False)
+    cap = np.minimum(wire, np.uint32(snaplen)) if width > snaplen else wire
+    return arr[:, :snaplen], cap, orig, ts
+
+
+def _lengths(name: str, values: Any, n: int) -> npt.NDArray[np.uint32]:
+    a = np.asarray(values)
+    if a.shape != (n,) or a.dtype.kind not in "ui":
+        raise ValueError(f"{name} must be {n} integers, got {a.dtype} {a.shape}")
+    if a.dtype == np.uint32:
+        return a
+    if n and (int(a.min()) < 0 or int(a.max()) > 0xFFFFFFFF):
+        raise ValueError(f"{name} must be in [0, 2**32)")
+    return a.astype(np.uint32)
 
 
 def _compact(rows: U8Array, keep_upto: npt.NDArray[Any] | None, tail: int = 0) -> U8Array:
@@ -475,7 +483,7 @@ class PcapWriter(_OutputMixin):
         if not n:
             return 0
         sec = ts // np.uint64(_NS_PER_S)
-        if int(sec.max()) > 0xFFFFFFFF:
+        if int(np.max(sec)) > 0xFFFFFFFF:
             raise ValueError("a timestamp is past the pcap 32-bit seconds range")
         frac = ts % np.uint64(_NS_PER_S)
         if not self.nanosecond:
@@ -487,11 +495,11 @@ class PcapWriter(_OutputMixin):
         hdr[:, 2] = cap
         hdr[:, 3] = orig
         rows[:, _PCAP_REC_LEN:] = rows_in
-        uniform = bool((cap == width).all())
+        uniform = int(cap.min()) == width
         out = _compact(rows, None if uniform else cap + _PCAP_REC_LEN)
-        _write_all(f, memoryview(out))
+        _write_all(f, out.data)
         self.packets_written += n
-        return n
+        return int(n)
 
     def __enter__(self) -> PcapWriter:
         return self
@@ -633,14 +641,14 @@ class PcapngWriter(_OutputMixin):
         body[:, :width] = rows_in
         body[:, width:] = 0
         rows[:, 28 + wide :].view("<u4")[:, 0] = total
-        uniform = bool((padded == wide).all())
-        if not bool((cap == wide).all()):
+        uniform = int(padded.min()) == wide
+        if int(cap.min()) != wide:
             # The padding after each packet must be zeros, not frame leftovers.
             body[np.arange(wide) >= cap[:, None]] = 0
         out = _compact(rows, None if uniform else padded + np.uint32(28), tail=4)
-        _write_all(f, memoryview(out))
+        _write_all(f, out.data)
         self.packets_written += n
-        return n
+        return int(n)
 
     def __enter__(self) -> PcapngWriter:
         return self

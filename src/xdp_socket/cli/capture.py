@@ -63,6 +63,9 @@ status: 0 when -c/-d ended the capture, 130 after Ctrl-C, 143 after SIGTERM
 BATCH = 256  # packets per ring transaction: the Python cost is per batch
 POLL_MS = 100  # short, so a stop signal is noticed promptly (poll restarts after EINTR)
 MAX_SNAPLEN = 262144
+DEFAULT_BUFFER_MIB = 64
+MAX_BUFFER_MIB = 4096
+ETH_OVERHEAD = 18  # Ethernet header and a VLAN tag on top of the MTU (veth drops longer)
 OUT_BUFFER = 1 << 20  # records leave in large writes, not one per batch
 FLUSH_EVERY_S = 0.2  # readers of a pipe still see packets promptly
 TIMESTAMP_NOTE = ("timestamps: wall clock when the packet's batch was taken from the "
@@ -87,6 +90,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("pcap", "pcapng"), default="pcap",
                    help="file format (default pcap, nanosecond timestamps taken per "
                         "batch, see above)")
+    p.add_argument("-B", "--buffer", type=positive_int, default=DEFAULT_BUFFER_MIB,
+                   metavar="MIB",
+                   help=f"UMEM for received packets in MiB, shared by the queues' sockets "
+                        f"(default {DEFAULT_BUFFER_MIB}, as tcpdump -B 65536): room for "
+                        "bursts while the writer is busy")
     add_xdp_mode(p)
     add_json(p)
     p.add_argument("--quiet", action="store_true", help="no live status on stderr")
@@ -135,11 +143,13 @@ def _drain(rx: Any, writer: Any, totals: _Totals, limit: int | None, snaplen: in
             return got
         ts = time.time_ns()
         wire = np.array(batch.lens, dtype=np.uint32)  # a copy: the ring slots get reused
-        width = min(int(wire.max()), snaplen)
+        longest = int(wire.max())
+        width = min(longest, snaplen)
         rows = _rows(batch, width)
         # Frames back to the Fill ring before the (slower) file write.
         batch.release()
-        writer.write_batch(rows, np.minimum(wire, width), ts, wire)
+        writer.write_batch(rows, wire if width == longest else np.minimum(wire, width), ts,
+                           wire)
         got += n
         totals.packets += n
         totals.bytes += int(wire.sum())
@@ -165,6 +175,8 @@ def _warn_stack(name: str, index: int) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.snaplen > MAX_SNAPLEN:
         raise CliError(f"--snaplen must be at most {MAX_SNAPLEN}", EXIT_USAGE)
+    if args.buffer > MAX_BUFFER_MIB:
+        raise CliError(f"--buffer must be at most {MAX_BUFFER_MIB} MiB", EXIT_USAGE)
     name, index = resolve(args.interface)
     if args.all_queues:
         from ..iface import queue_counts
@@ -181,9 +193,18 @@ def run(args: argparse.Namespace) -> int:
 
     to_stdout = args.write == "-"
     report: IO[str] = sys.stderr if to_stdout else sys.stdout
-    # Several sockets share the work (and the memory): smaller UMEMs each.
-    cfg = XdpConfig(xdp_mode=args.xdp_mode,
-                    frame_count=4096 if len(queues) == 1 else 2048)
+    # The buffer is split between the queues' sockets; each gets a power of two
+    # of frames, all of them on its Fill ring, and an RX ring as large (bursts
+    # arrive while the writer is busy: tcpdump's -B for the same reason).
+    # Half-size frames hold twice the packets when the MTU lets them (copy mode
+    # leaves frame_size - 256 bytes of receive room).
+    from ..iface import link_facts
+
+    frame_size = 2048 if link_facts(index).mtu + ETH_OVERHEAD <= 2048 - 256 else 4096
+    per_queue = args.buffer * (1 << 20) // frame_size // len(queues)
+    frames = 1 << max(6, per_queue.bit_length() - 1)
+    cfg = XdpConfig(xdp_mode=args.xdp_mode, frame_size=frame_size, frame_count=frames,
+                    rx_size=frames, fill_size=frames)
     sockets: list[Any] = []
     writer: Any = None
     out_file: IO[bytes] | None = None

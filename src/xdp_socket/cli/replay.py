@@ -16,8 +16,9 @@ frames with one numpy copy and submitted with one kick. Every packet has a
 due time on one absolute schedule counted from the start, so errors never
 accumulate: everything due goes out in one transaction; the sender sleeps
 when the next packet is more than ~1 ms ahead and busy-waits only the last
-stretch; when it falls behind it sends at once until it has caught up. Packets longer than a UMEM frame are skipped
-and counted (never cut); a capture whose link type is not Ethernet is refused.
+stretch; when it falls behind it sends at once until it has caught up.
+Packets longer than a UMEM frame are skipped and counted (never cut); a
+capture whose link type is not Ethernet is refused.
 At the end the command waits until the kernel has completed every frame.
 """
 
