@@ -14,7 +14,8 @@ The file is read in large chunks and handled in batches: record headers of
 many packets are decoded at once, each batch is copied into reserved TX
 frames with one numpy copy and submitted with one kick. Every packet has a
 due time on one absolute schedule counted from the start, so errors never
-accumulate: everything due goes out in one transaction; the sender sleeps
+accumulate: everything due (or due within 50 us) goes out in one
+transaction; the sender sleeps
 when the next packet is more than ~1 ms ahead and busy-waits only the last
 stretch; when it falls behind it sends at once until it has caught up.
 Packets longer than a UMEM frame are skipped and counted (never cut); a
@@ -63,6 +64,10 @@ arguments.
 
 SLEEP_AHEAD_S = 0.001  # sleep when the next packet is due more than this far ahead
 SLEEP_MARGIN_S = 0.0002  # wake this early and busy-wait the rest (sleep overshoots)
+# Packets due within this much of now go out in the same transaction: at high
+# rates one kick carries several packets instead of one (a kick costs more
+# than the gap between packets); no packet leaves more than this early.
+GATHER_AHEAD_S = 0.00005
 BATCH = 256  # packets per read batch and at most per ring transaction
 FLUSH_TIMEOUT_S = 5.0
 
@@ -287,7 +292,8 @@ def _replay(args: argparse.Namespace, name: str, f: Any, size: int | None,
                         if due is not None:
                             # Everything due by now goes in one transaction; if
                             # nothing is, wait for the next due time.
-                            m = int(np.searchsorted(due, time.monotonic() - t0, "right"))
+                            m = int(np.searchsorted(
+                                due, time.monotonic() - t0 + GATHER_AHEAD_S, "right"))
                             if m <= i:
                                 _wait_until(t0 + float(due[i]), stop)
                                 continue
