@@ -369,7 +369,7 @@ def _batch_fields(
     ts: Any
     if isinstance(timestamps_ns, (int, np.integer)) and not isinstance(timestamps_ns, bool):
         _check_int("timestamps_ns", int(timestamps_ns), 0, (1 << 64) - 1)
-        ts = np.uint64(timestamps_ns)
+        ts = int(timestamps_ns)  # one value: plain int arithmetic is cheapest
     else:
         t = np.asarray(timestamps_ns)
         if t.dtype.kind not in "ui" or t.shape != (n,):
@@ -482,12 +482,17 @@ class PcapWriter(_OutputMixin):
         n, width = rows_in.shape
         if not n:
             return 0
-        sec = ts // np.uint64(_NS_PER_S)
-        if int(np.max(sec)) > 0xFFFFFFFF:
+        if isinstance(ts, int):
+            sec, frac = divmod(ts, _NS_PER_S)
+            last = sec
+        else:
+            sec = ts // np.uint64(_NS_PER_S)
+            frac = ts % np.uint64(_NS_PER_S)
+            last = int(sec.max())
+        if last > 0xFFFFFFFF:
             raise ValueError("a timestamp is past the pcap 32-bit seconds range")
-        frac = ts % np.uint64(_NS_PER_S)
         if not self.nanosecond:
-            frac //= np.uint64(1000)
+            frac //= 1000
         rows = np.empty((n, _PCAP_REC_LEN + width), np.uint8)
         hdr = rows[:, :_PCAP_REC_LEN].view("<u4")  # rows are 16-byte aligned at the start
         hdr[:, 0] = sec
@@ -623,7 +628,7 @@ class PcapngWriter(_OutputMixin):
         if not n:
             return 0
         if not self.nanosecond:
-            ts = ts // np.uint64(1000)
+            ts = ts // 1000 if isinstance(ts, int) else ts // np.uint64(1000)
         wide = (width + 3) & ~3
         padded = (cap + np.uint32(3)) & np.uint32(~3 & 0xFFFFFFFF)
         total = padded + np.uint32(32)
@@ -633,8 +638,12 @@ class PcapngWriter(_OutputMixin):
         hdr[:, 0] = _BT_EPB
         hdr[:, 1] = total
         hdr[:, 2] = 0
-        hdr[:, 3] = ts >> np.uint64(32)
-        hdr[:, 4] = ts & np.uint64(0xFFFFFFFF)
+        if isinstance(ts, int):
+            hdr[:, 3] = ts >> 32
+            hdr[:, 4] = ts & 0xFFFFFFFF
+        else:
+            hdr[:, 3] = ts >> np.uint64(32)
+            hdr[:, 4] = ts & np.uint64(0xFFFFFFFF)
         hdr[:, 5] = cap
         hdr[:, 6] = orig
         body = rows[:, 28 : 28 + wide]
