@@ -276,3 +276,34 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_batches_hand_on_what_a_live_pipe_delivered() -> None:
+    """A pipe that stays open after three packets: batches() yields them at
+    once instead of waiting for a whole chunk (or the end of the stream)."""
+    import threading
+
+    r_fd, w_fd = os.pipe()
+    wf = os.fdopen(w_fd, "wb", buffering=0)
+    w = PcapWriter(wf)
+    for i in range(3):
+        w.write(bytes([i]) * 60, BASE + i)
+    got: list[int] = []
+    done = threading.Event()
+
+    def read() -> None:
+        with open(r_fd, "rb") as rf, open_capture(rf) as reader:
+            for b in reader.batches(64):
+                got.extend(int(x) for x in b.data[:, 0])
+                if len(got) >= 3:
+                    done.set()
+        done.set()
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    try:
+        assert done.wait(10), "batches() waited for more than the pipe had"
+        assert got == [0, 1, 2]
+    finally:
+        wf.close()  # end of stream: the reader finishes
+        t.join(10)

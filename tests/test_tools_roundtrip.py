@@ -146,7 +146,7 @@ def test_pcapng_with_snaplen_round_trip(veth: testing.VethPair, tmp_path: Path) 
     assert b"timestamps: wall clock when the packet's batch was taken" in raw
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_replay_pps_holds_its_rate(veth: testing.VethPair, tmp_path: Path) -> None:
     """--pps for 5 s: within 2% by the command's own clock, and every frame
     counted by an XDP drop program on the peer."""
@@ -154,10 +154,21 @@ def test_replay_pps_holds_its_rate(veth: testing.VethPair, tmp_path: Path) -> No
     src = tmp_path / "in.pcap"
     write_input(src, n, "pcap")
     with xdp_drop(veth.b) as drop:
+        # A core shared with heavy load may not even send PPS unpaced: then no
+        # schedule can hold, and the test says so instead of failing.
+        top = subprocess.run([*CLI, "replay", str(src), "-i", veth.a, "--topspeed",
+                              "--json", "--quiet"], capture_output=True, text=True, timeout=60)
+        assert top.returncode == 0, top.stderr
+        top_summary = json.loads(top.stdout)
+        top_rate = top_summary["sent"] / top_summary["seconds"]
+        if top_rate < 1.3 * PPS:
+            pytest.skip(f"this machine sends only {top_rate:.0f} pps unpaced right now")
+        time.sleep(0.05)
+        base = drop.count()
         r = subprocess.run([*CLI, "replay", str(src), "-i", veth.a, "--pps", str(PPS),
                             "--json", "--quiet"], capture_output=True, text=True, timeout=60)
         time.sleep(0.05)
-        counted = drop.count()
+        counted = drop.count() - base
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["sent"] == n and counted == n

@@ -91,6 +91,8 @@ _MAX_BLOCK_LEN = MAX_RECORD_LEN + 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 # What the batch reader reads at a time (a chunk holds thousands of records).
 _BATCH_CHUNK = 4 * 1024 * 1024
+# Shorter runs of equal-length records are batched with their neighbours.
+_MIN_RUN = 8
 
 # --- classic pcap (see the libpcap savefile format / draft-ietf-opsawg-pcap) ---
 _PCAP_MAGIC_US = 0xA1B2C3D4
@@ -712,6 +714,17 @@ class _Stream:
         self.offset += got
         return b"".join(parts)
 
+    def read_some(self, n: int) -> bytes:
+        """Up to ``n`` bytes, at least one unless at end of stream, without
+        waiting for more than one read: on a live pipe the batch reader must
+        hand on what has arrived, not wait until a whole chunk has."""
+        read1 = getattr(self._f, "read1", None)
+        chunk = read1(n) if read1 is not None else self._f.read(n)
+        if chunk is None:
+            raise BlockingIOError("capture input would block")
+        self.offset += len(chunk)
+        return bytes(chunk)
+
     def read_exact(self, n: int, what: str) -> bytes:
         start = self.offset
         data = self.read_upto(n)
@@ -930,7 +943,7 @@ class CaptureReader:
             if self._file is None:
                 return
             if len(buf) - pos < _PCAP_REC_LEN:
-                more = s.read_upto(_BATCH_CHUNK)
+                more = s.read_some(_BATCH_CHUNK)
                 if not more:
                     if len(buf) > pos:
                         raise s.error(f"truncated record header: got {len(buf) - pos} of "
@@ -946,7 +959,7 @@ class CaptureReader:
                               f"{MAX_RECORD_LEN}", base + pos)
             stride = _PCAP_REC_LEN + caplen
             if len(buf) - pos < stride:
-                more = s.read_upto(max(_BATCH_CHUNK, stride - (len(buf) - pos)))
+                more = s.read_some(max(_BATCH_CHUNK, stride - (len(buf) - pos)))
                 if not more:
                     got = len(buf) - pos - _PCAP_REC_LEN
                     raise s.error(f"truncated record data: got {got} of {caplen} bytes",
@@ -962,12 +975,43 @@ class CaptureReader:
                 other = np.flatnonzero(caps != caplen)
                 if other.shape[0]:
                     k = int(other[0])
+            if k < _MIN_RUN and k < max_packets:
+                # Mixed lengths: walk the headers one by one (the offsets depend
+                # on each other) and copy the packets into one padded batch.
+                pos, batch = self._pcap_mixed(buf, pos, max_packets, frac_ns)
+                yield batch
+                continue
             hdr = np.ndarray((k, 4), u4, buf, pos, (stride, 4))
             ts = hdr[:, 0].astype(np.int64) * _NS_PER_S + hdr[:, 1].astype(np.int64) * frac_ns
             data = np.ndarray((k, caplen), np.uint8, buf, pos + _PCAP_REC_LEN, (stride, 1))
             pos += k * stride
             yield PacketBatch(ts, data, hdr[:, 2].astype(np.uint32),
                               hdr[:, 3].astype(np.uint32), np.zeros(k, np.intp))
+
+    def _pcap_mixed(self, buf: bytes, pos: int, max_packets: int,
+                    frac_ns: np.int64) -> tuple[int, PacketBatch]:
+        """Up to ``max_packets`` complete records from ``buf[pos:]`` (the first
+        is known to be complete); returns the position after them."""
+        rec = struct.Struct(self._order + "IIII")
+        end = len(buf)
+        heads: list[tuple[int, int, int, int]] = []
+        starts: list[int] = []
+        while len(heads) < max_packets and pos + _PCAP_REC_LEN <= end:
+            h = rec.unpack_from(buf, pos)
+            if h[2] > MAX_RECORD_LEN or pos + _PCAP_REC_LEN + h[2] > end:
+                break  # the caller reads on, or reports the bad length
+            heads.append(h)
+            starts.append(pos + _PCAP_REC_LEN)
+            pos += _PCAP_REC_LEN + h[2]
+        hdr = np.array(heads, np.int64).reshape(-1, 4)
+        lens = hdr[:, 2].astype(np.uint32)
+        data = np.zeros((len(heads), int(lens.max())), np.uint8)
+        view = memoryview(buf)
+        for i, (start, h) in enumerate(zip(starts, heads, strict=True)):
+            data[i, : h[2]] = np.frombuffer(view[start : start + h[2]], np.uint8)
+        ts = hdr[:, 0] * _NS_PER_S + hdr[:, 1] * frac_ns
+        return pos, PacketBatch(ts, data, lens, hdr[:, 3].astype(np.uint32),
+                                np.zeros(len(heads), np.intp))
 
     # --- pcapng -------------------------------------------------------------
 
