@@ -199,7 +199,7 @@ class Bench:
 
     # --- replay --------------------------------------------------------------------------
     def _replay(self, argv: list[str]) -> tuple[dict[str, Any], str]:
-        from xdp_socket.gen import xdp_drop
+        from xdp_socket.drop import xdp_drop
 
         self._settle()
         with xdp_drop(self.b) as drop:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from xdp_socket import testing
-from xdp_socket.gen import xdp_drop
+from xdp_socket.drop import xdp_drop
 from xdp_socket.pcap import PcapngWriter, PcapWriter, open_capture
 from xdp_socket.program import builtin_program_attached
 

@@ -370,7 +370,7 @@ def _batch_fields(
             raise ValueError("an orig_len is smaller than its data length")
     ts: Any
     if isinstance(timestamps_ns, (int, np.integer)) and not isinstance(timestamps_ns, bool):
-        _check_int("timestamps_ns", int(timestamps_ns), 0, (1 << 64) - 1)
+        check_int("timestamps_ns", int(timestamps_ns), min=0, max=(1 << 64) - 1)
         ts = int(timestamps_ns)  # one value: plain int arithmetic is cheapest
     else:
         t = np.asarray(timestamps_ns)
@@ -882,7 +882,7 @@ class CaptureReader:
         chunk. pcapng is parsed block by block and grouped. Do not mix with
         plain iteration on the same reader.
         """
-        _check_int("max_packets", max_packets, 1, 1 << 20)
+        check_int("max_packets", max_packets, min=1, max=1 << 20)
         if self._file is None:
             raise ValueError("read from a closed capture reader")
         if self.format == "pcap":
