@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     interrupted = False
-    with benchrun._signals_interrupt(), testing.veth_pair("toola", "toolb") as link:
+    with benchrun._signals_interrupt(), testing.veth_pair("toola", "toolb", queues=1) as link:
         bench = Bench(args, link.a, link.b, link.a_index, link.b_index, xsk_ref)
         try:
             if {"replay-top", "replay-pps"} & set(args.rows):
