@@ -212,3 +212,92 @@ def test_capture_queue_that_does_not_exist(veth: testing.VethPair, tmp_path: Pat
     assert len(lines) == 1, r.stderr
     assert "has 1 RX queue" in lines[0] and "queue 4" in lines[0]
     assert not os.path.exists(tmp_path / "x.pcap")
+
+
+def run_capture(veth: testing.VethPair, *args: str, send: list[bytes] | None = None,
+                timeout: float = 30) -> tuple[int, bytes, bytes]:
+    proc = start_capture("-i", veth.b, "--xdp-mode", "native", *args)
+    try:
+        if send is not None:
+            wait_attached(veth.b_index, proc)
+            with testing.AfPacketPeer(veth.a) as peer:
+                for f in send:
+                    peer.send(f)
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stdout, stderr
+
+
+def test_capture_refuses_symlink_output(veth: testing.VethPair, tmp_path: Path) -> None:
+    target = tmp_path / "precious"
+    target.write_bytes(b"keep me")
+    link = tmp_path / "out.pcap"
+    link.symlink_to(target)
+    code, _, stderr = run_capture(veth, "-w", str(link), "-c", "1", "-d", "5")
+    assert code == 1
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "symbolic link" in lines[0] and str(link) in lines[0]
+    assert target.read_bytes() == b"keep me"
+    assert not builtin_program_attached(veth.b_index)
+
+
+def test_capture_refuses_fifo_output(veth: testing.VethPair, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, _, stderr = run_capture(veth, "-w", str(fifo), "-c", "1", "-d", "5")
+    assert code == 1
+    assert "not a regular file" in stderr.decode() and b"Traceback" not in stderr
+
+
+@pytest.mark.parametrize("how", ["count", "duration"])
+def test_capture_json_says_what_stopped_it(veth: testing.VethPair, tmp_path: Path,
+                                           how: str) -> None:
+    import json
+
+    sent = frames(5, b"why")
+    stop = ["-c", "5", "-d", "20"] if how == "count" else ["-d", "1.5"]
+    code, stdout, stderr = run_capture(veth, "-w", str(tmp_path / "w.pcap"), "--json", *stop,
+                                       send=sent)
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["stopped_by"] == how
+    assert summary["written"] == 5
+
+
+def _add_address(ifindex: int, address: str) -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        ipr.addr("add", index=ifindex, address=address, prefixlen=24)
+
+
+def test_capture_warns_when_the_interface_carries_addresses(veth: testing.VethPair,
+                                                           tmp_path: Path) -> None:
+    out = str(tmp_path / "a.pcap")
+    code, _, stderr = run_capture(veth, "-w", out, "-d", "0.2", "--quiet")
+    assert code == 0 and b"warning" not in stderr  # no address: nothing to say
+    _add_address(veth.b_index, "192.0.2.7")
+    code, _, stderr = run_capture(veth, "-w", out, "-d", "0.2", "--quiet")
+    assert code == 0, stderr
+    warnings = [ln for ln in stderr.decode().splitlines() if "warning" in ln]
+    assert len(warnings) == 1, stderr
+    assert "192.0.2.7/24" in warnings[0] and "--no-stack-warning" in warnings[0]
+    code, _, stderr = run_capture(veth, "-w", out, "-d", "0.2", "--quiet",
+                                  "--no-stack-warning")
+    assert code == 0 and b"warning" not in stderr
+
+
+def test_capture_status_shows_the_current_rate(veth: testing.VethPair, tmp_path: Path) -> None:
+    """Traffic at the start, then silence: the last status lines say 0 now,
+    not an average that only slowly falls."""
+    code, _, stderr = run_capture(veth, "-w", str(tmp_path / "r.pcap"), "-d", "4.5",
+                                  send=frames(200, b"rate"))
+    assert code == 0, stderr
+    status = [ln for ln in stderr.decode().splitlines() if " packets, " in ln]
+    assert len(status) >= 3, stderr
+    assert status[-1].startswith("200 packets, ")
+    assert "now 0 pps" in status[-1], status

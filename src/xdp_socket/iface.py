@@ -31,6 +31,7 @@ __all__ = [
     "LinkFacts",
     "NetdevFeatures",
     "QueueInfo",
+    "StackUse",
     "XdpState",
     "link_basics",
     "link_facts",
@@ -38,6 +39,7 @@ __all__ = [
     "queue_counts",
     "queue_info",
     "resolve_interface",
+    "stack_use",
     "xdp_state",
 ]
 
@@ -234,3 +236,54 @@ def link_facts(ifindex: int) -> LinkFacts:
         kind=None if kind is None else str(kind),
         peer_ifindex=int(peer) if (kind == "veth" and peer and same_ns) else None,
     )
+
+
+_RT_SCOPE_UNIVERSE = 0  # rtnetlink.h: a global address (not link- or host-local)
+
+
+@dataclass(frozen=True)
+class StackUse:
+    """What the kernel's IP stack uses an interface for: its addresses
+    (``"10.0.0.1/24"``; IPv6 link-local ones left out, every up interface has
+    one) and whether a default route leaves through it."""
+
+    addresses: tuple[str, ...]
+    default_route: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.addresses) or self.default_route
+
+
+@outside_event_loop
+def stack_use(ifindex: int) -> StackUse:
+    """The IP addresses and default routes interface ``ifindex`` carries.
+
+    A socket that takes a queue (an RX socket with the library's program)
+    takes that queue's packets away from the stack, so a caller may want to
+    warn when this is truthy.
+    """
+    from pyroute2 import IPRoute  # type: ignore[import-untyped,unused-ignore]
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped,unused-ignore]
+
+    if isinstance(ifindex, bool) or not isinstance(ifindex, int) or ifindex <= 0:
+        raise ValueError(f"interface index must be a positive int, got {ifindex!r}")
+    addrs: list[str] = []
+    default = False
+    try:
+        with IPRoute() as ipr:
+            for msg in ipr.get_addr(index=ifindex):
+                if msg["family"] == socket.AF_INET6 and msg["scope"] != _RT_SCOPE_UNIVERSE:
+                    continue
+                a = msg.get("IFA_ADDRESS") or msg.get("IFA_LOCAL")
+                if a:
+                    addrs.append(f"{a}/{msg['prefixlen']}")
+            for family in (socket.AF_INET, socket.AF_INET6):
+                for r in ipr.get_routes(family=family, dst_len=0):
+                    if r.get("RTA_OIF") == ifindex:
+                        default = True
+                    mp = r.get("RTA_MULTIPATH") or ()
+                    if any(hop.get("oif") == ifindex for hop in mp):
+                        default = True
+    except NetlinkError as e:
+        raise xdp_error(e.code or errno.EIO, "query addresses", f"#{ifindex}") from None
+    return StackUse(tuple(addrs), default)

@@ -2,8 +2,12 @@
 
 Writing: :class:`PcapWriter` (classic libpcap format) and :class:`PcapngWriter`
 (one section, one interface) append one packet per :meth:`~PcapWriter.write`
-call, with nanosecond timestamps by default.  They never seek, so the output
-may be a pipe (``sys.stdout.buffer`` for ``-w -``).
+call, or a whole batch per :meth:`~PcapWriter.write_batch` call (record headers
+built with numpy, one write), with nanosecond timestamps by default.  They
+never seek, so the output may be a pipe (``sys.stdout.buffer`` for ``-w -``).
+A path is opened without following a symbolic link and only if it is (or
+becomes) a regular file: writing a capture as root must not clobber whatever
+a planted link or a device node points at.
 
 Reading: :func:`open_capture` / :func:`read_capture` detect the format from the
 first four bytes and yield :class:`Packet` tuples one at a time, so a capture
@@ -11,10 +15,10 @@ larger than memory (or an endless stream on stdin) is fine.  Supported:
 
 * pcap, both byte orders, microsecond (``0xa1b2c3d4``) and nanosecond
   (``0xa1b23c4d``) magic;
-* pcapng, any number of sections (each with its own byte order) and interfaces
-  (each with its own ``if_tsresol``, decimal or power-of-two, and
-  ``if_tsoffset``), Enhanced, Simple and obsolete Packet Blocks; other block
-  types are skipped.
+* pcapng, any number of sections (each with its own byte order) and up to
+  :data:`MAX_INTERFACES` interfaces in all (each with its own ``if_tsresol``,
+  decimal or power-of-two, and ``if_tsoffset``), Enhanced, Simple and obsolete
+  Packet Blocks; other block types are skipped.
 
 Anything malformed raises :class:`CaptureFormatError` (a :class:`ValueError`)
 whose one-line message says what is wrong and at which byte offset.  Lengths
@@ -22,29 +26,36 @@ read from the file are checked against :data:`MAX_RECORD_LEN` before anything
 is allocated, and long records are read in bounded chunks, so a hostile length
 field in a short file costs nothing.
 
-Pure Python, stdlib only, no kernel access.
+Pure Python (the stdlib, and numpy for batches), no kernel access.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import itertools
 import os
+import stat
 import struct
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from ._check import check_int
 
 __all__ = [
     "LINKTYPE_ETHERNET",
+    "MAX_INTERFACES",
     "MAX_RECORD_LEN",
     "CaptureFormatError",
     "CaptureInterface",
     "CaptureReader",
     "Packet",
+    "PacketBatch",
     "PcapWriter",
     "PcapngWriter",
     "open_capture",
@@ -60,6 +71,17 @@ LINKTYPE_ETHERNET = 1
 #: gigabytes.
 MAX_RECORD_LEN = 256 * 1024 * 1024
 
+#: Most pcapng interfaces (Interface Description Blocks, across all sections)
+#: a reader keeps.  Real captures have a handful; without a bound, a file made
+#: of nothing but IDBs would grow the reader's memory without limit while
+#: "streaming".  More raise :class:`CaptureFormatError`.
+MAX_INTERFACES = 4096
+
+# An interface name longer than this is cut when kept (Linux names are at most
+# 15 bytes, Windows device names ~50): with MAX_INTERFACES, this bounds what
+# the interface list can hold at about a megabyte.
+_MAX_IF_NAME = 256
+
 # pcapng blocks carry a packet plus options; allow generous room for options
 # on top of the largest packet before calling a block length absurd.
 _MAX_BLOCK_LEN = MAX_RECORD_LEN + 1024 * 1024
@@ -67,6 +89,10 @@ _MAX_BLOCK_LEN = MAX_RECORD_LEN + 1024 * 1024
 # Reads of untrusted lengths happen in pieces of this size, so memory grows
 # only as fast as data actually arrives.
 _READ_CHUNK = 1024 * 1024
+# What the batch reader reads at a time (a chunk holds thousands of records).
+_BATCH_CHUNK = 4 * 1024 * 1024
+# Shorter runs of equal-length records are batched with their neighbours.
+_MIN_RUN = 8
 
 # --- classic pcap (see the libpcap savefile format / draft-ietf-opsawg-pcap) ---
 _PCAP_MAGIC_US = 0xA1B2C3D4
@@ -83,6 +109,7 @@ _BT_SPB = 0x00000003
 _BT_EPB = 0x00000006
 _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _OPT_ENDOFOPT = 0
+_OPT_COMMENT = 1
 _OPT_SHB_USERAPPL = 4
 _OPT_IF_NAME = 2
 _OPT_IF_TSRESOL = 9
@@ -137,6 +164,23 @@ class Packet(NamedTuple):
     interface: int
 
 
+class PacketBatch(NamedTuple):
+    """Consecutive packets of a capture, as arrays (see :meth:`CaptureReader.batches`).
+
+    ``data`` is a ``(n, W)`` uint8 array, packet ``i`` in ``data[i, :lens[i]]``
+    (bytes past that are not part of the packet); ``lens`` the captured
+    lengths, ``orig_lens`` the lengths on the wire, ``timestamps_ns`` as in
+    :class:`Packet`, ``interfaces`` the index of each packet's interface.
+    ``data`` may be a read-only view into the reader's buffer.
+    """
+
+    timestamps_ns: npt.NDArray[np.int64]
+    data: npt.NDArray[np.uint8]
+    lens: npt.NDArray[np.uint32]
+    orig_lens: npt.NDArray[np.uint32]
+    interfaces: npt.NDArray[np.intp]
+
+
 class CaptureInterface(NamedTuple):
     """An interface described by a capture file.
 
@@ -179,6 +223,62 @@ def _write_all(f: IO[bytes], data: bytes | memoryview) -> None:
         view = view[n:]
 
 
+# Buffer of a writer that opens its own file: a batch of records goes out in
+# one system call now and then instead of one per packet.
+_WRITE_BUFFER = 1 << 20
+
+
+def open_output(path: str | os.PathLike[str], buffering: int = _WRITE_BUFFER) -> IO[bytes]:
+    """Open ``path`` for writing a capture, safely for a privileged process.
+
+    The last path component is never followed if it is a symbolic link
+    (``O_NOFOLLOW``: ELOOP), and only a regular file with a single link is
+    truncated and written; a FIFO, device, socket, directory or hard-linked
+    file is refused with an :class:`OSError` before anything is written (the
+    open itself is non-blocking, so a FIFO without a reader cannot hang it).
+    A missing file is created with mode 0644 (less the umask).
+    """
+    fspath = os.fspath(path)
+    try:
+        st = os.lstat(fspath)
+    except FileNotFoundError:
+        pass
+    else:
+        # Checked before opening: opening a device can itself have effects.
+        _refuse_unless_plain_file(st, fspath)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(fspath, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "refusing to write a capture through a symbolic "
+                          "link", fspath) from None
+        raise
+    try:
+        # The file may have been swapped between lstat and open: check what
+        # was actually opened.
+        _refuse_unless_plain_file(os.fstat(fd), fspath)
+        os.set_blocking(fd, True)
+        os.ftruncate(fd, 0)
+        f = open(fd, "wb", buffering=buffering, closefd=True)  # noqa: SIM115
+    except BaseException:
+        os.close(fd)
+        raise
+    return f
+
+
+def _refuse_unless_plain_file(st: os.stat_result, path: str) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(errno.ELOOP, "refusing to write a capture through a symbolic link",
+                      path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "refusing to write a capture over something that is "
+                      "not a regular file", path)
+    if st.st_nlink > 1:
+        raise OSError(errno.EMLINK, "refusing to overwrite a file with other hard links",
+                      path)
+
+
 class _OutputMixin:
     """File handling shared by the two writers."""
 
@@ -188,7 +288,7 @@ class _OutputMixin:
 
     def _open_output(self, file_or_path: FileOrPath) -> None:
         if isinstance(file_or_path, (str, os.PathLike)):
-            self._file = open(file_or_path, "wb")  # noqa: SIM115 - closed in close()
+            self._file = open_output(file_or_path)
             self._owns_file = True
         else:
             if not hasattr(file_or_path, "write"):
@@ -246,6 +346,68 @@ def _packet_fields(
     return mv[:snaplen], orig_len, timestamp_ns
 
 
+U8Array = npt.NDArray[np.uint8]
+
+
+def _batch_fields(
+    data: Any, lens: Any, timestamps_ns: Any, orig_lens: Any, snaplen: int
+) -> tuple[U8Array, npt.NDArray[np.uint32], npt.NDArray[np.uint32], Any]:
+    """Validate a batch for writing: ``(rows cut to snaplen, captured lengths,
+    original lengths, timestamps)``; the timestamps are one uint64 or ``n``.
+    (Checks are a few reductions per batch: this runs once per ring batch.)"""
+    arr = np.asarray(data)
+    if arr.dtype != np.uint8 or arr.ndim != 2:
+        raise ValueError(f"batch data must be a 2-D uint8 array, got {arr.dtype} {arr.shape}")
+    n, width = arr.shape
+    wire = _lengths("lens", lens, n)
+    if n and int(wire.max()) > width:
+        raise ValueError(f"every length must be in [0, {width}] (the row width)")
+    if orig_lens is None:
+        orig = wire
+    else:
+        orig = _lengths("orig_lens", orig_lens, n)
+        if n and bool((orig < wire).any()):
+            raise ValueError("an orig_len is smaller than its data length")
+    ts: Any
+    if isinstance(timestamps_ns, (int, np.integer)) and not isinstance(timestamps_ns, bool):
+        check_int("timestamps_ns", int(timestamps_ns), min=0, max=(1 << 64) - 1)
+        ts = int(timestamps_ns)  # one value: plain int arithmetic is cheapest
+    else:
+        t = np.asarray(timestamps_ns)
+        if t.dtype.kind not in "ui" or t.shape != (n,):
+            raise ValueError(f"timestamps_ns must be one integer or {n} integers")
+        if n and t.dtype.kind == "i" and int(t.min()) < 0:
+            raise ValueError("timestamps_ns must be >= 0")
+        ts = t.astype(np.uint64, copy=False)
+    cap = np.minimum(wire, np.uint32(snaplen)) if width > snaplen else wire
+    return arr[:, :snaplen], cap, orig, ts
+
+
+def _lengths(name: str, values: Any, n: int) -> npt.NDArray[np.uint32]:
+    a = np.asarray(values)
+    if a.shape != (n,) or a.dtype.kind not in "ui":
+        raise ValueError(f"{name} must be {n} integers, got {a.dtype} {a.shape}")
+    if a.dtype == np.uint32:
+        return a
+    if n and (int(a.min()) < 0 or int(a.max()) > 0xFFFFFFFF):
+        raise ValueError(f"{name} must be in [0, 2**32)")
+    return a.astype(np.uint32)
+
+
+def _compact(rows: U8Array, keep_upto: npt.NDArray[Any] | None, tail: int = 0) -> U8Array:
+    """The bytes of ``rows`` in order, keeping in each row only the columns
+    before ``keep_upto[i]`` (and the last ``tail`` columns): one boolean mask
+    turns padded rows into back-to-back variable-length records."""
+    if keep_upto is None:
+        return rows.reshape(-1)
+    cols = np.arange(rows.shape[1])
+    keep = cols < keep_upto[:, None]
+    if tail:
+        keep |= cols >= rows.shape[1] - tail
+    out: U8Array = rows[keep]
+    return out
+
+
 # ---------------------------------------------------------------------------
 # writers
 
@@ -301,6 +463,51 @@ class PcapWriter(_OutputMixin):
         _write_all(f, struct.pack("<IIII", sec, frac, len(cap), orig_len) + cap)
         self.packets_written += 1
 
+    def write_batch(
+        self,
+        data: U8Array,
+        lens: npt.ArrayLike,
+        timestamps_ns: int | npt.ArrayLike,
+        orig_lens: npt.ArrayLike | None = None,
+    ) -> int:
+        """Append ``len(data)`` packets in one write.
+
+        ``data`` is a ``(n, W)`` uint8 array, one packet per row (bytes past
+        ``lens[i]`` are ignored); ``lens`` their lengths; ``timestamps_ns`` one
+        value for all or one per packet; ``orig_lens`` defaults to ``lens``.
+        Packets are cut to ``snaplen``. The record headers are built with
+        numpy for the whole batch. Returns ``n``.
+        """
+        f = self._out()
+        rows_in, cap, orig, ts = _batch_fields(data, lens, timestamps_ns, orig_lens,
+                                               self.snaplen)
+        n, width = rows_in.shape
+        if not n:
+            return 0
+        if isinstance(ts, int):
+            sec, frac = divmod(ts, _NS_PER_S)
+            last = sec
+        else:
+            sec = ts // np.uint64(_NS_PER_S)
+            frac = ts % np.uint64(_NS_PER_S)
+            last = int(sec.max())
+        if last > 0xFFFFFFFF:
+            raise ValueError("a timestamp is past the pcap 32-bit seconds range")
+        if not self.nanosecond:
+            frac //= 1000
+        rows = np.empty((n, _PCAP_REC_LEN + width), np.uint8)
+        hdr = rows[:, :_PCAP_REC_LEN].view("<u4")  # rows are 16-byte aligned at the start
+        hdr[:, 0] = sec
+        hdr[:, 1] = frac
+        hdr[:, 2] = cap
+        hdr[:, 3] = orig
+        rows[:, _PCAP_REC_LEN:] = rows_in
+        uniform = int(cap.min()) == width
+        out = _compact(rows, None if uniform else cap + _PCAP_REC_LEN)
+        _write_all(f, out.data)
+        self.packets_written += n
+        return int(n)
+
     def __enter__(self) -> PcapWriter:
         return self
 
@@ -328,7 +535,9 @@ class PcapngWriter(_OutputMixin):
 
     Same interface as :class:`PcapWriter`.  The Interface Description Block
     carries ``if_tsresol`` = 9 (nanoseconds; omitted, i.e. microseconds, when
-    ``nanosecond=False``) and ``if_name`` when ``if_name`` is given.  The
+    ``nanosecond=False``), ``if_name`` when ``if_name`` is given and a comment
+    (``opt_comment``) when ``if_comment`` is given (e.g. what the timestamps
+    mean).  The
     section length is written as "unknown" (-1), so no seek is ever needed.
     """
 
@@ -341,6 +550,7 @@ class PcapngWriter(_OutputMixin):
         nanosecond: bool = True,
         if_name: str | None = None,
         application: str | None = "xdp-socket",
+        if_comment: str | None = None,
     ) -> None:
         self._file = None
         check_int("linktype", linktype, min=0, max=0xFFFF)
@@ -355,6 +565,11 @@ class PcapngWriter(_OutputMixin):
             app_bytes = application.encode("utf-8")
             if len(app_bytes) > 0xFFFF:
                 raise ValueError("application is too long for a pcapng option")
+        comment_bytes = None
+        if if_comment is not None:
+            comment_bytes = if_comment.encode("utf-8")
+            if len(comment_bytes) > 0xFFFF:
+                raise ValueError("if_comment is too long for a pcapng option")
         self.linktype = linktype
         self.snaplen = snaplen
         self.nanosecond = bool(nanosecond)
@@ -367,6 +582,8 @@ class PcapngWriter(_OutputMixin):
             shb_opts = _option(o, _OPT_SHB_USERAPPL, app_bytes) + _option(o, _OPT_ENDOFOPT, b"")
         shb = _block(o, _BT_SHB, struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1) + shb_opts)
         idb_opts = b""
+        if comment_bytes is not None:
+            idb_opts += _option(o, _OPT_COMMENT, comment_bytes)
         if name_bytes is not None:
             idb_opts += _option(o, _OPT_IF_NAME, name_bytes)
         if self.nanosecond:
@@ -396,6 +613,53 @@ class PcapngWriter(_OutputMixin):
         )
         _write_all(f, head + cap + b"\0" * pad + struct.pack("<I", total))
         self.packets_written += 1
+
+    def write_batch(
+        self,
+        data: U8Array,
+        lens: npt.ArrayLike,
+        timestamps_ns: int | npt.ArrayLike,
+        orig_lens: npt.ArrayLike | None = None,
+    ) -> int:
+        """Append ``len(data)`` packets as Enhanced Packet Blocks in one write;
+        the same arguments as :meth:`PcapWriter.write_batch`."""
+        f = self._out()
+        rows_in, cap, orig, ts = _batch_fields(data, lens, timestamps_ns, orig_lens,
+                                               self.snaplen)
+        n, width = rows_in.shape
+        if not n:
+            return 0
+        if not self.nanosecond:
+            ts = ts // 1000 if isinstance(ts, int) else ts // np.uint64(1000)
+        wide = (width + 3) & ~3
+        padded = (cap + np.uint32(3)) & np.uint32(~3 & 0xFFFFFFFF)
+        total = padded + np.uint32(32)
+        # One row per block: 28 header bytes, the data padded to 4, the trailer.
+        rows = np.empty((n, 28 + wide + 4), np.uint8)
+        hdr = rows[:, :28].view("<u4")
+        hdr[:, 0] = _BT_EPB
+        hdr[:, 1] = total
+        hdr[:, 2] = 0
+        if isinstance(ts, int):
+            hdr[:, 3] = ts >> 32
+            hdr[:, 4] = ts & 0xFFFFFFFF
+        else:
+            hdr[:, 3] = ts >> np.uint64(32)
+            hdr[:, 4] = ts & np.uint64(0xFFFFFFFF)
+        hdr[:, 5] = cap
+        hdr[:, 6] = orig
+        body = rows[:, 28 : 28 + wide]
+        body[:, :width] = rows_in
+        body[:, width:] = 0
+        rows[:, 28 + wide :].view("<u4")[:, 0] = total
+        uniform = int(padded.min()) == wide
+        if int(cap.min()) != wide:
+            # The padding after each packet must be zeros, not frame leftovers.
+            body[np.arange(wide) >= cap[:, None]] = 0
+        out = _compact(rows, None if uniform else padded + np.uint32(28), tail=4)
+        _write_all(f, out.data)
+        self.packets_written += n
+        return int(n)
 
     def __enter__(self) -> PcapngWriter:
         return self
@@ -449,6 +713,17 @@ class _Stream:
             got += len(chunk)
         self.offset += got
         return b"".join(parts)
+
+    def read_some(self, n: int) -> bytes:
+        """Up to ``n`` bytes, at least one unless at end of stream, without
+        waiting for more than one read: on a live pipe the batch reader must
+        hand on what has arrived, not wait until a whole chunk has."""
+        read1 = getattr(self._f, "read1", None)
+        chunk = read1(n) if read1 is not None else self._f.read(n)
+        if chunk is None:
+            raise BlockingIOError("capture input would block")
+        self.offset += len(chunk)
+        return bytes(chunk)
 
     def read_exact(self, n: int, what: str) -> bytes:
         start = self.offset
@@ -558,6 +833,7 @@ class CaptureReader:
             if magic in (_PCAP_MAGIC_US, _PCAP_MAGIC_NS):
                 s.fmt = "pcap"
                 self.format = "pcap"
+                self._order = order
                 self._pcap_header(order, magic == _PCAP_MAGIC_NS)
                 self._packets = self._pcap_packets(order)
                 return
@@ -595,6 +871,23 @@ class CaptureReader:
         if self._file is None:
             raise ValueError("read from a closed capture reader")
         return next(self._packets)
+
+    def batches(self, max_packets: int = 256) -> Iterator[PacketBatch]:
+        """Yield the remaining packets as :class:`PacketBatch` es of at most
+        ``max_packets`` (streaming, like iteration).
+
+        For pcap the file is read in large chunks and the record headers of a
+        run of equal-length records are decoded with one numpy operation, so
+        the cost is per run, not per packet; ``data`` is then a view into the
+        chunk. pcapng is parsed block by block and grouped. Do not mix with
+        plain iteration on the same reader.
+        """
+        check_int("max_packets", max_packets, min=1, max=1 << 20)
+        if self._file is None:
+            raise ValueError("read from a closed capture reader")
+        if self.format == "pcap":
+            return self._pcap_batches(max_packets)
+        return _group(self._packets, max_packets)
 
     def close(self) -> None:
         """Close the file if it was opened from a path; stop iteration either way."""
@@ -637,6 +930,88 @@ class CaptureReader:
             data = s.read_exact(incl_len, "record data")
             ts = sec * _NS_PER_S + frac * (_NS_PER_S // iface.ts_units)
             yield Packet(ts, data, orig_len, 0)
+
+    def _pcap_batches(self, max_packets: int) -> Iterator[PacketBatch]:
+        s = self._stream
+        order = self._order
+        iface = self.interfaces[0]
+        frac_ns = np.int64(_NS_PER_S // iface.ts_units)
+        u4 = np.dtype(order + "u4")
+        buf = b""
+        pos = 0
+        while True:
+            if self._file is None:
+                return
+            if len(buf) - pos < _PCAP_REC_LEN:
+                more = s.read_some(_BATCH_CHUNK)
+                if not more:
+                    if len(buf) > pos:
+                        raise s.error(f"truncated record header: got {len(buf) - pos} of "
+                                      f"{_PCAP_REC_LEN} bytes", s.offset - (len(buf) - pos))
+                    return
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            (caplen,) = struct.unpack_from(order + "I", buf, pos + 8)
+            base = s.offset - len(buf)  # stream offset of buf[0]
+            if caplen > MAX_RECORD_LEN:
+                raise s.error(f"record captured length {caplen} exceeds the limit "
+                              f"{MAX_RECORD_LEN}", base + pos)
+            stride = _PCAP_REC_LEN + caplen
+            if len(buf) - pos < stride:
+                more = s.read_some(max(_BATCH_CHUNK, stride - (len(buf) - pos)))
+                if not more:
+                    got = len(buf) - pos - _PCAP_REC_LEN
+                    raise s.error(f"truncated record data: got {got} of {caplen} bytes",
+                                  base + pos + _PCAP_REC_LEN)
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            # A run of records of this same length: one strided view decodes all
+            # their headers at once; the first of another length ends the run.
+            k = min((len(buf) - pos) // stride, max_packets)
+            if k > 1:
+                caps = np.ndarray((k,), u4, buf, pos + 8, (stride,))
+                other = np.flatnonzero(caps != caplen)
+                if other.shape[0]:
+                    k = int(other[0])
+            if k < _MIN_RUN and k < max_packets:
+                # Mixed lengths: walk the headers one by one (the offsets depend
+                # on each other) and copy the packets into one padded batch.
+                pos, batch = self._pcap_mixed(buf, pos, max_packets, frac_ns)
+                yield batch
+                continue
+            hdr = np.ndarray((k, 4), u4, buf, pos, (stride, 4))
+            ts = hdr[:, 0].astype(np.int64) * _NS_PER_S + hdr[:, 1].astype(np.int64) * frac_ns
+            data = np.ndarray((k, caplen), np.uint8, buf, pos + _PCAP_REC_LEN, (stride, 1))
+            pos += k * stride
+            yield PacketBatch(ts, data, hdr[:, 2].astype(np.uint32),
+                              hdr[:, 3].astype(np.uint32), np.zeros(k, np.intp))
+
+    def _pcap_mixed(self, buf: bytes, pos: int, max_packets: int,
+                    frac_ns: np.int64) -> tuple[int, PacketBatch]:
+        """Up to ``max_packets`` complete records from ``buf[pos:]`` (the first
+        is known to be complete); returns the position after them."""
+        rec = struct.Struct(self._order + "IIII")
+        end = len(buf)
+        heads: list[tuple[int, int, int, int]] = []
+        starts: list[int] = []
+        while len(heads) < max_packets and pos + _PCAP_REC_LEN <= end:
+            h = rec.unpack_from(buf, pos)
+            if h[2] > MAX_RECORD_LEN or pos + _PCAP_REC_LEN + h[2] > end:
+                break  # the caller reads on, or reports the bad length
+            heads.append(h)
+            starts.append(pos + _PCAP_REC_LEN)
+            pos += _PCAP_REC_LEN + h[2]
+        hdr = np.array(heads, np.int64).reshape(-1, 4)
+        lens = hdr[:, 2].astype(np.uint32)
+        data = np.zeros((len(heads), int(lens.max())), np.uint8)
+        view = memoryview(buf)
+        for i, (start, h) in enumerate(zip(starts, heads, strict=True)):
+            data[i, : h[2]] = np.frombuffer(view[start : start + h[2]], np.uint8)
+        ts = hdr[:, 0] * _NS_PER_S + hdr[:, 1] * frac_ns
+        return pos, PacketBatch(ts, data, lens, hdr[:, 3].astype(np.uint32),
+                                np.zeros(len(heads), np.intp))
 
     # --- pcapng -------------------------------------------------------------
 
@@ -697,6 +1072,9 @@ class CaptureReader:
                 if major != 1:
                     raise s.error(f"unsupported pcapng version {major}.{minor}", start + 12)
             elif btype == _BT_IDB:
+                if len(self.interfaces) >= MAX_INTERFACES:
+                    raise s.error(f"more than {MAX_INTERFACES} interface description blocks "
+                                  "(the reader's limit)", start)
                 self.interfaces.append(self._parse_idb(order, body, start))
                 yield None
             elif btype in (_BT_EPB, _BT_PB):
@@ -726,7 +1104,7 @@ class CaptureReader:
                     f"interface option {code} length {olen} overruns its block",
                     start + 8 + pos,
                 )
-            value = bytes(body[vstart:vend])
+            value = bytes(body[vstart : min(vend, vstart + _MAX_IF_NAME)])
             if code == _OPT_IF_NAME:
                 name = value.rstrip(b"\0").decode("utf-8", "replace")
             elif code == _OPT_IF_TSRESOL:
@@ -783,6 +1161,26 @@ class CaptureReader:
             caplen = min(caplen, iface.snaplen)
         # No timestamp in an SPB.
         return Packet(0, bytes(body[4 : 4 + caplen]), orig_len, index)
+
+
+def _group(packets: Iterator[Packet], max_packets: int) -> Iterator[PacketBatch]:
+    """Packets parsed one at a time, handed on as padded batches."""
+    while True:
+        chunk = list(itertools.islice(packets, max_packets))
+        if not chunk:
+            return
+        n = len(chunk)
+        lens = np.fromiter((len(p.data) for p in chunk), np.uint32, n)
+        data = np.zeros((n, int(lens.max())), np.uint8)
+        for i, p in enumerate(chunk):
+            data[i, : len(p.data)] = np.frombuffer(p.data, np.uint8)
+        yield PacketBatch(
+            np.fromiter((p.timestamp_ns for p in chunk), np.int64, n),
+            data,
+            lens,
+            np.fromiter((p.orig_len for p in chunk), np.uint32, n),
+            np.fromiter((p.interface for p in chunk), np.intp, n),
+        )
 
 
 def open_capture(file_or_path: FileOrPath) -> CaptureReader:

@@ -2,16 +2,25 @@
 
 An AF_XDP RX socket is bound to the queue (or, with --all-queues, one socket
 per RX queue, polled together) and the library's XDP program redirects that
-queue's packets to it. Each packet is stamped with the wall clock at receipt
-(nanoseconds) and written out. Packets of queues without a socket still go
-to the kernel's network stack as usual; packets on captured queues do NOT
-(this is a capture *instead of* the stack, not a copy).
+queue's packets to it. Packets of queues without a socket still go to the
+kernel's network stack as usual; packets on captured queues do NOT (this is a
+capture *instead of* the stack, not a copy): a warning says so when the
+interface has IP addresses or a default route (--no-stack-warning silences it).
+
+Packets are taken from the RX ring in batches; each batch is copied out in
+one step, its frames go straight back to the Fill ring, and its records are
+written with one buffered write. Timestamps: AF_XDP in copy mode hands over
+no receive time, so every packet is stamped with the wall clock (ns) at the
+moment its batch was taken from the RX ring; packets taken together share
+that timestamp, which is at or after their arrival (the pcapng interface
+block says so in a comment).
 
 Stops after -c packets, after -d seconds, or on Ctrl-C / SIGTERM; the file
 is always complete (flushed and closed) and a summary is printed, including
 what the kernel dropped: rx_dropped (no room: packet longer than a frame's
 receive room, or the Fill ring was empty) and rx_ring_full (the RX ring was
-full because we did not keep up).
+full because we did not keep up). -w never writes through a symbolic link
+and never over anything but a regular file ('-' is stdout).
 """
 
 from __future__ import annotations
@@ -52,9 +61,16 @@ status: 0 when -c/-d ended the capture, 130 after Ctrl-C, 143 after SIGTERM
 (the file is complete in every case), 1 on errors, 2 on bad arguments.
 """
 
-BATCH = 64
+BATCH = 256  # packets per ring transaction: the Python cost is per batch
 POLL_MS = 100  # short, so a stop signal is noticed promptly (poll restarts after EINTR)
 MAX_SNAPLEN = 262144
+DEFAULT_BUFFER_MIB = 64
+MAX_BUFFER_MIB = 4096
+ETH_OVERHEAD = 18  # Ethernet header and a VLAN tag on top of the MTU (veth drops longer)
+OUT_BUFFER = 1 << 20  # records leave in large writes, not one per batch
+FLUSH_EVERY_S = 0.2  # readers of a pipe still see packets promptly
+TIMESTAMP_NOTE = ("timestamps: wall clock when the packet's batch was taken from the "
+                  "AF_XDP RX ring (packets taken together share one; at or after arrival)")
 
 
 def register(subparsers: Any) -> None:
@@ -66,16 +82,26 @@ def register(subparsers: Any) -> None:
     g.add_argument("--all-queues", action="store_true",
                    help="one socket per RX queue of the interface")
     p.add_argument("-w", "--write", required=True, metavar="FILE",
-                   help="output file, '-' for stdout")
+                   help="output file (a new or regular file; never through a symlink), "
+                        "'-' for stdout")
     add_count(p)
     add_duration(p)
     p.add_argument("--snaplen", type=positive_int, default=MAX_SNAPLEN, metavar="N",
                    help=f"keep at most N bytes of each packet (default {MAX_SNAPLEN})")
     p.add_argument("--format", choices=("pcap", "pcapng"), default="pcap",
-                   help="file format (default pcap, nanosecond timestamps)")
+                   help="file format (default pcap, nanosecond timestamps taken per "
+                        "batch, see above)")
+    p.add_argument("-B", "--buffer", type=positive_int, default=DEFAULT_BUFFER_MIB,
+                   metavar="MIB",
+                   help=f"UMEM for received packets in MiB, shared by the queues' sockets "
+                        f"(default {DEFAULT_BUFFER_MIB}, as tcpdump -B 65536): room for "
+                        "bursts while the writer is busy")
     add_xdp_mode(p)
     add_json(p)
     p.add_argument("--quiet", action="store_true", help="no live status on stderr")
+    p.add_argument("--no-stack-warning", action="store_true",
+                   help="do not warn when the interface carries IP addresses or a default "
+                        "route (whose traffic on the captured queues the capture takes)")
     p.add_argument("expression", nargs="*", metavar="EXPR",
                    help="capture only what matches this tcpdump filter (pcap-filter(7), "
                         "needs libpcap); other packets go to the kernel stack")
@@ -90,31 +116,71 @@ class _Totals:
         self.bytes = 0
 
 
-def _drain(rx: Any, writer: Any, totals: _Totals, limit: int | None) -> int:
-    """Take what is on ``rx``'s RX ring (at most ``limit`` packets) and write it."""
+def _rows(batch: Any, width: int) -> Any:
+    """Bytes 0..width of every packet as one ``(n, width)`` copy."""
+    try:
+        return batch.gather(width)  # one numpy copy for the whole batch
+    except ValueError:
+        # Packets at different offsets in their frames, one near the end:
+        # rare enough for a per-packet copy.
+        import numpy as np
+
+        rows = np.zeros((len(batch), width), np.uint8)
+        for i, data in enumerate(batch.payloads()):
+            rows[i, : min(len(data), width)] = np.frombuffer(data[:width], np.uint8)
+        return rows
+
+
+def _drain(rx: Any, writer: Any, totals: _Totals, limit: int | None, snaplen: int) -> int:
+    """Take what is on ``rx``'s RX ring (at most ``limit`` packets) and write it,
+    a batch at a time."""
+    import numpy as np
+
     got = 0
     while True:
         want = BATCH if limit is None else min(BATCH, limit - got)
         if want <= 0:
             return got
-        n = rx.seek_n(want)
+        batch = rx.receive(want)
+        n = len(batch)
         if n == 0:
             return got
         ts = time.time_ns()
-        for i in range(n):
-            view = rx.peek_at(i)
-            totals.bytes += len(view)
-            writer.write(view, ts)
-        # Give the frames back only after they were written: the views alias them.
-        rx.commit_n(n)
-        rx.kick()
+        wire = np.array(batch.lens, dtype=np.uint32)  # a copy: the ring slots get reused
+        longest = int(wire.max())
+        width = min(longest, snaplen)
+        rows = _rows(batch, width)
+        # Frames back to the Fill ring before the (slower) file write.
+        batch.release()
+        writer.write_batch(rows, wire if width == longest else np.minimum(wire, width), ts,
+                           wire)
         got += n
         totals.packets += n
+        totals.bytes += int(wire.sum())
+
+
+def _warn_stack(name: str, index: int) -> None:
+    from ..iface import stack_use
+
+    use = stack_use(index)
+    if not use:
+        return
+    what = []
+    if use.addresses:
+        what.append("addresses " + ", ".join(use.addresses))
+    if use.default_route:
+        what.append("a default route")
+    print(f"xdp-socket capture: warning: {name} carries {' and '.join(what)}; packets on "
+          "the captured queue(s) go to the capture instead of the kernel stack, so "
+          "connections over it may stall (--no-stack-warning to silence)",
+          file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.snaplen > MAX_SNAPLEN:
         raise CliError(f"--snaplen must be at most {MAX_SNAPLEN}", EXIT_USAGE)
+    if args.buffer > MAX_BUFFER_MIB:
+        raise CliError(f"--buffer must be at most {MAX_BUFFER_MIB} MiB", EXIT_USAGE)
     name, index = resolve(args.interface)
     if args.all_queues:
         from ..iface import queue_counts
@@ -123,28 +189,46 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_queue(name, index, args.queue, "rx")
         queues = [args.queue]
+    if not args.no_stack_warning:
+        _warn_stack(name, index)
 
     from .. import XdpConfig, create_rx_socket
     from ..pcap import PcapngWriter, PcapWriter
 
     to_stdout = args.write == "-"
     report: IO[str] = sys.stderr if to_stdout else sys.stdout
-    # Several sockets share the work (and the memory): smaller UMEMs each.
-    cfg = XdpConfig(xdp_mode=args.xdp_mode,
-                    frame_count=4096 if len(queues) == 1 else 2048,
+    # The buffer is split between the queues' sockets; each gets a power of two
+    # of frames, all of them on its Fill ring, and an RX ring as large (bursts
+    # arrive while the writer is busy: tcpdump's -B for the same reason).
+    # Half-size frames hold twice the packets when the MTU lets them (copy mode
+    # leaves frame_size - 256 bytes of receive room).
+    from ..iface import link_facts
+
+    frame_size = 2048 if link_facts(index).mtu + ETH_OVERHEAD <= 2048 - 256 else 4096
+    per_queue = args.buffer * (1 << 20) // frame_size // len(queues)
+    frames = 1 << max(6, per_queue.bit_length() - 1)
+    cfg = XdpConfig(xdp_mode=args.xdp_mode, frame_size=frame_size, frame_count=frames,
+                    rx_size=frames, fill_size=frames,
                     filter=" ".join(args.expression) or None)
     sockets: list[Any] = []
     writer: Any = None
+    out_file: IO[bytes] | None = None
     status = Status(enabled=not args.quiet)
     stop = StopFlag()
+    stopped_by: str | None = None
     totals = _Totals()
     start = time.monotonic()
     try:
         for q in queues:
             sockets.append(create_rx_socket(name, q, cfg))
-        out: Any = sys.stdout.buffer if to_stdout else args.write
+        out: Any = args.write
+        if to_stdout:
+            # Our own large buffer on fd 1 (left open): stdout's is 8 KiB.
+            out = out_file = open(sys.stdout.fileno(), "wb",  # noqa: SIM115
+                                  buffering=OUT_BUFFER, closefd=False)
         if args.format == "pcapng":
-            writer = PcapngWriter(out, snaplen=args.snaplen, if_name=name)
+            writer = PcapngWriter(out, snaplen=args.snaplen, if_name=name,
+                                  if_comment=TIMESTAMP_NOTE)
         else:
             writer = PcapWriter(out, snaplen=args.snaplen)
         by_fd = {rx.fileno(): rx for rx in sockets}
@@ -155,12 +239,15 @@ def run(args: argparse.Namespace) -> int:
             start = time.monotonic()
             deadline = None if args.duration is None else start + args.duration
             last_flush = start
+            shown_at, shown_packets = start, 0
             while not stop:
                 left = None if args.count is None else args.count - totals.packets
                 if left is not None and left <= 0:
+                    stopped_by = "count"
                     break
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
+                    stopped_by = "duration"
                     break
                 timeout = POLL_MS if deadline is None else min(
                     POLL_MS, max(0, int((deadline - now) * 1000) + 1))
@@ -172,23 +259,31 @@ def run(args: argparse.Namespace) -> int:
                         # Let the socket raise its XdpError with step and queue.
                         by_fd[fd].poll_wait(0)
                     left = None if args.count is None else args.count - totals.packets
-                    _drain(by_fd[fd], writer, totals, left)
+                    _drain(by_fd[fd], writer, totals, left, args.snaplen)
                 now = time.monotonic()
-                if not ready or now - last_flush > 0.2:
-                    writer.flush()  # readers of a pipe see packets promptly
+                if not ready or now - last_flush > FLUSH_EVERY_S:
+                    writer.flush()
                     last_flush = now
                 if status.due():
-                    el = max(now - start, 1e-9)
-                    status.update(f"{totals.packets} packets, {totals.bytes} bytes, "
-                                  f"{human_rate(totals.packets / el)}, {el:.1f} s")
+                    # The rate since the last line, not the average since the start
+                    # (which keeps falling after traffic stops).
+                    rate = (totals.packets - shown_packets) / max(now - shown_at, 1e-9)
+                    shown_at, shown_packets = now, totals.packets
+                    status.update(f"{totals.packets} packets, {totals.bytes} bytes, now "
+                                  f"{human_rate(rate)}, {now - start:.1f} s")
         elapsed = time.monotonic() - start
         written = writer.packets_written
         writer.close()
         writer = None
+        if out_file is not None:
+            out_file.close()
+            out_file = None
         stats = _sum_stats(sockets)
     finally:
         if writer is not None:
             writer.close()
+        if out_file is not None:
+            out_file.close()
         for rx in sockets:
             rx.close()
         status.finish()
@@ -203,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         "bytes": totals.bytes,
         "seconds": round(elapsed, 6),
         "kernel": stats,
-        "stopped_by": _stop_reason(stop),
+        "stopped_by": _stop_reason(stop) or stopped_by,
     }
     if args.json:
         print_json(summary, report)
