@@ -28,6 +28,16 @@ Rules this module keeps:
   index store would be needed, and neither numpy nor memoryview emits them.
   :data:`ORDERING_SAFE` says whether this machine is covered; the socket layer
   refuses to run where it is not.
+* **One switch for the compiled path.** The optional C accelerator
+  (:mod:`xdp_socket._sys._accel`, built by pip when a compiler is present)
+  does the innermost per-batch loops of this module: RX release to the Fill
+  ring, RX->TX forwarding, MAC swaps, frame pool <-> ring moves, completion
+  reclaim and the TX kick loop, with the same checks as the Python code here.
+  Whether it is used is decided once, here, when this module is imported
+  (:data:`accel`; ``XDP_SOCKET_NO_ACCEL=1`` forces pure Python), and each
+  ring takes the decision when it is made (``RingArea.ref`` is its C handle
+  or None). Everything works without the extension; the Python branches
+  below are the reference the C code follows.
 * **Every frame accounted for.** A frame is in exactly one place: a free pool,
   a reserved TX slot, a ring (owned by the kernel), or held by the user
   between ``seek`` and ``commit``. Nothing here ever hands one frame to two
@@ -37,6 +47,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import threading
 from typing import Any
@@ -56,6 +67,8 @@ __all__ = [
     "RingCorruptedError",
     "RxPath",
     "TxPath",
+    "accel",
+    "active_path",
     "check_lengths",
     "copy_circular",
     "gather_circular",
@@ -75,6 +88,30 @@ ADDR_DTYPE = np.dtype("<u8")
 """A Fill / Completion ring entry: a UMEM address."""
 
 U64Array = npt.NDArray[np.uint64]
+
+
+def _load_accel() -> Any:
+    if os.environ.get("XDP_SOCKET_NO_ACCEL", "") not in ("", "0"):
+        return None
+    try:
+        from ._sys import _accel
+    except ImportError:  # not built (no compiler at install time): pure Python
+        return None
+    return _accel
+
+
+C: Any = _load_accel()
+"""The compiled accelerator module, or None (not built, or switched off)."""
+
+accel: Any = C
+"""The accelerator new rings use (None: pure Python). Read when a ring is
+made; tests switch it to run both paths in one process."""
+
+
+def active_path() -> str:
+    """``"c"`` when new sockets use the compiled accelerator, else ``"python"``."""
+    return "c" if accel is not None else "python"
+
 
 
 class RingCorruptedError(RuntimeError):
@@ -120,6 +157,11 @@ class RingArea:
             base.release()
             raise ValueError("ring mapping is smaller than its offsets and entries need")
         self._base = base
+        # the C handle holds the memoryview and the offsets, never an export
+        # between calls: releasing ``_base`` below disarms it too
+        self.ref: Any = (None if accel is None else
+                         accel.Ring(base, producer_off, consumer_off, flags_off, desc_off,
+                                    entries, esize))
         self.producer = base[producer_off : producer_off + 4].cast("I")
         self.consumer = base[consumer_off : consumer_off + 4].cast("I")
         self.flags = base[flags_off : flags_off + 4].cast("I")
@@ -158,10 +200,12 @@ class RingArea:
 class _Ring:
     """What both ring directions hold: the area, its size, the shared words."""
 
-    __slots__ = ("_cons", "_prod", "area", "cached_cons", "cached_prod", "entries", "flags", "mask")
+    __slots__ = ("_cons", "_prod", "area", "cached_cons", "cached_prod", "entries", "flags", "mask",
+                 "ref")
 
     def __init__(self, area: RingArea) -> None:
         self.area = area
+        self.ref = area.ref  # C handle: this ring's loops run in C
         self.entries = area.entries
         self.mask = area.entries - 1
         self._prod = area.producer
@@ -458,7 +502,9 @@ class TxPath(_FramePath):
         # (the unlocked body: seek and forward call it with the lock held)
         comp = self.comp
         n = comp.available(comp.entries)
-        if n:
+        if n and comp.ref is not None:
+            self._reclaim_c(n)
+        elif n:
             if _max_circular(comp.area.addrs, comp.cached_cons, n) >= self.umem_size:
                 raise RingCorruptedError(
                     f"ring corrupted: the Completion ring returned an address beyond the "
@@ -471,6 +517,46 @@ class TxPath(_FramePath):
             comp.release(n)
             self.completed += n
         return n
+
+    def _reclaim_c(self, n: int) -> None:
+        """``_reclaim`` in C: the same checks (every address inside the
+        UMEM, pools never overflow), one call."""
+        comp = self.comp
+        pool = self.pool
+        if not self.foreign_in_flight:
+            if pool.tail - pool.head + n > pool.capacity:
+                raise RuntimeError("frame pool overflow: a frame was returned twice")
+            res: Any = C.ring_to_pool(comp.ref, comp.cached_cons, n, pool.buf, pool.tail,
+                                      self.base_mask, self.umem_size)
+            if res < 0:
+                raise RingCorruptedError(
+                    f"ring corrupted: the Completion ring returned an address beyond the "
+                    f"{self.umem_size}-byte UMEM"
+                )
+            pool.tail += n
+        else:
+            peer = self.rx_peer
+            assert peer is not None
+            ret = peer.returns
+            res = C.comp_route(comp.ref, comp.cached_cons, n, self.base_mask, self.umem_size,
+                               self.rx_limit, pool.buf, pool.tail,
+                               pool.capacity - (pool.tail - pool.head), ret.buf, ret.tail,
+                               ret.capacity - (ret.tail - ret.head))
+            if res == -3:
+                raise RuntimeError("frame pool overflow: a frame was returned twice")
+            if isinstance(res, int):
+                raise RingCorruptedError(
+                    f"ring corrupted: the Completion ring returned an address beyond the "
+                    f"{self.umem_size}-byte UMEM"
+                )
+            own, theirs = res
+            pool.tail += own
+            if theirs:
+                # single producer (this side), single consumer (the RX side)
+                ret.tail += theirs
+                self.foreign_in_flight -= theirs
+        comp.release(n)
+        self.completed += n
 
     def _reclaim_routed(self, n: int) -> None:
         """Completions that mix forwarded RX frames and our own: each goes
@@ -503,6 +589,9 @@ class TxPath(_FramePath):
         if not checked:
             lens = check_lengths(lens, n, self.frame_size)
         if isinstance(lens, int):
+            if self.tx.ref is not None:
+                C.set_lens(self.tx.ref, self.tx.cached_prod, n, lens)
+                return
             _fill_circular(self.tx.area.lens, self.tx.cached_prod, n, lens)
         else:
             scatter_circular(self.tx.area.lens, self.tx.cached_prod, lens, n)
@@ -537,6 +626,15 @@ class TxPath(_FramePath):
             rxr = rx.rx
             start = rxr.cached_cons
             tx = self.tx
+            if tx.ref is not None and rxr.ref is not None:
+                # copy, publish TX, release RX: one call
+                C.forward(rxr.ref, tx.ref, start, tx.cached_prod, k)
+                tx.cached_prod = (tx.cached_prod + k) & U32
+                rxr.cached_cons = (start + k) & U32
+                self.submitted += k
+                self.foreign_in_flight += k
+                rx.received += k
+                return k
             # descriptors are copied as they are: addr (with the kernel's
             # headroom offset), len, options
             copy_circular(tx.area.descs, tx.cached_prod, rxr.area.descs, start, k)
@@ -573,6 +671,9 @@ class TxPath(_FramePath):
                 slot = start & tx.mask
                 self._q[2 * slot] = pool.pop()
                 self._i[4 * slot + 2] = 0  # length set by peek_at; 0 = not yet written
+            elif tx.ref is not None:
+                C.pool_to_ring(pool.buf, pool.head, tx.ref, start, k, clear_lengths)
+                pool.head += k
             else:
                 area = tx.area
                 pool.pop_into(area.addrs, start, k)
@@ -685,7 +786,11 @@ class RxPath(_FramePath):
         fill = self.fill
         n = min(want, fill.free_entries(want))
         if n:
-            pool.pop_into(fill.area.addrs, fill.cached_prod, n)
+            if fill.ref is not None:
+                C.pool_to_ring(pool.buf, pool.head, fill.ref, fill.cached_prod, n, False)
+                pool.head += n
+            else:
+                pool.pop_into(fill.area.addrs, fill.cached_prod, n)
             fill.submit(n)
         return n
 
@@ -693,6 +798,18 @@ class RxPath(_FramePath):
         """Move the frames the TX side gave back into the Fill ring (or the pool)."""
         ret = self.returns
         k = ret.tail - ret.head
+        if k and self.pool.tail == self.pool.head:
+            # nothing older waits in the pool: straight into the Fill ring
+            fill = self.fill
+            m = min(k, fill.free_entries(k))
+            if m:
+                if fill.ref is not None:
+                    C.pool_to_ring(ret.buf, ret.head, fill.ref, fill.cached_prod, m, False)
+                else:
+                    copy_circular(fill.area.addrs, fill.cached_prod, ret.buf, ret.head, m)
+                ret.head += m
+                fill.submit(m)
+                k -= m
         if k:
             self.pool.push_from(ret.buf, ret.head, k)
             ret.head += k
@@ -740,6 +857,29 @@ class RxPath(_FramePath):
             )
         return d
 
+    def swap_macs(self, n: int, umem: Any, descs: np.ndarray[Any, Any] | None = None) -> None:
+        """Swap destination and source MAC of the first ``n`` available packets
+        in place (``umem``: the flat uint8 UMEM array; ``descs``: their
+        descriptors if the caller has them already). Raises
+        RingCorruptedError for a descriptor outside the UMEM, ValueError for
+        a packet shorter than 12 bytes; either way nothing is written."""
+        if not n:
+            return
+        if descs is None and self.rx.ref is not None:
+            st = C.swap_macs(self.rx.ref, self.rx.cached_cons, n, umem, self.frame_size)
+            if st == -1:
+                raise RingCorruptedError("ring corrupted: an RX descriptor points outside the "
+                                         "UMEM or is longer than a frame")
+            if st == -2:
+                raise ValueError("a packet is shorter than two MAC addresses")
+            return
+        d = self.taken_descs(n) if descs is None else descs
+        if int(d["len"].min()) < 12:
+            raise ValueError("a packet is shorter than two MAC addresses")
+        starts = d["addr"].astype(np.intp)[:, None]
+        # read bytes 6..11 then 0..5, write them to 0..11
+        umem[starts + _ARANGE12] = umem[starts + _SWAP12]
+
     def commit(self, n: int) -> None:
         """Release the first ``n`` available packets: their frames go back to
         the Fill ring (via the pool if it is full), then their RX slots."""
@@ -771,6 +911,16 @@ class RxPath(_FramePath):
             # ring, masked to frame starts, in one pass. (Frames waiting in the
             # pool stay there: any free frame will do, and they top the Fill
             # ring up whenever it has more room than what comes back.)
+            if fill.ref is not None and rx.ref is not None:
+                # copy, publish Fill, release RX: one call
+                C.rx_to_fill(rx.ref, fill.ref, rx.cached_cons, fill.cached_prod, n,
+                             self.base_mask)
+                fill.cached_prod = (fill.cached_prod + n) & U32
+                rx.cached_cons = (rx.cached_cons + n) & U32
+                self.received += n
+                if pool.tail != pool.head:
+                    self.refill()
+                return
             copy_circular(fill.area.addrs, fill.cached_prod, rx.area.addrs, rx.cached_cons, n,
                           self.base_mask)
             fill.submit(n)
@@ -782,6 +932,10 @@ class RxPath(_FramePath):
         # the RX slots are read; only now may the kernel reuse them
         rx.release(n)
         self.received += n
+
+
+_ARANGE12 = np.arange(12, dtype=np.intp)
+_SWAP12 = np.array([6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5], dtype=np.intp)
 
 
 def _fill_circular(arr: np.ndarray[Any, Any], start: int, n: int, value: int) -> None:

@@ -344,6 +344,23 @@ class XskCore:
             raise SocketClosedError("TX socket")
         tx = path.tx
         always = not self.config.need_wakeup
+        if tx.ref is not None:
+            # the same loop in C (one call, sendto without the GIL)
+            while True:
+                pending, status = _ring.C.drive_tx(self.sock.fileno(), tx.ref, tx.cached_prod,
+                                                   always)
+                if status == 0:
+                    return int(pending)
+                if status == -1:  # no progress: see below
+                    if path.reclaim():
+                        continue
+                    return int(pending)
+                if status == -3:
+                    raise _ring.RingCorruptedError(
+                        f"ring corrupted: the TX consumer is more than {tx.entries} entries "
+                        "behind our producer")
+                self.wakeup_error(status, "kick TX")
+                return int(pending)
         pending = tx.kernel_pending()
         while pending:
             if not (always or tx.flags[0] & C.XDP_RING_NEED_WAKEUP):

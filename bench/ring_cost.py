@@ -1,0 +1,115 @@
+"""CPU cost per batch of the library's ring path, without a kernel.
+
+Runs the batch API's rxdrop, txonly and l2fwd steps over the test suite's
+fake kernel (tests/fake_kernel.py: rings in bytearrays) and times only the
+library's calls (time.process_time_ns around each step; the fake kernel's own
+work is done with numpy between the timed calls and not counted). The
+syscalls (TX kicks) are not part of it: that is the kernel's share. Run it
+twice to compare the paths:
+
+    PYTHONPATH=src python3 bench/ring_cost.py
+    XDP_SOCKET_NO_ACCEL=1 PYTHONPATH=src python3 bench/ring_cost.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from fake_kernel import FakeCore, FakeKernel  # noqa: E402
+
+from xdp_socket import _ring  # noqa: E402
+from xdp_socket.batch import RxBatch, TxBatch  # noqa: E402
+
+RING = 2048
+U32 = 0xFFFFFFFF
+
+
+def deliver(k: FakeKernel, n: int, length: int = 64) -> None:
+    """The kernel's RX side, vectorised: n frames from Fill into RX."""
+    fill, rx = k.fill, k.rx
+    n = min(n, (fill.prod - fill.cons) & U32, RING - ((rx.prod - rx.cons) & U32))
+    fi = (np.arange(n) + fill.cons) & (fill.entries - 1)
+    ri = (np.arange(n) + rx.prod) & (rx.entries - 1)
+    rx.area.descs["addr"][ri] = fill.area.addrs[fi] + np.uint64(256)
+    rx.area.descs["len"][ri] = length
+    fill.cons += n
+    rx.prod += n
+
+
+def transmit(k: FakeKernel) -> None:
+    """The kernel's TX side, vectorised: every TX descriptor completes."""
+    tx, comp = k.tx, k.comp
+    n = min((tx.prod - tx.cons) & U32, comp.entries - ((comp.prod - comp.cons) & U32))
+    ti = (np.arange(n) + tx.cons) & (tx.entries - 1)
+    ci = (np.arange(n) + comp.prod) & (comp.entries - 1)
+    comp.area.addrs[ci] = tx.area.descs["addr"][ti]
+    tx.cons += n
+    comp.prod += n
+
+
+def run(mode: str, batch: int, rounds: int) -> float:
+    k = FakeKernel(frame_size=2048, frame_count=4096, ring=RING)
+    umem = np.frombuffer(k.umem, np.uint8)
+    spent = 0
+    if mode == "rxdrop":
+        rx = k.rx_path()
+        core = FakeCore()
+        for _ in range(rounds):
+            deliver(k, batch)
+            t = time.process_time_ns()
+            n = rx.seek(batch)
+            with RxBatch(core, rx, n, umem) as b:  # type: ignore[arg-type]
+                b.count  # noqa: B018
+            spent += time.process_time_ns() - t
+    elif mode == "txonly":
+        tx = k.tx_path()
+        core = FakeCore(tx)
+        umem2d = umem.reshape(-1, 2048)
+        for _ in range(rounds):
+            t = time.process_time_ns()
+            n = tx.seek(batch, clear_lengths=False)
+            b = TxBatch(core, tx, n, umem2d)  # type: ignore[arg-type]
+            b.set_lengths(64)
+            b.submit()
+            spent += time.process_time_ns() - t
+            transmit(k)
+    else:
+        rx = k.rx_path(0, 2048)
+        tx = k.tx_path(2048, 2048)
+        tx.rx_peer = rx
+        tx.rx_limit = 2048 * 2048
+        core = FakeCore(tx)
+        half = argparse.Namespace(_core=core)  # what forward() checks: the same socket
+        for _ in range(rounds):
+            deliver(k, batch)
+            t = time.process_time_ns()
+            n = rx.seek(batch)
+            b = RxBatch(core, rx, n, umem)  # type: ignore[arg-type]
+            b.swap_macs()
+            b.forward(half)
+            tx.reclaim()
+            spent += time.process_time_ns() - t
+            transmit(k)
+    return spent / rounds / 1000
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("-b", "--batch", type=int, default=64)
+    p.add_argument("-r", "--rounds", type=int, default=20000)
+    a = p.parse_args()
+    print(f"path: {_ring.active_path()}, batch {a.batch}, {a.rounds} rounds (us of CPU per batch)")
+    for mode in ("rxdrop", "txonly", "l2fwd"):
+        best = min(run(mode, a.batch, a.rounds) for _ in range(3))
+        print(f"  {mode:7s} {best:7.2f} us/batch  {best * 1000 / a.batch:6.1f} ns/frame")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,645 @@
+/*
+ * xdp_socket._sys._accel: the optional compiled accelerator for the innermost
+ * per-batch ring loops. The pure-Python implementation in xdp_socket._ring is
+ * complete and is the fallback; this module only makes the same steps cheaper
+ * (one C call instead of several numpy calls), with the same checks.
+ *
+ * Rules this file keeps:
+ *
+ * - No pointer outlives a call. A Ring holds a reference to a buffer object
+ *   (the memoryview over the ring mapping) and plain offsets; every call takes
+ *   a buffer export for its own duration and releases it before returning, so
+ *   the Python side can always release its views and close the mappings. A
+ *   released memoryview refuses the export (ValueError): a call after close()
+ *   can never touch unmapped memory.
+ * - Every index into a buffer is bounds-checked against the length of the
+ *   buffer we were given (ring slots are masked by the power-of-two entries,
+ *   validated against the buffer length when the Ring is made; UMEM and pool
+ *   accesses are checked per element). Values the kernel wrote (descriptor
+ *   addresses and lengths, completion addresses, its index words) are
+ *   untrusted: the same checks as the Python path raise RingCorruptedError
+ *   (reported as a negative status, the Python caller raises).
+ * - Memory ordering as in libxdp (xsk.h / libbpf_util.h): the other side's
+ *   index is read with an acquire load before its slots are read; our index is
+ *   published with a release store after our slot writes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define XDP_RING_NEED_WAKEUP 1 /* if_xdp.h */
+
+/* status codes returned to _ring.py (it owns the error messages) */
+#define ST_CORRUPT -1 /* a kernel-written value cannot be right */
+#define ST_SHORT -2   /* a packet too short for the operation */
+#define ST_OVERFLOW -3 /* more frames for a pool than it has room for */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf;      /* the object to export (a memoryview over the mapping) */
+    Py_ssize_t prod_off, cons_off, flags_off, desc_off;
+    Py_ssize_t end;     /* bytes the layout needs: checked on every export */
+    uint32_t entries, mask;
+    int esize;          /* 8: Fill/Completion (u64 addr), 16: RX/TX (struct xdp_desc) */
+} Ring;
+
+static PyTypeObject RingType;
+
+static int ring_init(Ring *self, PyObject *args, PyObject *kw)
+{
+    PyObject *buf;
+    Py_ssize_t prod, cons, flags, desc, entries;
+    int esize;
+    static char *names[] = {"buf", "producer_off", "consumer_off", "flags_off", "desc_off",
+                            "entries", "esize", NULL};
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Onnnnni", names, &buf, &prod, &cons, &flags,
+                                     &desc, &entries, &esize))
+        return -1;
+    if (entries <= 0 || entries > 0x80000000LL || (entries & (entries - 1))) {
+        PyErr_SetString(PyExc_ValueError, "ring entries must be a power of two");
+        return -1;
+    }
+    if (esize != 8 && esize != 16) {
+        PyErr_SetString(PyExc_ValueError, "esize must be 8 or 16");
+        return -1;
+    }
+    if (prod < 0 || cons < 0 || flags < 0 || desc < 0 || (prod | cons | flags | desc) & 3
+        || desc & 7) {
+        PyErr_SetString(PyExc_ValueError, "ring offsets must be aligned and >= 0");
+        return -1;
+    }
+    Py_ssize_t end = desc + entries * esize;
+    Py_ssize_t words = (prod > cons ? prod : cons);
+    words = (words > flags ? words : flags) + 4;
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0)
+        return -1;
+    Py_ssize_t len = view.len;
+    PyBuffer_Release(&view);
+    if (len < end || len < words) {
+        PyErr_SetString(PyExc_ValueError, "ring buffer is smaller than its layout");
+        return -1;
+    }
+    Py_INCREF(buf);
+    Py_XSETREF(self->buf, buf);
+    self->prod_off = prod;
+    self->cons_off = cons;
+    self->flags_off = flags;
+    self->desc_off = desc;
+    self->end = end > words ? end : words;
+    self->entries = (uint32_t)entries;
+    self->mask = (uint32_t)(entries - 1);
+    self->esize = esize;
+    return 0;
+}
+
+static void ring_dealloc(Ring *self)
+{
+    Py_XDECREF(self->buf);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "xdp_socket._sys._accel.Ring",
+    .tp_basicsize = sizeof(Ring),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One ring's layout over a buffer (holds no export between calls).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ring_init,
+    .tp_dealloc = (destructor)ring_dealloc,
+};
+
+/* ---- per-call access ---------------------------------------------------- */
+
+typedef struct {
+    Py_buffer view;
+    uint8_t *base;
+    Ring *r;
+} Map;
+
+static int map_ring(PyObject *o, Map *m)
+{
+    if (!PyObject_TypeCheck(o, &RingType)) {
+        PyErr_SetString(PyExc_TypeError, "expected an _accel.Ring");
+        return -1;
+    }
+    m->r = (Ring *)o;
+    if (m->r->buf == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Ring was not initialised");
+        return -1;
+    }
+    if (PyObject_GetBuffer(m->r->buf, &m->view, PyBUF_WRITABLE) < 0)
+        return -1; /* e.g. the memoryview was released: the socket is closed */
+    if (m->view.len < m->r->end) {
+        PyBuffer_Release(&m->view);
+        PyErr_SetString(PyExc_ValueError, "ring buffer shrank under its layout");
+        return -1;
+    }
+    m->base = m->view.buf;
+    return 0;
+}
+
+static int map_plain(PyObject *o, Py_buffer *v)
+{
+    return PyObject_GetBuffer(o, v, PyBUF_WRITABLE);
+}
+
+static inline uint32_t *word(Map *m, Py_ssize_t off) { return (uint32_t *)(m->base + off); }
+
+static inline uint32_t load_acquire(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+static inline void store_release(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+/* address field of free-running index i (both kinds keep the u64 address first) */
+static inline uint64_t *slot_addr(Map *m, uint32_t i)
+{
+    return (uint64_t *)(m->base + m->r->desc_off + (Py_ssize_t)(i & m->r->mask) * m->r->esize);
+}
+
+static inline uint32_t *slot_len(Map *m, uint32_t i)
+{
+    return (uint32_t *)(m->base + m->r->desc_off + (Py_ssize_t)(i & m->r->mask) * 16 + 8);
+}
+
+static inline uint32_t *slot_options(Map *m, uint32_t i)
+{
+    return (uint32_t *)(m->base + m->r->desc_off + (Py_ssize_t)(i & m->r->mask) * 16 + 12);
+}
+
+/* argument helpers: free-running indices are u32, counts small and >= 0 */
+static int arg_u32(PyObject *o, uint32_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLongMask(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int arg_u64(PyObject *o, uint64_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLongMask(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int arg_count(PyObject *o, Py_ssize_t *out, Py_ssize_t limit)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < 0 || v > limit) {
+        PyErr_Format(PyExc_ValueError, "count %zd out of range 0..%zd", v, limit);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int check_nargs(Py_ssize_t nargs, Py_ssize_t want, const char *name)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, want, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+/* A pool is a numpy uint64 array whose length is a power of two. */
+static int pool_view(PyObject *o, Py_buffer *v, uint64_t **p, uint64_t *mask)
+{
+    if (map_plain(o, v) < 0)
+        return -1;
+    Py_ssize_t n = v->len / 8;
+    if (n <= 0 || (n & (n - 1)) || ((uintptr_t)v->buf & 7)) {
+        PyBuffer_Release(v);
+        PyErr_SetString(PyExc_ValueError, "a pool must be an aligned power-of-two u64 array");
+        return -1;
+    }
+    *p = v->buf;
+    *mask = (uint64_t)n - 1;
+    return 0;
+}
+
+/* ---- the loops ---------------------------------------------------------- */
+
+/*
+ * pool_to_ring(pool, pool_start, ring, ring_start, n, clear_len)
+ * Copy n frame addresses from a circular pool into ring slots from ring_start
+ * (Fill: the address; TX: the descriptor's address, and with clear_len its
+ * length set to 0, "not written"). The caller checked there is room and that
+ * the pool holds n; n <= ring entries.
+ */
+static PyObject *pool_to_ring(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Py_buffer pv;
+    Map m;
+    uint64_t *pool, pmask, pstart;
+    uint32_t rstart;
+    Py_ssize_t n;
+    int clear;
+
+    if (check_nargs(nargs, 6, "pool_to_ring") || arg_u64(a[1], &pstart)
+        || arg_u32(a[3], &rstart) || (clear = PyObject_IsTrue(a[5])) < 0)
+        return NULL;
+    if (map_ring(a[2], &m) < 0)
+        return NULL;
+    if (arg_count(a[4], &n, m.r->entries) < 0 || pool_view(a[0], &pv, &pool, &pmask) < 0) {
+        PyBuffer_Release(&m.view);
+        return NULL;
+    }
+    if ((uint64_t)n > pmask + 1) {
+        PyErr_SetString(PyExc_ValueError, "more addresses than the pool holds");
+        n = -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        *slot_addr(&m, rstart + (uint32_t)i) = pool[(pstart + (uint64_t)i) & pmask];
+        if (clear && m.r->esize == 16)
+            *slot_len(&m, rstart + (uint32_t)i) = 0;
+    }
+    PyBuffer_Release(&pv);
+    PyBuffer_Release(&m.view);
+    if (n < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/*
+ * ring_to_pool(ring, ring_start, n, pool, pool_start, and_mask, limit) -> n | ST_CORRUPT
+ * Copy n addresses (ANDed with and_mask) from ring slots into a circular pool.
+ * Every address must be below ``limit`` (the UMEM size): one that is not
+ * means the kernel's value is corrupt, and nothing counts as moved (the
+ * caller only advances its indices on success).
+ */
+static PyObject *ring_to_pool(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Py_buffer pv;
+    Map m;
+    uint64_t *pool, pmask, pstart, and_mask, limit;
+    uint32_t rstart;
+    Py_ssize_t n;
+    long status;
+
+    if (check_nargs(nargs, 7, "ring_to_pool") || arg_u32(a[1], &rstart)
+        || arg_u64(a[4], &pstart) || arg_u64(a[5], &and_mask) || arg_u64(a[6], &limit))
+        return NULL;
+    if (map_ring(a[0], &m) < 0)
+        return NULL;
+    if (arg_count(a[2], &n, m.r->entries) < 0 || pool_view(a[3], &pv, &pool, &pmask) < 0) {
+        PyBuffer_Release(&m.view);
+        return NULL;
+    }
+    status = (long)n;
+    if ((uint64_t)n > pmask + 1) {
+        status = ST_CORRUPT;
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t addr = *slot_addr(&m, rstart + (uint32_t)i);
+            if (addr >= limit) {
+                status = ST_CORRUPT;
+                break;
+            }
+            pool[(pstart + (uint64_t)i) & pmask] = addr & and_mask;
+        }
+    }
+    PyBuffer_Release(&pv);
+    PyBuffer_Release(&m.view);
+    return PyLong_FromLong(status);
+}
+
+/*
+ * comp_route(comp, start, n, and_mask, limit, rx_limit, own, own_start, own_room,
+ *            peer, peer_start, peer_room) -> (n_own, n_peer) | ST_CORRUPT | ST_OVERFLOW
+ * Completions that mix our own TX frames and forwarded RX frames (addresses
+ * below rx_limit): each goes to the pool of the side that owns it, in order.
+ * More for a pool than its room (free slots) means a frame came back twice.
+ */
+static PyObject *comp_route(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Py_buffer ov, pv;
+    Map m;
+    uint64_t *own, *peer, omask, pmask, ostart, pstart, and_mask, limit, rx_limit;
+    uint64_t oroom, proom;
+    uint32_t start;
+    Py_ssize_t n, n_own = 0, n_peer = 0;
+    int bad = 0;
+
+    if (check_nargs(nargs, 12, "comp_route") || arg_u32(a[1], &start)
+        || arg_u64(a[3], &and_mask) || arg_u64(a[4], &limit) || arg_u64(a[5], &rx_limit)
+        || arg_u64(a[7], &ostart) || arg_u64(a[8], &oroom) || arg_u64(a[10], &pstart)
+        || arg_u64(a[11], &proom))
+        return NULL;
+    if (map_ring(a[0], &m) < 0)
+        return NULL;
+    if (arg_count(a[2], &n, m.r->entries) < 0 || pool_view(a[6], &ov, &own, &omask) < 0) {
+        PyBuffer_Release(&m.view);
+        return NULL;
+    }
+    if (pool_view(a[9], &pv, &peer, &pmask) < 0) {
+        PyBuffer_Release(&ov);
+        PyBuffer_Release(&m.view);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t addr = *slot_addr(&m, start + (uint32_t)i);
+        if (addr >= limit) {
+            bad = ST_CORRUPT;
+            break;
+        }
+        addr &= and_mask;
+        if (addr < rx_limit) {
+            if ((uint64_t)n_peer >= proom || (uint64_t)n_peer > pmask) {
+                bad = ST_OVERFLOW;
+                break;
+            }
+            peer[(pstart + (uint64_t)n_peer++) & pmask] = addr;
+        } else {
+            if ((uint64_t)n_own >= oroom || (uint64_t)n_own > omask) {
+                bad = ST_OVERFLOW;
+                break;
+            }
+            own[(ostart + (uint64_t)n_own++) & omask] = addr;
+        }
+    }
+    PyBuffer_Release(&pv);
+    PyBuffer_Release(&ov);
+    PyBuffer_Release(&m.view);
+    if (bad)
+        return PyLong_FromLong(bad);
+    return Py_BuildValue("(nn)", n_own, n_peer);
+}
+
+/*
+ * rx_to_fill(rx, fill, rx_cons, fill_prod, n, and_mask)
+ * The batch RX release: the first n RX descriptors' frames (addresses ANDed
+ * to their frame start) go straight into the Fill ring, which is published
+ * (release store), then the RX slots are released (release store, after the
+ * reads). The caller checked the Fill ring has room and n are available.
+ */
+static PyObject *rx_to_fill(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx, fill;
+    uint32_t cons, prod;
+    uint64_t and_mask;
+    Py_ssize_t n;
+
+    if (check_nargs(nargs, 6, "rx_to_fill") || arg_u32(a[2], &cons) || arg_u32(a[3], &prod)
+        || arg_u64(a[5], &and_mask))
+        return NULL;
+    if (map_ring(a[0], &rx) < 0)
+        return NULL;
+    if (map_ring(a[1], &fill) < 0) {
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    if (rx.r->esize != 16 || fill.r->esize != 8) {
+        PyErr_SetString(PyExc_ValueError, "rx_to_fill needs a descriptor ring and an address ring");
+        n = -1;
+    } else if (arg_count(a[4], &n, rx.r->entries < fill.r->entries ? rx.r->entries
+                                                                   : fill.r->entries) < 0) {
+        n = -1;
+    }
+    if (n >= 0) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            *slot_addr(&fill, prod + (uint32_t)i) = *slot_addr(&rx, cons + (uint32_t)i) & and_mask;
+        store_release(word(&fill, fill.r->prod_off), prod + (uint32_t)n);
+        store_release(word(&rx, rx.r->cons_off), cons + (uint32_t)n);
+    }
+    PyBuffer_Release(&fill.view);
+    PyBuffer_Release(&rx.view);
+    if (n < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/*
+ * forward(rx, tx, rx_cons, tx_prod, n)
+ * Move n descriptors from the RX ring to the TX ring as they are (address
+ * with the kernel's headroom offset, length, options), publish the TX
+ * producer, then release the RX slots. The caller checked room and count.
+ * (The kernel validates TX descriptors itself, as in the Python path.)
+ */
+static PyObject *forward(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx, tx;
+    uint32_t cons, prod;
+    Py_ssize_t n;
+
+    if (check_nargs(nargs, 5, "forward") || arg_u32(a[2], &cons) || arg_u32(a[3], &prod))
+        return NULL;
+    if (map_ring(a[0], &rx) < 0)
+        return NULL;
+    if (map_ring(a[1], &tx) < 0) {
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    if (rx.r->esize != 16 || tx.r->esize != 16) {
+        PyErr_SetString(PyExc_ValueError, "forward needs two descriptor rings");
+        n = -1;
+    } else if (arg_count(a[4], &n, rx.r->entries < tx.r->entries ? rx.r->entries
+                                                                 : tx.r->entries) < 0) {
+        n = -1;
+    }
+    if (n >= 0) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint32_t s = cons + (uint32_t)i, d = prod + (uint32_t)i;
+            *slot_addr(&tx, d) = *slot_addr(&rx, s);
+            *slot_len(&tx, d) = *slot_len(&rx, s);
+            *slot_options(&tx, d) = *slot_options(&rx, s);
+        }
+        store_release(word(&tx, tx.r->prod_off), prod + (uint32_t)n);
+        store_release(word(&rx, rx.r->cons_off), cons + (uint32_t)n);
+    }
+    PyBuffer_Release(&tx.view);
+    PyBuffer_Release(&rx.view);
+    if (n < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/*
+ * swap_macs(rx, start, n, umem, frame_size) -> 0 | ST_CORRUPT | ST_SHORT
+ * Swap destination and source MAC of the n packets from RX slot ``start``, in
+ * the UMEM. Checks first, writes after: a descriptor outside the UMEM or
+ * longer than a frame is corrupt (as RxPath.taken_descs), a packet shorter
+ * than 12 bytes is refused; either way nothing is written.
+ */
+static PyObject *swap_macs(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx;
+    Py_buffer uv;
+    uint32_t start;
+    uint64_t frame_size;
+    Py_ssize_t n;
+    long status = 0;
+
+    if (check_nargs(nargs, 5, "swap_macs") || arg_u32(a[1], &start) || arg_u64(a[4], &frame_size))
+        return NULL;
+    if (map_ring(a[0], &rx) < 0)
+        return NULL;
+    if (rx.r->esize != 16 || arg_count(a[2], &n, rx.r->entries) < 0
+        || map_plain(a[3], &uv) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "swap_macs needs a descriptor ring");
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    uint64_t umem_len = (uint64_t)uv.len;
+    uint8_t *umem = uv.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t addr = *slot_addr(&rx, start + (uint32_t)i);
+        uint32_t len = *slot_len(&rx, start + (uint32_t)i);
+        if (addr >= umem_len || len > frame_size || umem_len - addr < 12) {
+            status = ST_CORRUPT;
+            break;
+        }
+        if (len < 12 && status == 0)
+            status = ST_SHORT; /* keep looking: corruption wins */
+    }
+    for (Py_ssize_t i = 0; status == 0 && i < n; i++) {
+        uint8_t *p = umem + *slot_addr(&rx, start + (uint32_t)i);
+        uint8_t t[6];
+        memcpy(t, p, 6);
+        memmove(p, p + 6, 6);
+        memcpy(p + 6, t, 6);
+    }
+    PyBuffer_Release(&uv);
+    PyBuffer_Release(&rx.view);
+    return PyLong_FromLong(status);
+}
+
+/*
+ * set_lens(tx, start, n, length)
+ * Set the length of n TX descriptors from ``start`` (the caller validated it).
+ */
+static PyObject *set_lens(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map tx;
+    uint32_t start, length;
+    Py_ssize_t n;
+
+    if (check_nargs(nargs, 4, "set_lens") || arg_u32(a[1], &start) || arg_u32(a[3], &length))
+        return NULL;
+    if (map_ring(a[0], &tx) < 0)
+        return NULL;
+    if (tx.r->esize != 16 || arg_count(a[2], &n, tx.r->entries) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "set_lens needs a descriptor ring");
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        *slot_len(&tx, start + (uint32_t)i) = length;
+    PyBuffer_Release(&tx.view);
+    Py_RETURN_NONE;
+}
+
+/*
+ * drive_tx(fd, tx, prod, always) -> (pending, status)
+ * Kick the TX ring (zero-length sendto, MSG_DONTWAIT) until the kernel has
+ * consumed everything up to our producer ``prod``. Copy mode sends at most a
+ * budget of frames per kick and says EAGAIN while more are queued, so one
+ * kick per budget is needed; a kick is only made while entries are pending
+ * and (unless ``always``) the ring asks for a wakeup, so none is wasted.
+ * status: 0 done (or the kernel polls the ring itself), -1 a kick made no
+ * progress (the caller may reclaim completions and call again), > 0 an errno
+ * other than EAGAIN/EBUSY/ENOBUFS. The consumer word is read with acquire
+ * semantics and checked: more pending than the ring holds is ST_CORRUPT
+ * (status -3). The GIL is released during sendto (the export we hold keeps
+ * the mapping alive even if another thread closes the socket meanwhile).
+ */
+static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map tx;
+    uint32_t prod;
+    int fd, always, status = 0;
+
+    if (check_nargs(nargs, 4, "drive_tx") || arg_u32(a[2], &prod)
+        || (always = PyObject_IsTrue(a[3])) < 0)
+        return NULL;
+    fd = PyLong_AsLong(a[0]) ;
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (map_ring(a[1], &tx) < 0)
+        return NULL;
+    uint32_t *cons_w = word(&tx, tx.r->cons_off), *flags_w = word(&tx, tx.r->flags_off);
+    uint32_t pending = prod - load_acquire(cons_w);
+    while (pending) {
+        if (pending > tx.r->entries) {
+            status = -3;
+            break;
+        }
+        if (!always && !(__atomic_load_n(flags_w, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP))
+            break; /* the kernel is polling the ring by itself */
+        ssize_t r;
+        int err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        r = sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+        if (r < 0)
+            err = errno;
+        Py_END_ALLOW_THREADS
+        if (r < 0 && err != EAGAIN && err != EBUSY && err != ENOBUFS && err != EINTR) {
+            status = err;
+            break;
+        }
+        uint32_t left = prod - load_acquire(cons_w);
+        if (left >= pending) {
+            pending = left;
+            status = -1; /* no progress: Completion ring full or driver busy */
+            break;
+        }
+        pending = left;
+    }
+    PyBuffer_Release(&tx.view);
+    return Py_BuildValue("(Ii)", pending, status);
+}
+
+static PyMethodDef methods[] = {
+    {"pool_to_ring", (PyCFunction)(void (*)(void))pool_to_ring, METH_FASTCALL,
+     "pool_to_ring(pool, pool_start, ring, ring_start, n, clear_len)"},
+    {"ring_to_pool", (PyCFunction)(void (*)(void))ring_to_pool, METH_FASTCALL,
+     "ring_to_pool(ring, ring_start, n, pool, pool_start, and_mask, limit) -> n or -1"},
+    {"comp_route", (PyCFunction)(void (*)(void))comp_route, METH_FASTCALL,
+     "comp_route(comp, start, n, and_mask, limit, rx_limit, own, own_start, own_room, peer, "
+     "peer_start, peer_room)"},
+    {"rx_to_fill", (PyCFunction)(void (*)(void))rx_to_fill, METH_FASTCALL,
+     "rx_to_fill(rx, fill, rx_cons, fill_prod, n, and_mask)"},
+    {"forward", (PyCFunction)(void (*)(void))forward, METH_FASTCALL,
+     "forward(rx, tx, rx_cons, tx_prod, n)"},
+    {"swap_macs", (PyCFunction)(void (*)(void))swap_macs, METH_FASTCALL,
+     "swap_macs(rx, start, n, umem, frame_size) -> 0, -1 (corrupt) or -2 (short)"},
+    {"set_lens", (PyCFunction)(void (*)(void))set_lens, METH_FASTCALL,
+     "set_lens(tx, start, n, length)"},
+    {"drive_tx", (PyCFunction)(void (*)(void))drive_tx, METH_FASTCALL,
+     "drive_tx(fd, tx, prod, always) -> (pending, status)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_accel",
+    "Optional compiled inner loops for xdp_socket's rings (see xdp_socket._ring).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__accel(void)
+{
+    if (PyType_Ready(&RingType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&RingType);
+    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0) {
+        Py_DECREF(&RingType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
