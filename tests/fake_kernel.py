@@ -8,11 +8,26 @@ start the free-running indices anywhere (just below 2**32 to test the wrap).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from xdp_socket import _ring
 
 PROD, CONS, FLAGS, DESC = 0, 64, 128, 192  # offsets like the kernel's (cache-line apart)
 U32 = 0xFFFFFFFF
+
+
+@pytest.fixture(params=["python", "c"])
+def both_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the pure-Python ring path and on the compiled accelerator
+    (rings made during the test use the one chosen). The C run is skipped
+    when the extension is not built or XDP_SOCKET_NO_ACCEL is set."""
+    if request.param == "c":
+        if _ring.C is None:
+            pytest.skip("the C accelerator is not built or is switched off (XDP_SOCKET_NO_ACCEL)")
+        monkeypatch.setattr(_ring, "accel", _ring.C)
+    else:
+        monkeypatch.setattr(_ring, "accel", None)
+    return str(request.param)
 
 
 class FakeRing:

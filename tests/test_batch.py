@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_kernel import U32, FakeCore, FakeKernel, entries_between
+from fake_kernel import U32, FakeCore, FakeKernel, both_paths, entries_between  # noqa: F401
 
 from xdp_socket import _ring
 from xdp_socket.batch import RxBatch, TxBatch
 
 NEAR_WRAP = [0, 2**32 - 3, 2**32 - 70]
+
+# every test here runs on both ring paths: pure Python and the C accelerator
+pytestmark = pytest.mark.usefixtures("both_paths")
 
 
 def umem2d(k: FakeKernel) -> np.ndarray:

@@ -6,13 +6,16 @@ import itertools
 
 import numpy as np
 import pytest
-from fake_kernel import U32, FakeKernel, entries_between
+from fake_kernel import U32, FakeKernel, both_paths, entries_between  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xdp_socket import _ring
 
 NEAR_WRAP = [0, 2**32 - 5, 2**32 - 1, 2**32 - 16]
+
+# every test here runs on both ring paths: pure Python and the C accelerator
+pytestmark = pytest.mark.usefixtures("both_paths")
 
 
 def frame_of(addr: int, size: int) -> int:
@@ -282,3 +285,76 @@ def test_tx_reclaims_before_the_completion_ring_fills() -> None:
         k.transmit()
     assert len(k.sent) == 160
     assert path.in_flight < 8
+
+
+# --- the two paths, and the checks the C accelerator must keep ------------------------
+
+
+def test_rings_use_the_chosen_path(both_paths: str) -> None:
+    k = FakeKernel()
+    assert (k.tx.area.ref is not None) == (both_paths == "c")
+    assert _ring.active_path() == both_paths
+
+
+def test_corrupt_completion_address_is_refused_and_nothing_moves() -> None:
+    k = FakeKernel(frame_count=32, ring=16)
+    tx = k.tx_path()
+    assert tx.seek(4) == 4
+    for i in range(4):
+        tx.peek_at(i, 60)
+    tx.commit(4)
+    assert k.transmit() == 4
+    k.comp.put(k.comp.prod - 2, len(k.umem))  # one address just past the UMEM
+    free = tx.pool.count
+    with pytest.raises(_ring.RingCorruptedError):
+        tx.reclaim()
+    assert tx.pool.count == free and tx.comp.cached_cons == k.comp.cons == 0
+
+
+def test_corrupt_routed_completion_is_refused() -> None:
+    k = FakeKernel(frame_count=32, ring=16)
+    rx, tx = k.rx_path(0, 16), k.tx_path(16, 16)
+    tx.rx_peer, tx.rx_limit = rx, 16 * k.frame_size
+    assert k.receive([bytes(60)] * 3) == 3
+    assert rx.seek(3) == 3
+    assert tx.forward(rx, 3) == 3
+    assert k.transmit() == 3
+    k.comp.put(k.comp.prod - 1, 2**63)
+    with pytest.raises(_ring.RingCorruptedError):
+        tx.reclaim()
+    assert rx.returns.count == 0 and tx.foreign_in_flight == 3
+
+
+def test_swap_macs_checks_descriptors_before_writing() -> None:
+    k = FakeKernel(frame_count=32, ring=16)
+    rx = k.rx_path()
+    pkts = [bytes(range(i, i + 60)) for i in range(3)]
+    assert k.receive(pkts) == 3
+    assert rx.seek(3) == 3
+    umem = np.frombuffer(k.umem, np.uint8)
+    rx.swap_macs(3, umem)
+    for i, p in enumerate(pkts):
+        got = bytes(rx.peek_at(i))
+        assert got == p[6:12] + p[:6] + p[12:]
+    before = bytes(k.umem)
+    # a packet shorter than two MACs: refused, nothing written
+    k.rx.area.lens[1] = 11
+    with pytest.raises(ValueError, match="shorter"):
+        rx.swap_macs(3, umem)
+    # an address the kernel cannot have written: corrupt, nothing written
+    k.rx.area.lens[1] = 60
+    k.rx.area.addrs[2] = len(k.umem) - 4
+    with pytest.raises(_ring.RingCorruptedError):
+        rx.swap_macs(3, umem)
+    assert bytes(k.umem) == before
+
+
+def test_ring_ops_after_release_raise_not_crash() -> None:
+    k = FakeKernel(frame_count=32, ring=16)
+    tx = k.tx_path()
+    assert tx.seek(2) == 2
+    for area in (k.tx.area, k.comp.area):
+        area.release()
+    with pytest.raises(ValueError):
+        tx.set_lengths(60, 2)
+        tx.commit(2, checked=True)

@@ -874,6 +874,9 @@ class RxPath(_FramePath):
                 raise ValueError("a packet is shorter than two MAC addresses")
             return
         d = self.taken_descs(n) if descs is None else descs
+        if int(d["addr"].max()) > umem.shape[0] - 12:
+            # (below the UMEM's end, but its MACs would reach past it)
+            raise RingCorruptedError("ring corrupted: an RX descriptor points outside the UMEM")
         if int(d["len"].min()) < 12:
             raise ValueError("a packet is shorter than two MAC addresses")
         starts = d["addr"].astype(np.intp)[:, None]
