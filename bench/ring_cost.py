@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fake_kernel import FakeCore, FakeKernel  # noqa: E402
+from fake_kernel import FakeCore, FakeKernel
 
-from xdp_socket import _ring  # noqa: E402
-from xdp_socket.batch import RxBatch, TxBatch  # noqa: E402
+from xdp_socket import _ring
+from xdp_socket.batch import RxBatch, TxBatch
 
 RING = 2048
 U32 = 0xFFFFFFFF
@@ -105,7 +105,7 @@ def main() -> None:
     p.add_argument("-b", "--batch", type=int, default=64)
     p.add_argument("-r", "--rounds", type=int, default=20000)
     a = p.parse_args()
-    print(f"path: {_ring.active_path()}, batch {a.batch}, {a.rounds} rounds (us of CPU per batch)")
+    print(f"path: {_ring.accelerator()}, batch {a.batch}, {a.rounds} rounds (us of CPU per batch)")
     for mode in ("rxdrop", "txonly", "l2fwd"):
         best = min(run(mode, a.batch, a.rounds) for _ in range(3))
         print(f"  {mode:7s} {best:7.2f} us/batch  {best * 1000 / a.batch:6.1f} ns/frame")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import xdp_socket as xs
 from xdp_socket import testing
 from xdp_socket.gen import xdp_drop
 from xdp_socket.iface import xdp_state
@@ -44,6 +45,7 @@ def test_bench_txonly_into_drop_peer(veth: testing.VethPair) -> None:
         received = sink.count()
     res = _json(r.stdout)
     assert res["mode"] == "txonly" and res["api"] == "batch"
+    assert res["accel"] == xs.accelerator()  # the ring path that ran
     assert res["packets"] > 0 and res["pps"] > 0 and res["seconds"] > 0
     # The peer saw what the kernel completed (copy mode: a completion means the
     # frame went into veth; IPv6 is off in the namespace, so nothing else arrives).

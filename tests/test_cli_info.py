@@ -98,6 +98,22 @@ def test_flag_names_reports_unknown_bits() -> None:
     assert flag_names(1 << 9, XDP_FEATURE_NAMES) == ["bit9"]
 
 
+def test_info_says_which_ring_path_is_active() -> None:
+    """The compiled accelerator is used unless it is missing or switched off;
+    the environment variable always forces pure Python."""
+    import os
+
+    env = {**os.environ, "XDP_SOCKET_NO_ACCEL": "1"}
+    for extra, want in (({}, xs.accelerator()), (env, "python")):
+        r = subprocess.run([*CLI, "info", "--json", "lo"], capture_output=True, text=True,
+                           timeout=30, env=extra or None)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)[0]["accel"] == want
+        r = subprocess.run([*CLI, "info", "lo"], capture_output=True, text=True, timeout=30,
+                           env=extra or None)
+        assert r.stdout.splitlines()[-1].startswith(f"ring path: {want} ("), r.stdout
+
+
 def test_info_unknown_interface() -> None:
     r = subprocess.run([*CLI, "info", "nosuchif0"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2

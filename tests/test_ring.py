@@ -290,10 +290,11 @@ def test_tx_reclaims_before_the_completion_ring_fills() -> None:
 # --- the two paths, and the checks the C accelerator must keep ------------------------
 
 
-def test_rings_use_the_chosen_path(both_paths: str) -> None:
+def test_rings_use_the_chosen_path(request: pytest.FixtureRequest) -> None:
+    path = request.node.callspec.params["both_paths"]
     k = FakeKernel()
-    assert (k.tx.area.ref is not None) == (both_paths == "c")
-    assert _ring.active_path() == both_paths
+    assert (k.tx.area.ref is not None) == (path == "c")
+    assert _ring.accelerator() == path
 
 
 def test_corrupt_completion_address_is_refused_and_nothing_moves() -> None:

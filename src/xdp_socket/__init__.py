@@ -6,6 +6,7 @@ network stack. See the README for the two API tiers and the examples.
 
 from __future__ import annotations
 
+from ._ring import accelerator
 from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
 from .core import RingViews, Statistics
@@ -49,6 +50,7 @@ __all__ = [
     "XdpError",
     "XdpPermissionError",
     "XdpProgramConflictError",
+    "accelerator",
     "create_bi_socket",
     "create_rx_socket",
     "create_socket",

@@ -68,7 +68,7 @@ __all__ = [
     "RxPath",
     "TxPath",
     "accel",
-    "active_path",
+    "accelerator",
     "check_lengths",
     "copy_circular",
     "gather_circular",
@@ -108,7 +108,7 @@ accel: Any = C
 made; tests switch it to run both paths in one process."""
 
 
-def active_path() -> str:
+def accelerator() -> str:
     """``"c"`` when new sockets use the compiled accelerator, else ``"python"``."""
     return "c" if accel is not None else "python"
 

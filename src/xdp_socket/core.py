@@ -346,21 +346,22 @@ class XskCore:
         always = not self.config.need_wakeup
         if tx.ref is not None:
             # the same loop in C (one call, sendto without the GIL)
+            left: int
             while True:
-                pending, status = _ring.C.drive_tx(self.sock.fileno(), tx.ref, tx.cached_prod,
+                left, status = _ring.C.drive_tx(self.sock.fileno(), tx.ref, tx.cached_prod,
                                                    always)
                 if status == 0:
-                    return int(pending)
+                    return left
                 if status == -1:  # no progress: see below
                     if path.reclaim():
                         continue
-                    return int(pending)
+                    return left
                 if status == -3:
                     raise _ring.RingCorruptedError(
                         f"ring corrupted: the TX consumer is more than {tx.entries} entries "
                         "behind our producer")
                 self.wakeup_error(status, "kick TX")
-                return int(pending)
+                return left
         pending = tx.kernel_pending()
         while pending:
             if not (always or tx.flags[0] & C.XDP_RING_NEED_WAKEUP):

@@ -156,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         "batch": args.batch,
         "interface": ifname,
         "queue": args.queue,
+        # which ring path ran: the compiled accelerator or pure Python
+        "accel": xs.accelerator(),
         **extra,
     }
     if stats is not None:

@@ -28,7 +28,9 @@ has no netdev netlink family). --json adds the allocated queue counts and
 where the counts in use came from (netdev: the netlink queue list, Linux 6.8+,
 links that are up; ethtool: the driver's channels; allocated: neither answered),
 xdp-zc-max-segs, the RX metadata the driver exposes and the AF_XDP TX metadata
-flags (xsk-features).
+flags (xsk-features), and in every row "accel": the ring path this process's
+sockets use ("c": the compiled accelerator, "python": pure Python, also with
+XDP_SOCKET_NO_ACCEL=1). The table ends with the same fact.
 """
 
 
@@ -42,6 +44,7 @@ def register(subparsers: Any) -> None:
 
 def collect(iface: str | None) -> list[dict[str, Any]]:
     """What ``info`` reports, as JSON-ready dicts (one per interface)."""
+    from .. import accelerator
     from ..errors import XdpError
     from ..iface import link_basics, netdev_features, queue_info, xdp_state
     from ..program import builtin_program_attached
@@ -84,6 +87,7 @@ def collect(iface: str | None) -> list[dict[str, Any]]:
             else feat.xdp_rx_metadata_names(),
             "xsk_features": None if feat is None or feat.xsk_features is None
             else feat.xsk_feature_names(),
+            "accel": accelerator(),
         })
     return out
 
@@ -119,5 +123,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
     else:
-        sys.stdout.write(format_table(rows) + "\n")
+        from .. import accelerator
+
+        path = accelerator()
+        what = ("compiled accelerator" if path == "c" else
+                "pure Python: the accelerator is not built or XDP_SOCKET_NO_ACCEL is set")
+        sys.stdout.write(format_table(rows) + f"\nring path: {path} ({what})\n")
     return 0
