@@ -4,16 +4,19 @@ Runs the batch API's rxdrop, txonly and l2fwd steps over the test suite's
 fake kernel (tests/fake_kernel.py: rings in bytearrays) and times only the
 library's calls (time.process_time_ns around each step; the fake kernel's own
 work is done with numpy between the timed calls and not counted). The
-syscalls (TX kicks) are not part of it: that is the kernel's share. Run it
-twice to compare the paths:
+syscalls (TX kicks) are not part of it: that is the kernel's share.
 
-    PYTHONPATH=src python3 bench/ring_cost.py
-    XDP_SOCKET_NO_ACCEL=1 PYTHONPATH=src python3 bench/ring_cost.py
+    PYTHONPATH=src python3 bench/ring_cost.py [-b 64] [-r 5000] [-n 5]
+
+It runs the pure-Python path and, when the extension is built, the C
+accelerator, alternating in one process. Pointing PYTHONPATH at another
+checkout's src measures that version's Python path.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,12 +106,27 @@ def run(mode: str, batch: int, rounds: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-b", "--batch", type=int, default=64)
-    p.add_argument("-r", "--rounds", type=int, default=20000)
+    p.add_argument("-r", "--rounds", type=int, default=5000)
+    p.add_argument("-n", "--repeat", type=int, default=5, help="runs per path (median)")
     a = p.parse_args()
-    print(f"path: {_ring.accelerator()}, batch {a.batch}, {a.rounds} rounds (us of CPU per batch)")
+    # Both paths in one process, alternating, so that a machine whose load
+    # changes during the run slows both alike; the median of the runs counts.
+    paths = ["python"] + (["c"] if getattr(_ring, "C", None) is not None else [])
+    print(f"batch {a.batch}, {a.rounds} rounds x {a.repeat} runs per path; "
+          "median us of CPU per batch (ns per frame)")
+    print(f"  {'mode':7s} " + "  ".join(f"{path:>18s}" for path in paths))
     for mode in ("rxdrop", "txonly", "l2fwd"):
-        best = min(run(mode, a.batch, a.rounds) for _ in range(3))
-        print(f"  {mode:7s} {best:7.2f} us/batch  {best * 1000 / a.batch:6.1f} ns/frame")
+        runs: dict[str, list[float]] = {path: [] for path in paths}
+        for _ in range(a.repeat):
+            for path in paths:
+                if hasattr(_ring, "accel"):
+                    _ring.accel = _ring.C if path == "c" else None
+                runs[path].append(run(mode, a.batch, a.rounds))
+        cells = []
+        for path in paths:
+            med = statistics.median(runs[path])
+            cells.append(f"{med:7.2f} ({med * 1000 / a.batch:6.1f})")
+        print(f"  {mode:7s} " + "  ".join(f"{c:>18s}" for c in cells))
 
 
 if __name__ == "__main__":

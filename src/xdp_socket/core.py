@@ -348,8 +348,7 @@ class XskCore:
             # the same loop in C (one call, sendto without the GIL)
             left: int
             while True:
-                left, status = _ring.C.drive_tx(self.sock.fileno(), tx.ref, tx.cached_prod,
-                                                   always)
+                left, status = _ring.C.drive_tx(self.sock.fileno(), tx.ref, always)
                 if status == 0:
                     return left
                 if status == -1:  # no progress: see below

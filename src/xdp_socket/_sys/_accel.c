@@ -543,9 +543,11 @@ static PyObject *set_lens(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 }
 
 /*
- * drive_tx(fd, tx, prod, always) -> (pending, status)
+ * drive_tx(fd, tx, always) -> (pending, status)
  * Kick the TX ring (zero-length sendto, MSG_DONTWAIT) until the kernel has
- * consumed everything up to our producer ``prod``. Copy mode sends at most a
+ * consumed everything up to our producer word. (The word, not a value passed
+ * in: with a bidirectional socket the RX thread's forward may publish more
+ * while the GIL is released here.) Copy mode sends at most a
  * budget of frames per kick and says EAGAIN while more are queued, so one
  * kick per budget is needed; a kick is only made while entries are pending
  * and (unless ``always``) the ring asks for a wakeup, so none is wasted.
@@ -559,11 +561,9 @@ static PyObject *set_lens(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 {
     Map tx;
-    uint32_t prod;
     int fd, always, status = 0;
 
-    if (check_nargs(nargs, 4, "drive_tx") || arg_u32(a[2], &prod)
-        || (always = PyObject_IsTrue(a[3])) < 0)
+    if (check_nargs(nargs, 3, "drive_tx") || (always = PyObject_IsTrue(a[2])) < 0)
         return NULL;
     fd = PyLong_AsLong(a[0]) ;
     if (fd == -1 && PyErr_Occurred())
@@ -571,7 +571,8 @@ static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
     if (map_ring(a[1], &tx) < 0)
         return NULL;
     uint32_t *cons_w = word(&tx, tx.r->cons_off), *flags_w = word(&tx, tx.r->flags_off);
-    uint32_t pending = prod - load_acquire(cons_w);
+    uint32_t *prod_w = word(&tx, tx.r->prod_off);
+    uint32_t pending = load_acquire(prod_w) - load_acquire(cons_w);
     while (pending) {
         if (pending > tx.r->entries) {
             status = -3;
@@ -590,7 +591,12 @@ static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
             status = err;
             break;
         }
-        uint32_t left = prod - load_acquire(cons_w);
+        uint32_t left = load_acquire(prod_w) - load_acquire(cons_w);
+        if (left > tx.r->entries) {
+            pending = left;
+            status = -3;
+            break;
+        }
         if (left >= pending) {
             pending = left;
             status = -1; /* no progress: Completion ring full or driver busy */
@@ -619,7 +625,7 @@ static PyMethodDef methods[] = {
     {"set_lens", (PyCFunction)(void (*)(void))set_lens, METH_FASTCALL,
      "set_lens(tx, start, n, length)"},
     {"drive_tx", (PyCFunction)(void (*)(void))drive_tx, METH_FASTCALL,
-     "drive_tx(fd, tx, prod, always) -> (pending, status)"},
+     "drive_tx(fd, tx, always) -> (pending, status)"},
     {NULL, NULL, 0, NULL},
 };
 
