@@ -108,14 +108,18 @@ def main() -> None:
     p.add_argument("-b", "--batch", type=int, default=64)
     p.add_argument("-r", "--rounds", type=int, default=5000)
     p.add_argument("-n", "--repeat", type=int, default=5, help="runs per path (median)")
+    p.add_argument("--paths", default="python,c",
+                   help="which ring paths to run (default python,c; c only when built)")
+    p.add_argument("--modes", default="rxdrop,txonly,l2fwd")
     a = p.parse_args()
     # Both paths in one process, alternating, so that a machine whose load
     # changes during the run slows both alike; the median of the runs counts.
-    paths = ["python"] + (["c"] if getattr(_ring, "C", None) is not None else [])
+    paths = [path for path in a.paths.split(",")
+             if path == "python" or getattr(_ring, "C", None) is not None]
     print(f"batch {a.batch}, {a.rounds} rounds x {a.repeat} runs per path; "
           "median us of CPU per batch (ns per frame)")
     print(f"  {'mode':7s} " + "  ".join(f"{path:>18s}" for path in paths))
-    for mode in ("rxdrop", "txonly", "l2fwd"):
+    for mode in a.modes.split(","):
         runs: dict[str, list[float]] = {path: [] for path in paths}
         for _ in range(a.repeat):
             for path in paths:
