@@ -30,7 +30,7 @@ from helpers import (
 
 import xdp_socket as xs
 import xdp_socket.core as xs_core
-from xdp_socket import testing
+from xdp_socket import _ring, testing
 from xdp_socket.errors import InterfaceDownError
 
 pytestmark = pytest.mark.kernel
@@ -132,6 +132,8 @@ def test_send_blocking_times_out_when_nothing_drains(veth: Any,
     # not work: the kernel drops the frames and still completes them; taking
     # our own end down makes the kick fail with ENETDOWN, tested below.)
     monkeypatch.setattr(xs_core._xsk, "wakeup_tx", lambda sock: 0)
+    # (the C accelerator kicks from its own loop: use the Python kicks patched here)
+    monkeypatch.setattr(_ring, "accel", None)
     monkeypatch.setattr(xs_core.XskCore, "poll", lambda self, events, timeout, what: False)
     cfg = xs.XdpConfig(frame_count=64, tx_size=32, comp_size=32, rx_size=32, fill_size=32)
     with xs.create_tx_socket(veth.a, 0, cfg) as tx:
