@@ -28,6 +28,7 @@ from .socket import (
     create_socket,
     create_tx_socket,
 )
+from .umem import Umem
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "Statistics",
     "TxBatch",
     "TxSocket",
+    "Umem",
     "UntranslatableFilterError",
     "XdpBusyError",
     "XdpConfig",

@@ -442,6 +442,12 @@ class TxPath(_FramePath):
         self.rx_peer: RxPath | None = None
         self.rx_limit = 0
         self.foreign_in_flight = 0
+        # Other sockets' RX sides on a shared UMEM that forward into this TX
+        # ring: (first address, end address, the queue back to that side).
+        # Each gets its own returns queue, so every queue keeps one producer
+        # (this side) and one consumer (that RX side).
+        self.peers: list[tuple[int, int, FramePool]] = []
+        self._peer_paths: list[RxPath] = []
         self._q = tx.desc_q
         self._i = tx.desc_i
 
@@ -472,13 +478,35 @@ class TxPath(_FramePath):
             self.completed += n
         return n
 
+    def add_peer(self, rx: RxPath) -> None:
+        """Let ``rx`` (another socket's RX side on the same UMEM) forward into
+        this TX ring; called in ``rx``'s thread (it owns ``rx.extra_returns``)."""
+        if rx is self.rx_peer or any(p is rx for p in self._peer_paths):
+            return
+        queue = FramePool(rx.frame_count)
+        rx.extra_returns.append(queue)
+        self._peer_paths.append(rx)
+        self.peers.append((rx.frame_lo, rx.frame_hi, queue))
+
     def _reclaim_routed(self, n: int) -> None:
         """Completions that mix forwarded RX frames and our own: each goes
         back to the pool of the side that owns it."""
-        peer = self.rx_peer
-        assert peer is not None
         addrs = gather_circular(self.comp.area.addrs, self.comp.cached_cons, n)
         addrs &= np.uint64(self.base_mask)
+        for lo, hi, queue in self.peers:
+            theirs = (addrs >= np.uint64(lo)) & (addrs < np.uint64(hi))
+            k = int(np.count_nonzero(theirs))
+            if k:
+                queue.push_array(addrs[theirs])
+                self.foreign_in_flight -= k
+                addrs = addrs[~theirs]
+        n = addrs.shape[0]
+        if not n:
+            return
+        peer = self.rx_peer
+        if peer is None:
+            self.pool.push_array(addrs)
+            return
         is_rx = addrs < np.uint64(self.rx_limit)
         rx_addrs = addrs[is_rx]
         if rx_addrs.shape[0]:
@@ -521,12 +549,12 @@ class TxPath(_FramePath):
 
         Runs in the RX half's thread: it also hands frames the TX side gave
         back to the RX side's Fill ring."""
-        if rx is not self.rx_peer:
-            raise ValueError("can only forward from the RX half of the same socket (one UMEM)")
+        if rx is not self.rx_peer and not any(p is rx for p in self._peer_paths):
+            raise ValueError("can only forward from an RX half on the same UMEM")
         avail = rx.available
         if not 0 <= n <= avail:
             raise ValueError(f"cannot forward {n} packet(s): {avail} available")
-        if rx.returns.tail != rx.returns.head:
+        if rx.returns.tail != rx.returns.head or rx.extra_returns:
             rx.take_returns()
         if self.reserved:
             return 0
@@ -543,6 +571,8 @@ class TxPath(_FramePath):
             tx.submit(k)
             self.submitted += k
             self.foreign_in_flight += k
+            if rx is not self.rx_peer:
+                rx.lent = True
             rxr.release(k)
             rx.received += k
         return k
@@ -663,6 +693,12 @@ class RxPath(_FramePath):
         self.rx = ConsumerRing(rx)
         self.fill = ProducerRing(fill)
         self.received = 0  # packets ever released back (Python int)
+        # this side's frames: byte addresses frame_lo .. frame_hi-1 (adjacent)
+        self.frame_lo = int(frame_addrs[0]) if len(frame_addrs) else 0
+        self.frame_hi = self.frame_lo + len(frame_addrs) * frame_size
+        # returns queues from other sockets' TX sides (shared UMEM), one each
+        self.extra_returns: list[FramePool] = []
+        self.lent = False  # frames were forwarded to another socket's TX ring
         # Frames the TX side gives back after forwarding them (a queue with one
         # producer, the TX side, and one consumer, this side: each moves only
         # its own index, so the two halves need no lock for it).
@@ -690,19 +726,22 @@ class RxPath(_FramePath):
         return n
 
     def take_returns(self) -> None:
-        """Move the frames the TX side gave back into the Fill ring (or the pool)."""
-        ret = self.returns
-        k = ret.tail - ret.head
-        if k:
-            self.pool.push_from(ret.buf, ret.head, k)
-            ret.head += k
+        """Move the frames the TX side(s) gave back into the Fill ring (or the pool)."""
+        moved = False
+        for ret in (self.returns, *self.extra_returns):
+            k = ret.tail - ret.head
+            if k:
+                self.pool.push_from(ret.buf, ret.head, k)
+                ret.head += k
+                moved = True
+        if moved:
             self.refill()
 
     def seek(self, n: int) -> int:
         avail = self.rx.available(n)
         if avail >= n:
             return n
-        if self.returns.tail != self.returns.head:
+        if self.returns.tail != self.returns.head or self.extra_returns:
             # short of packets: perhaps the Fill ring is short of frames
             self.take_returns()
         return avail
@@ -749,7 +788,7 @@ class RxPath(_FramePath):
             raise ValueError(f"cannot commit {n} packet(s): {avail} available (call seek_n first)")
         if n == 0:
             return
-        if self.returns.tail != self.returns.head:
+        if self.returns.tail != self.returns.head or self.extra_returns:
             self.take_returns()
         pool = self.pool
         fill = self.fill
@@ -834,3 +873,7 @@ class LockedTxPath(TxPath):
     def forward(self, rx: RxPath, n: int) -> int:
         with self.lock:
             return super().forward(rx, n)
+
+    def add_peer(self, rx: RxPath) -> None:
+        with self.lock:
+            super().add_peer(rx)

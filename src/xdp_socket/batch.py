@@ -184,7 +184,10 @@ class RxBatch:
     def forward(self, tx: Any) -> int:
         """Send every packet of this batch out of ``tx`` (a
         :class:`~xdp_socket.TxSocket`) from its own frame, zero copy: ``tx``
-        must be the other half of the same socket (one UMEM). Packets that do
+        must be the other half of the same socket, or a socket on another
+        queue or interface created with the same shared
+        :class:`~xdp_socket.Umem` (its frames then come back to this socket
+        when that one's kernel completes them). Packets that do
         not fit in the TX ring right now (or all of them, while the TX half
         has frames reserved) are released instead of sent; returns how many
         were forwarded. May run in another thread than the TX half's."""
@@ -194,9 +197,15 @@ class RxBatch:
             raise ValueError("this batch was released")
         self._check()
         core = self._core
-        if getattr(tx, "_core", None) is not core:
-            raise ValueError("can only forward to the TX half of the same socket (one UMEM)")
-        k: int = core.forward(self._path, self.count)
+        tx_core = getattr(tx, "_core", None)
+        if tx_core is not core and (
+            not isinstance(tx_core, XskCore) or tx_core.umem is None
+            or tx_core.umem is not core.umem or tx_core.tx_path is None
+        ):
+            raise ValueError("can only forward to a TX half on the same UMEM (the other half "
+                             "of this socket, or a socket created with the same umem=)")
+        assert tx_core is not None
+        k: int = tx_core.forward(self._path, self.count)
         self.released = True
         if k < self.count:
             self._path.commit(self.count - k)  # no room on TX: drop the rest

@@ -45,6 +45,7 @@ from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
 from .core import RingViews, Statistics, XskCore
 from .errors import SocketClosedError
+from .umem import Umem
 
 __all__ = [
     "RxSocket",
@@ -481,6 +482,8 @@ def create_socket(
     queue_id: int = 0,
     direction: Direction | str = Direction.BOTH,
     config: XdpConfig | None = None,
+    *,
+    umem: Umem | None = None,
 ) -> tuple[TxSocket | None, RxSocket | None]:
     """Create an AF_XDP socket on ``iface`` (name or index) and ``queue_id``.
 
@@ -489,37 +492,45 @@ def create_socket(
     sockets of this process on the interface; detached when the last one
     closes or the process dies) unless ``config.xskmap_fd`` names your own
     XSKMAP.
+
+    ``umem``: a shared :class:`~xdp_socket.Umem` (``XDP_SHARED_UMEM``); the
+    socket takes ``config.frame_count`` of its frames, and its batches may
+    forward to any other socket on that UMEM. Without it the socket gets a
+    UMEM of its own.
     """
     d = _as_direction(direction)
     cfg = config if config is not None else XdpConfig()
     if not isinstance(cfg, XdpConfig):
         raise TypeError(f"config must be an XdpConfig, not {type(cfg).__name__}")
-    core = XskCore(iface, queue_id, d, cfg)
+    if umem is not None and not isinstance(umem, Umem):
+        raise TypeError(f"umem must be an xdp_socket.Umem, not {type(umem).__name__}")
+    core = XskCore(iface, queue_id, d, cfg, umem)
     tx = TxSocket(core) if core.tx_path is not None else None
     rx = RxSocket(core) if core.rx_path is not None else None
     return tx, rx
 
 
 def create_tx_socket(iface: str | int, queue_id: int = 0,
-                     config: XdpConfig | None = None) -> TxSocket:
+                     config: XdpConfig | None = None, *, umem: Umem | None = None) -> TxSocket:
     """A send-only AF_XDP socket (no XDP program is loaded)."""
-    tx, _ = create_socket(iface, queue_id, Direction.TX, config)
+    tx, _ = create_socket(iface, queue_id, Direction.TX, config, umem=umem)
     assert tx is not None
     return tx
 
 
 def create_rx_socket(iface: str | int, queue_id: int = 0,
-                     config: XdpConfig | None = None) -> RxSocket:
+                     config: XdpConfig | None = None, *, umem: Umem | None = None) -> RxSocket:
     """A receive-only AF_XDP socket, with the built-in XDP program attached."""
-    _, rx = create_socket(iface, queue_id, Direction.RX, config)
+    _, rx = create_socket(iface, queue_id, Direction.RX, config, umem=umem)
     assert rx is not None
     return rx
 
 
 def create_bi_socket(iface: str | int, queue_id: int = 0,
-                     config: XdpConfig | None = None) -> tuple[TxSocket, RxSocket]:
+                     config: XdpConfig | None = None, *,
+                     umem: Umem | None = None) -> tuple[TxSocket, RxSocket]:
     """A bidirectional socket: one fd and one UMEM, returned as ``(tx, rx)``."""
-    tx, rx = create_socket(iface, queue_id, Direction.BOTH, config)
+    tx, rx = create_socket(iface, queue_id, Direction.BOTH, config, umem=umem)
     assert tx is not None and rx is not None
     return tx, rx
 
