@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "scapy_compat": 3,
     "frames": 3,
     "gen": 3,
+    "workers": 3,
     "pcap": 3,
     "testing": 3,
     "__init__": 3,

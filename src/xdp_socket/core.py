@@ -95,7 +95,7 @@ def _finalize(sock: socket.socket, label: str, umem: Umem | None,
     warnings.warn(f"unclosed {label}", ResourceWarning, stacklevel=1)
     sock.close()
     if umem is not None and lease is not None and not (rx is not None and rx.lent):
-        umem.give_back(*lease)
+        umem._give_back(*lease)
 
 
 def _close_fd(fd: int) -> None:
@@ -175,15 +175,15 @@ class XskCore:
         if shared is None:
             self.umem = umem = Umem._private(cfg, name, q)
         else:
-            shared.check_config(cfg, name, q)
-            source = shared.share_source()
+            shared._check_config(cfg, name, q)
+            source = shared._share_source()
             if source is not None:
                 self._check_share(source, shared)
-            base = shared.lease(cfg.frame_count, name, q)
+            base = shared._lease(cfg.frame_count, name, q)
             self._lease = (base, cfg.frame_count)
             self.umem = umem = shared
         if source is None:
-            umem.register(self.sock, name, q)
+            umem._register(self.sock, name, q)
         # Fill and Completion rings are required by bind even for a one-way
         # socket; each is mapped with exactly the size we asked for.
         _xsk.set_ring_size(self.sock, C.XDP_UMEM_FILL_RING, cfg.fill_size, "fill", name, q)
@@ -205,7 +205,7 @@ class XskCore:
             rx = self._map(C.XDP_PGOFF_RX_RING, off.rx, cfg.rx_size, "desc", "RX")
             # The Fill ring is filled before bind so the kernel has frames to
             # receive into from the first packet on.
-            self.rx_path = _ring.RxPath(rx, fill, umem.frame_addrs(base, n_rx),
+            self.rx_path = _ring.RxPath(rx, fill, umem._frame_addrs(base, n_rx),
                                         umem.frame_size, umem.view)
         if want_tx:
             tx = self._map(C.XDP_PGOFF_TX_RING, off.tx, cfg.tx_size, "desc", "TX")
@@ -213,7 +213,7 @@ class XskCore:
             # ring; on a shared UMEM, so may another socket's RX thread.
             locked = want_rx or shared is not None
             path_type = _ring.LockedTxPath if locked else _ring.TxPath
-            self.tx_path = path_type(tx, comp, umem.frame_addrs(base + n_rx, n_tx),
+            self.tx_path = path_type(tx, comp, umem._frame_addrs(base + n_rx, n_tx),
                                      umem.frame_size, umem.view)
             if self.rx_path is not None:
                 # one UMEM: RX frames (addresses below rx_limit) may be
@@ -234,7 +234,7 @@ class XskCore:
             # the UMEM's first socket and refuses any of them here (EINVAL).
             self._bind(C.XDP_SHARED_UMEM, source.sock.fileno())
         if shared is not None:
-            shared.add_socket(self, flags)
+            shared._add_socket(self, flags)
         self.zero_copy = bool(_xsk.options(self.sock, name, q) & C.XDP_OPTIONS_ZEROCOPY)
         if cfg.tx_budget is not None and want_tx:
             _xsk.set_tx_budget(self.sock, cfg.tx_budget, name, q)
@@ -366,9 +366,9 @@ class XskCore:
         self._shared_umem = None  # a closed socket keeps no UMEM alive
         if umem is not None:
             if self._lease is not None and not lent:
-                umem.give_back(*self._lease)
+                umem._give_back(*self._lease)
             self._lease = None
-            umem.detach(self)
+            umem._detach(self)
 
     def check_open(self, what: str) -> None:
         if self.closed:

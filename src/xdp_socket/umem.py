@@ -134,7 +134,7 @@ class Umem:
         return f"<Umem {self.frame_count} x {self.frame_size} bytes, {state}>"
 
     # --- leases (the sockets' side) -------------------------------------------
-    def check_config(self, config: XdpConfig, ifname: str, queue_id: int) -> None:
+    def _check_config(self, config: XdpConfig, ifname: str, queue_id: int) -> None:
         """Refuse a socket whose frame layout differs from the UMEM's."""
         if self._user_closed:
             raise ValueError("this Umem is closed: create a new one")
@@ -146,7 +146,7 @@ class Umem:
                     f"{getattr(self, name)}"
                 )
 
-    def lease(self, count: int, ifname: str, queue_id: int) -> int:
+    def _lease(self, count: int, ifname: str, queue_id: int) -> int:
         """Take ``count`` adjacent free frames; returns the first one's index."""
         with self._lock:
             self._settle()
@@ -165,7 +165,7 @@ class Umem:
             f"or give each socket fewer frames"
         )
 
-    def give_back(self, first: int, count: int) -> None:
+    def _give_back(self, first: int, count: int) -> None:
         """A socket's range is free again. Takes no lock (finalizers call it)."""
         self._returned.append((first, count))
 
@@ -182,7 +182,7 @@ class Umem:
                 merged.append((first, n))
         self._free = merged
 
-    def share_source(self) -> Any:
+    def _share_source(self) -> Any:
         """A live, bound socket (core) of this UMEM to name in
         ``sxdp_shared_umem_fd``; None when there is none (then the next
         socket registers the memory itself)."""
@@ -191,16 +191,16 @@ class Umem:
                 return s
         return None
 
-    def add_socket(self, core: Any, flags: int) -> None:
-        if self.bind_flags is None or self.share_source() is None:
+    def _add_socket(self, core: Any, flags: int) -> None:
+        if self.bind_flags is None or self._share_source() is None:
             self.bind_flags = flags
         self._sockets.add(core)
 
-    def detach(self, core: Any) -> None:
+    def _detach(self, core: Any) -> None:
         """``core`` was closed: unmap if it was the last socket and the user
         closed the UMEM (a private UMEM: always)."""
         self._sockets.discard(core)
-        if self._user_closed and self.share_source() is None:
+        if self._user_closed and self._share_source() is None:
             self._unmap()
 
     def _unmap(self) -> None:
@@ -241,7 +241,7 @@ class Umem:
         except OSError as e:
             raise xdp_error(e.errno or 12, "allocate UMEM", ifname, queue_id) from None
 
-    def register(self, sock: socket.socket, ifname: str, queue_id: int) -> None:
+    def _register(self, sock: socket.socket, ifname: str, queue_id: int) -> None:
         args = (sock, self.address, self.size, self.frame_size, self.headroom, ifname, queue_id)
         # Without CAP_IPC_LOCK the kernel charges the UMEM to RLIMIT_MEMLOCK
         # and says ENOBUFS when it does not fit. The soft limit may be raised
@@ -268,7 +268,7 @@ class Umem:
                  f"(ulimit -l), grant CAP_IPC_LOCK, or use a smaller frame_count",
         )
 
-    def frame_addrs(self, first: int, count: int) -> npt.NDArray[np.uint64]:
+    def _frame_addrs(self, first: int, count: int) -> npt.NDArray[np.uint64]:
         """Byte addresses of frames ``first .. first+count-1``."""
         addrs: npt.NDArray[np.uint64] = np.arange(first, first + count, dtype=np.uint64)
         addrs *= np.uint64(self.frame_size)
