@@ -71,6 +71,9 @@ ORDERING_SAFE = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"
 DESC_DTYPE = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
 """``struct xdp_desc`` (if_xdp.h): the RX and TX ring entry."""
 
+PKT_CONTD = 1
+"""``XDP_PKT_CONTD`` (if_xdp.h): more descriptors of this packet follow."""
+
 ADDR_DTYPE = np.dtype("<u8")
 """A Fill / Completion ring entry: a UMEM address."""
 
@@ -448,6 +451,9 @@ class TxPath(_FramePath):
         # (this side) and one consumer (that RX side).
         self.peers: list[tuple[int, int, FramePool]] = []
         self._peer_paths: list[RxPath] = []
+        # XDP_USE_SG: descriptors may carry XDP_PKT_CONTD, so every reserved
+        # slot gets its options cleared (a slot keeps what it last carried)
+        self.multi_buffer = False
         self._q = tx.desc_q
         self._i = tx.desc_i
 
@@ -603,11 +609,15 @@ class TxPath(_FramePath):
                 slot = start & tx.mask
                 self._q[2 * slot] = pool.pop()
                 self._i[4 * slot + 2] = 0  # length set by peek_at; 0 = not yet written
+                if self.multi_buffer:
+                    self._i[4 * slot + 3] = 0
             else:
                 area = tx.area
                 pool.pop_into(area.addrs, start, k)
                 if clear_lengths:
                     _fill_circular(area.lens, start, k, 0)
+                if self.multi_buffer:
+                    _fill_circular(area.options, start, k, 0)
             reserved += k
             self.reserved = reserved
         return n if reserved >= n else reserved
@@ -634,6 +644,11 @@ class TxPath(_FramePath):
     def frame_addr(self, i: int) -> int:
         addr: int = self._q[2 * self.slot(i)]
         return addr
+
+    def set_options(self, i: int, options: int) -> None:
+        """Set the i-th reserved descriptor's options (XDP_PKT_CONTD for every
+        descriptor of a chain but the last; multi-buffer sockets only)."""
+        self._i[4 * self.slot(i) + 3] = options
 
     def commit(self, n: int, checked: bool = False) -> None:
         """Publish the first ``n`` reserved frames to the kernel. ``checked``:
@@ -699,6 +714,7 @@ class RxPath(_FramePath):
         # returns queues from other sockets' TX sides (shared UMEM), one each
         self.extra_returns: list[FramePool] = []
         self.lent = False  # frames were forwarded to another socket's TX ring
+        self.multi_buffer = False  # XDP_USE_SG: packets may span descriptors
         # Frames the TX side gives back after forwarding them (a queue with one
         # producer, the TX side, and one consumer, this side: each moves only
         # its own index, so the two halves need no lock for it).
@@ -762,6 +778,35 @@ class RxPath(_FramePath):
         slot = (rx.cached_cons + i) & rx.mask
         addr = self._q[2 * slot]
         return self.umem[addr : addr + self._i[4 * slot + 2]]
+
+    def packet_span(self, first: int = 0) -> int:
+        """Descriptors of the packet starting at available descriptor
+        ``first``: 1 plus the number of ``XDP_PKT_CONTD`` ones before its
+        last. 0 when the packet is not complete in the ring yet (the kernel
+        publishes a packet's descriptors together, so that is rare)."""
+        rx = self.rx
+        i = first
+        while True:
+            if i >= ((rx.cached_prod - rx.cached_cons) & U32) and rx.available(i + 1) <= i:
+                return 0
+            if not self._i[4 * ((rx.cached_cons + i) & rx.mask) + 3] & PKT_CONTD:
+                return i + 1 - first
+            i += 1
+
+    def whole_packets(self, k: int) -> int:
+        """The largest count <= ``k`` of available descriptors that ends at a
+        packet's end; when the first packet alone is longer than ``k``, its
+        whole length (0 if it is incomplete)."""
+        if not k:
+            return 0
+        rx = self.rx
+        opts = rx.area.options
+        start = rx.cached_cons
+        # scan back from the k-th descriptor for one without XDP_PKT_CONTD
+        for j in range(k - 1, -1, -1):
+            if not int(opts[(start + j) & rx.mask]) & PKT_CONTD:
+                return j + 1
+        return self.packet_span(0)
 
     def taken_descs(self, n: int) -> np.ndarray[Any, Any]:
         """The first ``n`` available descriptors (a contiguous copy, DESC_DTYPE),

@@ -207,6 +207,7 @@ class XskCore:
             # receive into from the first packet on.
             self.rx_path = _ring.RxPath(rx, fill, umem._frame_addrs(base, n_rx),
                                         umem.frame_size, umem.view)
+            self.rx_path.multi_buffer = cfg.multi_buffer
         if want_tx:
             tx = self._map(C.XDP_PGOFF_TX_RING, off.tx, cfg.tx_size, "desc", "TX")
             # With an RX half, RxBatch.forward (the RX thread) shares the TX
@@ -215,6 +216,7 @@ class XskCore:
             path_type = _ring.LockedTxPath if locked else _ring.TxPath
             self.tx_path = path_type(tx, comp, umem._frame_addrs(base + n_rx, n_tx),
                                      umem.frame_size, umem.view)
+            self.tx_path.multi_buffer = cfg.multi_buffer
             if self.rx_path is not None:
                 # one UMEM: RX frames (addresses below rx_limit) may be
                 # forwarded on TX and must come back to the RX side
@@ -227,6 +229,8 @@ class XskCore:
             flags |= C.XDP_ZEROCOPY
         elif cfg.zero_copy is False:
             flags |= C.XDP_COPY
+        if cfg.multi_buffer:
+            flags |= C.XDP_USE_SG
         if source is None:
             self._bind(flags)
         else:
@@ -263,6 +267,11 @@ class XskCore:
             raise ValueError(
                 f"socket on {name} queue {q}: need_wakeup={cfg.need_wakeup} differs from the "
                 f"shared Umem's first socket (the kernel uses that one's setting for all)"
+            )
+        if bool(first & C.XDP_USE_SG) != cfg.multi_buffer:
+            raise ValueError(
+                f"socket on {name} queue {q}: multi_buffer={cfg.multi_buffer} differs from "
+                f"the shared Umem's first socket (the kernel uses that one's setting for all)"
             )
         if cfg.zero_copy is not None and cfg.zero_copy != source.zero_copy:
             raise ValueError(

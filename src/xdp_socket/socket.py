@@ -58,6 +58,11 @@ __all__ = [
 
 BytesLike = bytes | bytearray | memoryview
 
+# The longest descriptor chain the kernel's copy-mode TX path builds into one
+# skb: the first descriptor in the linear part, then at most MAX_SKB_FRAGS
+# (17 by default) fragments (net/xdp/xsk.c, xsk_build_skb: EOVERFLOW beyond).
+MAX_TX_CHAIN = 18
+
 
 class _Closed:
     """Stands in for a closed half's ring path: any use raises
@@ -273,8 +278,11 @@ class TxSocket(_Half):
         total = hlen + len(data)
         path = self._path
         if not 0 < total <= path.frame_size:
+            if total and path.multi_buffer:
+                return self._send_chain(data if header is None else bytes(header) + bytes(data))
             raise ValueError(
-                f"packet of {total} bytes does not fit a {path.frame_size}-byte frame"
+                f"packet of {total} bytes does not fit a {path.frame_size}-byte frame "
+                "(XdpConfig(multi_buffer=True) sends longer ones as descriptor chains)"
                 if total else "cannot send an empty packet"
             )
         if not path.seek(1):
@@ -286,6 +294,31 @@ class TxSocket(_Half):
             buf[:hlen] = header
         buf[hlen:] = data
         path.commit(1)
+        self._drive()
+        return True
+
+    def _send_chain(self, packet: BytesLike) -> bool:
+        """One packet longer than a frame as a chain of descriptors, each but
+        the last flagged XDP_PKT_CONTD, committed together."""
+        path = self._path
+        size = path.frame_size
+        total = len(packet)
+        n = -(-total // size)
+        if n > MAX_TX_CHAIN:
+            raise ValueError(
+                f"packet of {total} bytes needs {n} {size}-byte frames; the kernel sends at "
+                f"most {MAX_TX_CHAIN} descriptors per packet (up to {MAX_TX_CHAIN * size} bytes)"
+            )
+        if path.seek(n) < n:
+            self._drive()
+            if path.seek(n) < n:
+                return False
+        mv = memoryview(packet).cast("B")
+        for i in range(n):
+            chunk = mv[i * size : (i + 1) * size]
+            path.peek_at(i, len(chunk))[:] = chunk
+            path.set_options(i, C.XDP_PKT_CONTD if i < n - 1 else 0)
+        path.commit(n)
         self._drive()
         return True
 
@@ -370,6 +403,7 @@ class RxSocket(_Half):
         self._batch = None  # the last batch (the next receive() checks it was released)
         assert core.umem is not None
         self._umem_flat = core.umem.array.reshape(-1)  # made once, not per batch
+        self._multi_buffer = core.config.multi_buffer
         self._no_packets = RxBatch(core, self._path, 0, self._umem_flat)
         super().__init__(core)
         setattr(self, "peek_at", self._path.peek_at)  # noqa: B010  (see TxSocket)
@@ -424,8 +458,22 @@ class RxSocket(_Half):
         path = self._path
         if not path.seek(1) and (timeout == 0 or not self.poll_wait(timeout)):
             return None
+        if self._multi_buffer:
+            return self._recv_chain()
         data = bytes(path.peek_at(0))
         path.commit(1)
+        if path.fill.flags[0] & C.XDP_RING_NEED_WAKEUP:
+            self.kick()
+        return data
+
+    def _recv_chain(self) -> bytes | None:
+        """The next packet of a multi-buffer socket: its descriptors joined."""
+        path = self._path
+        span = path.packet_span()
+        if not span:  # pragma: no cover - the kernel publishes whole packets
+            return None
+        data = b"".join([bytes(path.peek_at(i)) for i in range(span)])
+        path.commit(span)
         if path.fill.flags[0] & C.XDP_RING_NEED_WAKEUP:
             self.kick()
         return data
@@ -445,6 +493,9 @@ class RxSocket(_Half):
         k = path.seek(n)
         if not k and timeout != 0 and n and self.poll_wait(timeout):
             k = path.seek(n)
+        if k and self._multi_buffer:
+            # a batch never ends inside a packet (see RxBatch.ends)
+            k = path.whole_packets(k)
         if not k:
             # nothing arrived: one shared empty batch (nothing to release), so
             # a polling loop does not build and release an object per look
