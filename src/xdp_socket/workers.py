@@ -44,7 +44,6 @@ Rules it keeps:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -236,8 +235,8 @@ class Workers:
         self.window = window
         self.cpus = self._plan_cpus(cpus)
         self._ctx = multiprocessing.get_context("fork")
-        self._stop = self._ctx.RawValue(ctypes.c_int, 0)  # read without a lock, once per loop
-        self._go = self._ctx.RawValue(ctypes.c_int, 0)
+        self._stop = self._ctx.RawValue("i", 0)  # read without a lock, once per loop
+        self._go = self._ctx.RawValue("i", 0)
         self._procs: list[Any] = []
         self._conns: list[multiprocessing.connection.Connection] = []
         self._reports: dict[int, tuple[str, Any]] = {}
