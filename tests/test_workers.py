@@ -5,13 +5,16 @@ worker, errors and signals, CPU pinning, the shared program's lifetime."""
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
 import threading
 import time
+import weakref
 from typing import Any
 
+import helpers
 import pytest
 from helpers import make_test_frame, parse_test_frame
 
@@ -179,3 +182,23 @@ def test_bad_arguments() -> None:
                      ("3-1", "not a queue range"), ([], "no queue")):
         with pytest.raises(ValueError, match=msg):
             workers.parse_queues(bad, 4)
+
+
+def test_no_fd_left_and_no_cycle(veth_factory: Any) -> None:
+    """Pipes and process sentinels are closed by join(); a dropped Workers
+    object is freed by reference counting alone (no cycle through the
+    processes' target)."""
+    link = veth_factory(queues=2)
+    workers.Workers(link.b, None, "all", config=CFG)  # the shared-memory arena, once
+    before = helpers.open_fds()
+    gc.disable()
+    try:
+        w = workers.Workers(link.b, None, "all", config=CFG)
+        w.start()
+        w.join()
+        ref = weakref.ref(w)
+        del w
+        assert ref() is None
+    finally:
+        gc.enable()
+    assert helpers.open_fds() == before

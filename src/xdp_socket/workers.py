@@ -240,6 +240,7 @@ class Workers:
         self._procs: list[Any] = []
         self._conns: list[multiprocessing.connection.Connection] = []
         self._reports: dict[int, tuple[str, Any]] = {}
+        self._released: set[int] = set()  # processes joined and closed
         self._joined: WorkerStats | None = None
 
     def _plan_cpus(self, cpus: Sequence[int] | str | None) -> list[int | None]:
@@ -267,14 +268,16 @@ class Workers:
         raises :class:`WorkerError`."""
         if self._procs:
             raise RuntimeError("workers already started")
+        spec = _WorkerSpec(self)
         for q, cpu in zip(self.queues, self.cpus, strict=True):
             parent_end, child_end = self._ctx.Pipe(duplex=False)
-            p = self._ctx.Process(target=self._worker, args=(q, cpu, child_end),
+            p = self._ctx.Process(target=spec.worker, args=(q, cpu, child_end),
                                   name=f"xdp-worker-q{q}", daemon=True)
             p.start()
             child_end.close()
             self._procs.append(p)
             self._conns.append(parent_end)
+        del spec
         deadline = time.monotonic() + timeout
         ready: set[int] = set()
         try:
@@ -405,18 +408,42 @@ class Workers:
                 break
             self._receive(left)
         for i, p in enumerate(self._procs):
+            if i in self._released:
+                continue
             p.join(max(0.0, deadline - time.monotonic()))
             if p.is_alive():  # stuck (e.g. in a handler that never returns)
                 p.kill()
                 p.join(1.0)
                 self._reports.setdefault(i, ("lost", "worker did not stop in time; killed"))
+            if not p.is_alive():
+                p.close()  # its sentinel fd
+                self._released.add(i)
 
     def _close_conns(self) -> None:
         for c in self._conns:
             c.close()
 
-    # --- worker side ----------------------------------------------------------
-    def _worker(self, queue_id: int, cpu: int | None, conn: Any) -> None:
+
+class _WorkerSpec:
+    """What a worker process needs, and its code. Kept apart from
+    :class:`Workers` so that the processes' target refers to this and not
+    to the Workers object that holds the processes (no reference cycle: a
+    dropped Workers object is freed, with its pipes, by reference counting)."""
+
+    def __init__(self, w: Workers) -> None:
+        self.ifname = w.ifname
+        self.handler = w.handler
+        self.config = w.config
+        self.direction = w.direction
+        self.batch = w.batch
+        self.packets = w.packets
+        self.count_bytes = w.count_bytes
+        self.poll_timeout = w.poll_timeout
+        self.window = w.window
+        self._stop = w._stop
+        self._go = w._go
+
+    def worker(self, queue_id: int, cpu: int | None, conn: Any) -> None:
         code = 1
         try:
             code = self._worker_main(queue_id, cpu, conn)
