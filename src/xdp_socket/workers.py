@@ -44,6 +44,7 @@ Rules it keeps:
 from __future__ import annotations
 
 import contextlib
+import mmap
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -235,8 +236,8 @@ class Workers:
         self.window = window
         self.cpus = self._plan_cpus(cpus)
         self._ctx = multiprocessing.get_context("fork")
-        self._stop = self._ctx.RawValue("i", 0)  # read without a lock, once per loop
-        self._go = self._ctx.RawValue("i", 0)
+        self._stop = _SharedFlag()  # read without a lock, once per loop
+        self._go = _SharedFlag()
         self._procs: list[Any] = []
         self._conns: list[multiprocessing.connection.Connection] = []
         self._reports: dict[int, tuple[str, Any]] = {}
@@ -422,6 +423,25 @@ class Workers:
     def _close_conns(self) -> None:
         for c in self._conns:
             c.close()
+
+
+class _SharedFlag:
+    """An int in an anonymous shared mapping: forked workers see the parent's
+    writes and the parent theirs. (Not multiprocessing.RawValue: its heap
+    keeps a file descriptor that it closes at an unpredictable later time.)"""
+
+    def __init__(self) -> None:
+        self._mm = mmap.mmap(-1, 8)  # MAP_SHARED | MAP_ANONYMOUS: no fd
+        self._v = memoryview(self._mm).cast("i")
+
+    @property
+    def value(self) -> int:
+        v: int = self._v[0]
+        return v
+
+    @value.setter
+    def value(self, v: int) -> None:
+        self._v[0] = v
 
 
 class _WorkerSpec:
