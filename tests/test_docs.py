@@ -74,8 +74,9 @@ def test_docs_have_pages_and_examples() -> None:
 _PUBLIC_MODULES = ("xdp_socket", "xdp_socket.pcap", "xdp_socket.gen",
                    "xdp_socket.frames", "xdp_socket.drop",
                    "xdp_socket.testing", "xdp_socket.scapy_compat", "xdp_socket.errors",
-                   "xdp_socket.filter")
-_CLASSES = ("TxSocket", "RxSocket", "RxBatch", "TxBatch", "XdpConfig", "Statistics", "RingViews")
+                   "xdp_socket.filter", "xdp_socket.workers")
+_CLASSES = ("TxSocket", "RxSocket", "RxBatch", "TxBatch", "XdpConfig", "Statistics", "RingViews",
+            "Umem")
 
 
 def test_every_public_name_is_documented() -> None:

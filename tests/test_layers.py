@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "scapy_compat": 3,
     "frames": 3,
     "gen": 3,
+    "workers": 3,
     "pcap": 3,
     "testing": 3,
     "__init__": 3,
@@ -72,6 +73,7 @@ RANKS: dict[str, int] = {
     "testing": 1,
     "gen": 1,
     "scapy_compat": 2,
+    "workers": 2,  # builds on the halves (socket) and batches
     "__init__": 3,
     "cli": 0,
     "__main__": 1,

@@ -29,6 +29,7 @@ from .socket import (
     create_socket,
     create_tx_socket,
 )
+from .umem import Umem
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "Statistics",
     "TxBatch",
     "TxSocket",
+    "Umem",
     "UntranslatableFilterError",
     "XdpBusyError",
     "XdpConfig",

@@ -84,6 +84,9 @@ ORDERING_SAFE = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"
 DESC_DTYPE = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
 """``struct xdp_desc`` (if_xdp.h): the RX and TX ring entry."""
 
+PKT_CONTD = 1
+"""``XDP_PKT_CONTD`` (if_xdp.h): more descriptors of this packet follow."""
+
 ADDR_DTYPE = np.dtype("<u8")
 """A Fill / Completion ring entry: a UMEM address."""
 
@@ -486,6 +489,15 @@ class TxPath(_FramePath):
         self.rx_peer: RxPath | None = None
         self.rx_limit = 0
         self.foreign_in_flight = 0
+        # Other sockets' RX sides on a shared UMEM that forward into this TX
+        # ring: (first address, end address, the queue back to that side).
+        # Each gets its own returns queue, so every queue keeps one producer
+        # (this side) and one consumer (that RX side).
+        self.peers: list[tuple[int, int, FramePool]] = []
+        self._peer_paths: list[RxPath] = []
+        # XDP_USE_SG: descriptors may carry XDP_PKT_CONTD, so every reserved
+        # slot gets its options cleared (a slot keeps what it last carried)
+        self.multi_buffer = False
         self._q = tx.desc_q
         self._i = tx.desc_i
 
@@ -502,7 +514,8 @@ class TxPath(_FramePath):
         # (the unlocked body: seek and forward call it with the lock held)
         comp = self.comp
         n = comp.available(comp.entries)
-        if n and comp.ref is not None:
+        if n and comp.ref is not None and not self.peers:
+            # (completions for other sockets of a shared UMEM: the Python path)
             self._reclaim_c(n)
         elif n:
             if _max_circular(comp.area.addrs, comp.cached_cons, n) >= self.umem_size:
@@ -558,13 +571,35 @@ class TxPath(_FramePath):
         comp.release(n)
         self.completed += n
 
+    def add_peer(self, rx: RxPath) -> None:
+        """Let ``rx`` (another socket's RX side on the same UMEM) forward into
+        this TX ring; called in ``rx``'s thread (it owns ``rx.extra_returns``)."""
+        if rx is self.rx_peer or any(p is rx for p in self._peer_paths):
+            return
+        queue = FramePool(rx.frame_count)
+        rx.extra_returns.append(queue)
+        self._peer_paths.append(rx)
+        self.peers.append((rx.frame_lo, rx.frame_hi, queue))
+
     def _reclaim_routed(self, n: int) -> None:
         """Completions that mix forwarded RX frames and our own: each goes
         back to the pool of the side that owns it."""
-        peer = self.rx_peer
-        assert peer is not None
         addrs = gather_circular(self.comp.area.addrs, self.comp.cached_cons, n)
         addrs &= np.uint64(self.base_mask)
+        for lo, hi, queue in self.peers:
+            theirs = (addrs >= np.uint64(lo)) & (addrs < np.uint64(hi))
+            k = int(np.count_nonzero(theirs))
+            if k:
+                queue.push_array(addrs[theirs])
+                self.foreign_in_flight -= k
+                addrs = addrs[~theirs]
+        n = addrs.shape[0]
+        if not n:
+            return
+        peer = self.rx_peer
+        if peer is None:
+            self.pool.push_array(addrs)
+            return
         is_rx = addrs < np.uint64(self.rx_limit)
         rx_addrs = addrs[is_rx]
         if rx_addrs.shape[0]:
@@ -610,12 +645,12 @@ class TxPath(_FramePath):
 
         Runs in the RX half's thread: it also hands frames the TX side gave
         back to the RX side's Fill ring."""
-        if rx is not self.rx_peer:
-            raise ValueError("can only forward from the RX half of the same socket (one UMEM)")
+        if rx is not self.rx_peer and not any(p is rx for p in self._peer_paths):
+            raise ValueError("can only forward from an RX half on the same UMEM")
         avail = rx.available
         if not 0 <= n <= avail:
             raise ValueError(f"cannot forward {n} packet(s): {avail} available")
-        if rx.returns.tail != rx.returns.head:
+        if rx.returns.tail != rx.returns.head or rx.extra_returns:
             rx.take_returns()
         if self.reserved:
             return 0
@@ -633,6 +668,8 @@ class TxPath(_FramePath):
                 rxr.cached_cons = (start + k) & U32
                 self.submitted += k
                 self.foreign_in_flight += k
+                if rx is not self.rx_peer:
+                    rx.lent = True
                 rx.received += k
                 return k
             # descriptors are copied as they are: addr (with the kernel's
@@ -641,6 +678,8 @@ class TxPath(_FramePath):
             tx.submit(k)
             self.submitted += k
             self.foreign_in_flight += k
+            if rx is not self.rx_peer:
+                rx.lent = True
             rxr.release(k)
             rx.received += k
         return k
@@ -671,7 +710,9 @@ class TxPath(_FramePath):
                 slot = start & tx.mask
                 self._q[2 * slot] = pool.pop()
                 self._i[4 * slot + 2] = 0  # length set by peek_at; 0 = not yet written
-            elif tx.ref is not None:
+                if self.multi_buffer:
+                    self._i[4 * slot + 3] = 0
+            elif tx.ref is not None and not self.multi_buffer:
                 C.pool_to_ring(pool.buf, pool.head, tx.ref, start, k, clear_lengths)
                 pool.head += k
             else:
@@ -679,6 +720,8 @@ class TxPath(_FramePath):
                 pool.pop_into(area.addrs, start, k)
                 if clear_lengths:
                     _fill_circular(area.lens, start, k, 0)
+                if self.multi_buffer:
+                    _fill_circular(area.options, start, k, 0)
             reserved += k
             self.reserved = reserved
         return n if reserved >= n else reserved
@@ -705,6 +748,11 @@ class TxPath(_FramePath):
     def frame_addr(self, i: int) -> int:
         addr: int = self._q[2 * self.slot(i)]
         return addr
+
+    def set_options(self, i: int, options: int) -> None:
+        """Set the i-th reserved descriptor's options (XDP_PKT_CONTD for every
+        descriptor of a chain but the last; multi-buffer sockets only)."""
+        self._i[4 * self.slot(i) + 3] = options
 
     def commit(self, n: int, checked: bool = False) -> None:
         """Publish the first ``n`` reserved frames to the kernel. ``checked``:
@@ -764,6 +812,13 @@ class RxPath(_FramePath):
         self.rx = ConsumerRing(rx)
         self.fill = ProducerRing(fill)
         self.received = 0  # packets ever released back (Python int)
+        # this side's frames: byte addresses frame_lo .. frame_hi-1 (adjacent)
+        self.frame_lo = int(frame_addrs[0]) if len(frame_addrs) else 0
+        self.frame_hi = self.frame_lo + len(frame_addrs) * frame_size
+        # returns queues from other sockets' TX sides (shared UMEM), one each
+        self.extra_returns: list[FramePool] = []
+        self.lent = False  # frames were forwarded to another socket's TX ring
+        self.multi_buffer = False  # XDP_USE_SG: packets may span descriptors
         # Frames the TX side gives back after forwarding them (a queue with one
         # producer, the TX side, and one consumer, this side: each moves only
         # its own index, so the two halves need no lock for it).
@@ -795,31 +850,36 @@ class RxPath(_FramePath):
         return n
 
     def take_returns(self) -> None:
-        """Move the frames the TX side gave back into the Fill ring (or the pool)."""
-        ret = self.returns
-        k = ret.tail - ret.head
-        if k and self.pool.tail == self.pool.head:
-            # nothing older waits in the pool: straight into the Fill ring
-            fill = self.fill
-            m = min(k, fill.free_entries(k))
-            if m:
-                if fill.ref is not None:
-                    C.pool_to_ring(ret.buf, ret.head, fill.ref, fill.cached_prod, m, False)
-                else:
-                    copy_circular(fill.area.addrs, fill.cached_prod, ret.buf, ret.head, m)
-                ret.head += m
-                fill.submit(m)
-                k -= m
-        if k:
-            self.pool.push_from(ret.buf, ret.head, k)
-            ret.head += k
+        """Move the frames the TX side(s) gave back into the Fill ring (or the pool)."""
+        moved = False
+        for ret in (self.returns, *self.extra_returns):
+            k = ret.tail - ret.head
+            if not k:
+                continue
+            moved = True
+            if self.pool.tail == self.pool.head:
+                # nothing older waits in the pool: straight into the Fill ring
+                fill = self.fill
+                m = min(k, fill.free_entries(k))
+                if m:
+                    if fill.ref is not None:
+                        C.pool_to_ring(ret.buf, ret.head, fill.ref, fill.cached_prod, m, False)
+                    else:
+                        copy_circular(fill.area.addrs, fill.cached_prod, ret.buf, ret.head, m)
+                    ret.head += m
+                    fill.submit(m)
+                    k -= m
+            if k:
+                self.pool.push_from(ret.buf, ret.head, k)
+                ret.head += k
+        if moved:
             self.refill()
 
     def seek(self, n: int) -> int:
         avail = self.rx.available(n)
         if avail >= n:
             return n
-        if self.returns.tail != self.returns.head:
+        if self.returns.tail != self.returns.head or self.extra_returns:
             # short of packets: perhaps the Fill ring is short of frames
             self.take_returns()
         return avail
@@ -840,6 +900,35 @@ class RxPath(_FramePath):
         slot = (rx.cached_cons + i) & rx.mask
         addr = self._q[2 * slot]
         return self.umem[addr : addr + self._i[4 * slot + 2]]
+
+    def packet_span(self, first: int = 0) -> int:
+        """Descriptors of the packet starting at available descriptor
+        ``first``: 1 plus the number of ``XDP_PKT_CONTD`` ones before its
+        last. 0 when the packet is not complete in the ring yet (the kernel
+        publishes a packet's descriptors together, so that is rare)."""
+        rx = self.rx
+        i = first
+        while True:
+            if i >= ((rx.cached_prod - rx.cached_cons) & U32) and rx.available(i + 1) <= i:
+                return 0
+            if not self._i[4 * ((rx.cached_cons + i) & rx.mask) + 3] & PKT_CONTD:
+                return i + 1 - first
+            i += 1
+
+    def whole_packets(self, k: int) -> int:
+        """The largest count <= ``k`` of available descriptors that ends at a
+        packet's end; when the first packet alone is longer than ``k``, its
+        whole length (0 if it is incomplete)."""
+        if not k:
+            return 0
+        rx = self.rx
+        opts = rx.area.options
+        start = rx.cached_cons
+        # scan back from the k-th descriptor for one without XDP_PKT_CONTD
+        for j in range(k - 1, -1, -1):
+            if not int(opts[(start + j) & rx.mask]) & PKT_CONTD:
+                return j + 1
+        return self.packet_span(0)
 
     def taken_descs(self, n: int) -> np.ndarray[Any, Any]:
         """The first ``n`` available descriptors (a contiguous copy, DESC_DTYPE),
@@ -892,7 +981,7 @@ class RxPath(_FramePath):
             raise ValueError(f"cannot commit {n} packet(s): {avail} available (call seek_n first)")
         if n == 0:
             return
-        if self.returns.tail != self.returns.head:
+        if self.returns.tail != self.returns.head or self.extra_returns:
             self.take_returns()
         pool = self.pool
         fill = self.fill
@@ -991,3 +1080,7 @@ class LockedTxPath(TxPath):
     def forward(self, rx: RxPath, n: int) -> int:
         with self.lock:
             return super().forward(rx, n)
+
+    def add_peer(self, rx: RxPath) -> None:
+        with self.lock:
+            super().add_peer(rx)

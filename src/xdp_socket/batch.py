@@ -118,12 +118,32 @@ class RxBatch:
     def __getitem__(self, i: int) -> U8Array:
         return self.packet(i)
 
+    @property
+    def ends(self) -> npt.NDArray[np.bool_]:
+        """Multi-buffer: True for each descriptor that ends a packet (its
+        ``XDP_PKT_CONTD`` option is clear). A packet is descriptors
+        ``ends``-to-``ends``; a batch always ends with a packet's end. Without
+        multi-buffer every descriptor is a whole packet (all True)."""
+        out: npt.NDArray[np.bool_] = (self._d()["options"] & _ring.PKT_CONTD) == 0
+        return out
+
     def payloads(self) -> list[bytes]:
-        """Every packet copied out as bytes."""
+        """Every packet copied out as bytes (the descriptors of a multi-buffer
+        packet joined into one)."""
         d = self._d()
         mv = memoryview(self.umem)  # type: ignore[arg-type]
         pairs = zip(d["addr"].tolist(), d["len"].tolist(), strict=True)
-        return [bytes(mv[a : a + n]) for a, n in pairs]
+        parts = [bytes(mv[a : a + n]) for a, n in pairs]
+        if not self.count or not (d["options"] & _ring.PKT_CONTD).any():
+            return parts
+        out: list[bytes] = []
+        cur: list[bytes] = []
+        for part, more in zip(parts, (d["options"] & _ring.PKT_CONTD).tolist(), strict=True):
+            cur.append(part)
+            if not more:
+                out.append(b"".join(cur))
+                cur = []
+        return out
 
     def gather(self, width: int, offset: int = 0) -> U8Array:
         """A ``(len(batch), width)`` copy of bytes ``offset .. offset+width`` of
@@ -180,7 +200,10 @@ class RxBatch:
     def forward(self, tx: Any) -> int:
         """Send every packet of this batch out of ``tx`` (a
         :class:`~xdp_socket.TxSocket`) from its own frame, zero copy: ``tx``
-        must be the other half of the same socket (one UMEM). Packets that do
+        must be the other half of the same socket, or a socket on another
+        queue or interface created with the same shared
+        :class:`~xdp_socket.Umem` (its frames then come back to this socket
+        when that one's kernel completes them). Packets that do
         not fit in the TX ring right now (or all of them, while the TX half
         has frames reserved) are released instead of sent; returns how many
         were forwarded. May run in another thread than the TX half's."""
@@ -190,9 +213,17 @@ class RxBatch:
             raise ValueError("this batch was released")
         self._check()
         core = self._core
-        if getattr(tx, "_core", None) is not core:
-            raise ValueError("can only forward to the TX half of the same socket (one UMEM)")
-        k: int = core.forward(self._path, self.count)
+        if self._path.multi_buffer:
+            raise ValueError("forward is not supported on multi-buffer sockets yet")
+        tx_core = getattr(tx, "_core", None)
+        if tx_core is not core and (
+            not isinstance(tx_core, XskCore) or tx_core.umem is None
+            or tx_core.umem is not core.umem or tx_core.tx_path is None
+        ):
+            raise ValueError("can only forward to a TX half on the same UMEM (the other half "
+                             "of this socket, or a socket created with the same umem=)")
+        assert tx_core is not None
+        k: int = tx_core.forward(self._path, self.count)
         self.released = True
         if k < self.count:
             self._path.commit(self.count - k)  # no room on TX: drop the rest

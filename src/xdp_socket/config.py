@@ -76,6 +76,10 @@ class XdpConfig:
       a process on one interface share one program, so they must ask for the
       same filter (or all for none): otherwise :class:`~xdp_socket.XdpBusyError`.
       Not with ``xskmap_fd`` (load ``filter_program_insns`` yourself then).
+    * ``multi_buffer``: bind with ``XDP_USE_SG`` (Linux 6.6+ in copy mode) so
+      packets longer than a frame (jumbo frames) are received as several
+      descriptors, joined again by ``recv()`` and ``RxBatch.payloads()``, and
+      ``send()`` sends them as a descriptor chain.
     """
 
     zero_copy: bool | None = None
@@ -93,6 +97,7 @@ class XdpConfig:
     tx_budget: int | None = None
     busy_poll: int | None = None
     filter: str | tuple[tuple[int, int, int, int], ...] | None = None
+    multi_buffer: bool = False
 
     def __post_init__(self) -> None:
         if self.frame_size not in FRAME_SIZES:
@@ -105,6 +110,8 @@ class XdpConfig:
                   what=f"0..{most} for {self.frame_size}-byte frames")
         if self.xdp_mode not in XDP_MODES:
             raise ValueError(f"xdp_mode must be one of {XDP_MODES}, got {self.xdp_mode!r}")
+        if not isinstance(self.multi_buffer, bool):
+            raise TypeError("multi_buffer must be True or False")
         for name in ("zero_copy", "huge_page"):
             if getattr(self, name) not in (None, True, False):
                 raise TypeError(f"{name} must be None, True or False")

@@ -4,15 +4,20 @@
 layer 3). The rules it keeps are the library's lifetime rules:
 
 * **One owner per kernel object.** The core owns the socket (a
-  ``socket.socket``, which owns its fd), the :class:`~xdp_socket.umem.Umem`
-  (which owns its mapping), the four ring mappings and the socket's XSKMAP
-  entry (which holds a reference on the attached program). Nothing else closes
-  them. The halves and batches hold the core; the core holds neither, so there
-  is no reference cycle and a dropped socket is freed by reference counting
+  ``socket.socket``, which owns its fd), the four ring mappings and the
+  socket's XSKMAP entry (which holds a reference on the attached program).
+  Nothing else closes them. The :class:`~xdp_socket.umem.Umem` (which owns
+  its mapping) is the core's own when the user passed none; a shared one
+  belongs to the user and its sockets together: each core holds a reference
+  and a lease on a range of its frames, and tells it when it closes (the
+  UMEM unmaps after the last of them; see :mod:`xdp_socket.umem`). The
+  halves and batches hold the core; the core holds neither, so there is no
+  reference cycle and a dropped socket is freed by reference counting
   at once, with no garbage-collector pass.
 * **The finalizer is a leaf action.** A core nobody closed is finalized when
-  its last half and batch are gone: it emits a ``ResourceWarning`` and closes
-  the socket fd, nothing more. It takes no lock, starts no netlink request and
+  its last half and batch are gone: it emits a ``ResourceWarning``, closes
+  the socket fd and queues a shared UMEM's frame range for reuse, nothing
+  more. It takes no lock, starts no netlink request and
   waits for no thread, so it cannot deadlock whatever thread the finalizer
   runs in. The XSKMAP slot needs no action: the kernel removes a socket from
   every map when the socket is released. The program's reference is dropped
@@ -82,11 +87,15 @@ class RingViews(NamedTuple):
     tx: np.ndarray[Any, Any]
 
 
-def _finalize(sock: socket.socket, label: str) -> None:
-    """A core nobody closed: warn, close the socket. A leaf action (see the
-    module docstring)."""
+def _finalize(sock: socket.socket, label: str, umem: Umem | None,
+              lease: tuple[int, int] | None, rx: _ring.RxPath | None) -> None:
+    """A core nobody closed: warn, close the socket, give a shared UMEM's
+    frames back (queued without a lock). A leaf action (see the module
+    docstring)."""
     warnings.warn(f"unclosed {label}", ResourceWarning, stacklevel=1)
     sock.close()
+    if umem is not None and lease is not None and not (rx is not None and rx.lent):
+        umem._give_back(*lease)
 
 
 def _close_fd(fd: int) -> None:
@@ -98,7 +107,8 @@ class XskCore:
     """One AF_XDP kernel socket and everything it owns (see the module docstring)."""
 
     def __init__(
-        self, iface: str | int, queue_id: int, direction: Direction, config: XdpConfig
+        self, iface: str | int, queue_id: int, direction: Direction, config: XdpConfig,
+        umem: Umem | None = None,
     ) -> None:
         if not _ring.ORDERING_SAFE and not os.environ.get("XDP_SOCKET_ALLOW_WEAK_ORDERING"):
             raise RuntimeError(
@@ -121,6 +131,8 @@ class XskCore:
         self.rx_path: _ring.RxPath | None = None
         self.xskmap: XskMapEntry | None = None
         self.umem: Umem | None = None
+        self._shared_umem = umem
+        self._lease: tuple[int, int] | None = None  # (first frame, count) of a shared UMEM
         self._maps: list[Any] = []
         self._areas: list[_ring.RingArea] = []
         self.zero_copy = False
@@ -145,7 +157,10 @@ class XskCore:
             raise
         label = (f"AF_XDP socket on {self.ifname} queue {queue_id} "
                  f"({direction.value}; call close() or use 'with')")
-        self._finalizer = weakref.finalize(self, _finalize, self.sock, label)
+        # (a shared UMEM's range goes back only if no other socket may still
+        # hold its frames; see umem.py)
+        self._finalizer = weakref.finalize(self, _finalize, self.sock, label, umem,
+                                           self._lease, self.rx_path)
         self._finalizer.atexit = False  # the process's exit closes every fd anyway
 
     # --- set-up ---------------------------------------------------------------
@@ -154,8 +169,21 @@ class XskCore:
         want_rx = self.direction in (Direction.RX, Direction.BOTH)
         want_tx = self.direction in (Direction.TX, Direction.BOTH)
         self._check_queue(want_rx, want_tx)
-        self.umem = umem = Umem(cfg, name, q)
-        umem.register(self.sock, name, q)
+        shared = self._shared_umem
+        source: XskCore | None = None
+        base = 0
+        if shared is None:
+            self.umem = umem = Umem._private(cfg, name, q)
+        else:
+            shared._check_config(cfg, name, q)
+            source = shared._share_source()
+            if source is not None:
+                self._check_share(source, shared)
+            base = shared._lease(cfg.frame_count, name, q)
+            self._lease = (base, cfg.frame_count)
+            self.umem = umem = shared
+        if source is None:
+            umem._register(self.sock, name, q)
         # Fill and Completion rings are required by bind even for a one-way
         # socket; each is mapped with exactly the size we asked for.
         _xsk.set_ring_size(self.sock, C.XDP_UMEM_FILL_RING, cfg.fill_size, "fill", name, q)
@@ -177,19 +205,23 @@ class XskCore:
             rx = self._map(C.XDP_PGOFF_RX_RING, off.rx, cfg.rx_size, "desc", "RX")
             # The Fill ring is filled before bind so the kernel has frames to
             # receive into from the first packet on.
-            self.rx_path = _ring.RxPath(rx, fill, umem.frame_addrs(0, n_rx), umem.frame_size,
-                                        umem.view)
+            self.rx_path = _ring.RxPath(rx, fill, umem._frame_addrs(base, n_rx),
+                                        umem.frame_size, umem.view)
+            self.rx_path.multi_buffer = cfg.multi_buffer
         if want_tx:
             tx = self._map(C.XDP_PGOFF_TX_RING, off.tx, cfg.tx_size, "desc", "TX")
-            # With an RX half, RxBatch.forward (the RX thread) shares the TX ring.
-            path_type = _ring.LockedTxPath if want_rx else _ring.TxPath
-            self.tx_path = path_type(tx, comp, umem.frame_addrs(n_rx, n_tx), umem.frame_size,
-                                     umem.view)
+            # With an RX half, RxBatch.forward (the RX thread) shares the TX
+            # ring; on a shared UMEM, so may another socket's RX thread.
+            locked = want_rx or shared is not None
+            path_type = _ring.LockedTxPath if locked else _ring.TxPath
+            self.tx_path = path_type(tx, comp, umem._frame_addrs(base + n_rx, n_tx),
+                                     umem.frame_size, umem.view)
+            self.tx_path.multi_buffer = cfg.multi_buffer
             if self.rx_path is not None:
                 # one UMEM: RX frames (addresses below rx_limit) may be
                 # forwarded on TX and must come back to the RX side
                 self.tx_path.rx_peer = self.rx_path
-                self.tx_path.rx_limit = n_rx * umem.frame_size
+                self.tx_path.rx_limit = (base + n_rx) * umem.frame_size
         flags = 0
         if cfg.need_wakeup:
             flags |= C.XDP_USE_NEED_WAKEUP
@@ -197,7 +229,16 @@ class XskCore:
             flags |= C.XDP_ZEROCOPY
         elif cfg.zero_copy is False:
             flags |= C.XDP_COPY
-        self._bind(flags)
+        if cfg.multi_buffer:
+            flags |= C.XDP_USE_SG
+        if source is None:
+            self._bind(flags)
+        else:
+            # The kernel takes need_wakeup, copy mode (and multi-buffer) from
+            # the UMEM's first socket and refuses any of them here (EINVAL).
+            self._bind(C.XDP_SHARED_UMEM, source.sock.fileno())
+        if shared is not None:
+            shared._add_socket(self, flags)
         self.zero_copy = bool(_xsk.options(self.sock, name, q) & C.XDP_OPTIONS_ZEROCOPY)
         if cfg.tx_budget is not None and want_tx:
             _xsk.set_tx_budget(self.sock, cfg.tx_budget, name, q)
@@ -206,6 +247,38 @@ class XskCore:
         if want_rx:
             self.xskmap = attach_xsk(name, self.ifindex, q, self.sock.fileno(),
                                      mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd, filter=cfg.filter)
+
+    def _check_share(self, source: XskCore, umem: Umem) -> None:
+        """What the kernel would refuse (or silently change) on a socket that
+        joins a UMEM, said before it is tried."""
+        cfg, name, q = self.config, self.ifname, self.queue_id
+        for other in list(umem._sockets):
+            if not other.closed and (other.ifindex, other.queue_id) == (self.ifindex, q):
+                # The kernel would share that socket's Fill and Completion
+                # rings with this one; two owners of one ring is what the
+                # library's frame accounting rules out.
+                raise xdp_error(
+                    errno.EBUSY, "bind xsk (shared UMEM)", name, q,
+                    hint=f"a socket of this Umem is already bound to {name} queue {q}; "
+                         "sockets sharing a Umem must use different queues or interfaces",
+                )
+        first = umem.bind_flags or 0
+        if bool(first & C.XDP_USE_NEED_WAKEUP) != cfg.need_wakeup:
+            raise ValueError(
+                f"socket on {name} queue {q}: need_wakeup={cfg.need_wakeup} differs from the "
+                f"shared Umem's first socket (the kernel uses that one's setting for all)"
+            )
+        if bool(first & C.XDP_USE_SG) != cfg.multi_buffer:
+            raise ValueError(
+                f"socket on {name} queue {q}: multi_buffer={cfg.multi_buffer} differs from "
+                f"the shared Umem's first socket (the kernel uses that one's setting for all)"
+            )
+        if cfg.zero_copy is not None and cfg.zero_copy != source.zero_copy:
+            raise ValueError(
+                f"socket on {name} queue {q}: zero_copy={cfg.zero_copy}, but the shared Umem "
+                f"is bound in {'zero-copy' if source.zero_copy else 'copy'} mode by its "
+                f"first socket"
+            )
 
     def _check_queue(self, want_rx: bool, want_tx: bool) -> None:
         """The kernel binds a queue id that exists in *either* direction, so a
@@ -232,12 +305,13 @@ class XskCore:
         self._areas.append(area)
         return area
 
-    def _bind(self, flags: int) -> None:
+    def _bind(self, flags: int, shared_umem_fd: int = 0) -> None:
         deadline = time.monotonic() + _BIND_BUSY_RETRY_S
         delay = 0.001
         while True:
             try:
-                _xsk.bind(self.sock, self.ifindex, self.queue_id, flags, self.ifname)
+                _xsk.bind(self.sock, self.ifindex, self.queue_id, flags, self.ifname,
+                          shared_umem_fd)
                 return
             except XdpBusyError:
                 if time.monotonic() >= deadline:
@@ -287,6 +361,7 @@ class XskCore:
         if entry is not None:
             entry.release()
         self.sock.close()
+        lent = self.rx_path is not None and self.rx_path.lent
         self.tx_path = self.rx_path = None
         self._pollers.clear()
         areas, self._areas = self._areas, []
@@ -297,8 +372,12 @@ class XskCore:
             with contextlib.suppress(BufferError):  # a view still alive: unmapped with it
                 mm.close()
         umem, self.umem = self.umem, None
+        self._shared_umem = None  # a closed socket keeps no UMEM alive
         if umem is not None:
-            umem.close()
+            if self._lease is not None and not lent:
+                umem._give_back(*self._lease)
+            self._lease = None
+            umem._detach(self)
 
     def check_open(self, what: str) -> None:
         if self.closed:
@@ -400,15 +479,20 @@ class XskCore:
 
     def forward(self, rx: _ring.RxPath, n: int) -> int:
         """Send the first ``n`` available RX packets from their own frames and
-        drive the TX ring; returns how many went (see ``TxPath.forward``)."""
+        drive the TX ring; returns how many went (see ``TxPath.forward``).
+        ``rx`` is this socket's RX side or, on a shared UMEM, another
+        socket's (then its frames come back to it through a queue of its own;
+        runs in ``rx``'s thread)."""
         tx = self.tx_path
         if tx is None:
             raise SocketClosedError("socket")
+        if rx is not tx.rx_peer:
+            tx.add_peer(rx)
         k = tx.forward(rx, n)
         self.drive_tx()
         # Driving reclaimed completions, forwarded RX frames among them: we
         # run in the RX thread, so they may go to the Fill ring right away.
-        if rx.returns.tail != rx.returns.head:
+        if rx.returns.tail != rx.returns.head or rx.extra_returns:
             rx.take_returns()
         return k
 

@@ -501,6 +501,24 @@ def _find_xdp_link(prog_id: int, ifindex: int) -> int | None:
     return None
 
 
+def _load_builtin(map_fd: int, ifname: str, queue_id: int) -> int:
+    """Load the built-in program as frags-aware (``BPF_F_XDP_HAS_FRAGS``) so
+    it attaches to devices whose frames exceed a page (a 9000-byte MTU on
+    veth) and passes multi-buffer packets to ``XDP_USE_SG`` sockets. It never
+    reads packet data, so fragments need no handling. Kernels before 5.18 do
+    not know the flag (EINVAL): then it is loaded without it."""
+    insns = builtin_program_insns(map_fd)
+    try:
+        return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, BUILTIN_PROG_NAME,
+                             ifname=ifname, queue_id=queue_id,
+                             prog_flags=C.BPF_F_XDP_HAS_FRAGS)
+    except XdpError as e:
+        if e.errno != errno.EINVAL:
+            raise
+    return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, BUILTIN_PROG_NAME,
+                         ifname=ifname, queue_id=queue_id)
+
+
 def _create(ifname: str, ifindex: int, mode: str, queue_id: int,
             cbpf: _Filter = None) -> _Attachment:
     rx, _tx = _iface.queue_counts(ifindex)
@@ -519,12 +537,14 @@ def _create(ifname: str, ifindex: int, mode: str, queue_id: int,
     fds = [map_fd]
     try:
         if cbpf is None or isinstance(cbpf, str):
-            insns, name = builtin_program_insns(map_fd), BUILTIN_PROG_NAME
+            prog_fd = _load_builtin(map_fd, ifname, queue_id)
         else:
-            insns, name = _filter.filter_program_insns(map_fd, cbpf), _filter.FILTER_PROG_NAME
-        prog_fd = bpf.prog_load(
-            C.BPF_PROG_TYPE_XDP, insns, _LICENSE, name, ifname=ifname, queue_id=queue_id
-        )
+            # (the filter program reads packet bytes and is not checked
+            # against fragmented packets: it is loaded single-buffer)
+            prog_fd = bpf.prog_load(
+                C.BPF_PROG_TYPE_XDP, _filter.filter_program_insns(map_fd, cbpf), _LICENSE,
+                _filter.FILTER_PROG_NAME, ifname=ifname, queue_id=queue_id,
+            )
         fds.append(prog_fd)
         tries = ["native", "skb"] if mode == "auto" else [mode]
         link_fd = None
@@ -546,7 +566,8 @@ def _create(ifname: str, ifindex: int, mode: str, queue_id: int,
                     continue
                 if e.errno == errno.ERANGE:
                     # veth (and some drivers) refuse single-buffer XDP when a
-                    # frame could exceed one page: seen with a peer MTU > 3506
+                    # frame could exceed one page (peer MTU > 3506): our
+                    # program is frags-aware except on kernels before 5.18
                     raise xdp_error(
                         e.errno, f"attach XDP program ({m} mode)", ifname, queue_id,
                         hint="the MTU (on veth: the peer's MTU) is too large for XDP "

@@ -45,6 +45,7 @@ from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
 from .core import RingViews, Statistics, XskCore
 from .errors import SocketClosedError
+from .umem import Umem
 
 __all__ = [
     "RxSocket",
@@ -56,6 +57,11 @@ __all__ = [
 ]
 
 BytesLike = bytes | bytearray | memoryview
+
+# The longest descriptor chain the kernel's copy-mode TX path builds into one
+# skb: the first descriptor in the linear part, then at most MAX_SKB_FRAGS
+# (17 by default) fragments (net/xdp/xsk.c, xsk_build_skb: EOVERFLOW beyond).
+MAX_TX_CHAIN = 18
 
 
 class _Closed:
@@ -272,8 +278,11 @@ class TxSocket(_Half):
         total = hlen + len(data)
         path = self._path
         if not 0 < total <= path.frame_size:
+            if total and path.multi_buffer:
+                return self._send_chain(data if header is None else bytes(header) + bytes(data))
             raise ValueError(
-                f"packet of {total} bytes does not fit a {path.frame_size}-byte frame"
+                f"packet of {total} bytes does not fit a {path.frame_size}-byte frame "
+                "(XdpConfig(multi_buffer=True) sends longer ones as descriptor chains)"
                 if total else "cannot send an empty packet"
             )
         if not path.seek(1):
@@ -285,6 +294,31 @@ class TxSocket(_Half):
             buf[:hlen] = header
         buf[hlen:] = data
         path.commit(1)
+        self._drive()
+        return True
+
+    def _send_chain(self, packet: BytesLike) -> bool:
+        """One packet longer than a frame as a chain of descriptors, each but
+        the last flagged XDP_PKT_CONTD, committed together."""
+        path = self._path
+        size = path.frame_size
+        total = len(packet)
+        n = -(-total // size)
+        if n > MAX_TX_CHAIN:
+            raise ValueError(
+                f"packet of {total} bytes needs {n} {size}-byte frames; the kernel sends at "
+                f"most {MAX_TX_CHAIN} descriptors per packet (up to {MAX_TX_CHAIN * size} bytes)"
+            )
+        if path.seek(n) < n:
+            self._drive()
+            if path.seek(n) < n:
+                return False
+        mv = memoryview(packet).cast("B")
+        for i in range(n):
+            chunk = mv[i * size : (i + 1) * size]
+            path.peek_at(i, len(chunk))[:] = chunk
+            path.set_options(i, C.XDP_PKT_CONTD if i < n - 1 else 0)
+        path.commit(n)
         self._drive()
         return True
 
@@ -369,6 +403,7 @@ class RxSocket(_Half):
         self._batch = None  # the last batch (the next receive() checks it was released)
         assert core.umem is not None
         self._umem_flat = core.umem.array.reshape(-1)  # made once, not per batch
+        self._multi_buffer = core.config.multi_buffer
         self._no_packets = RxBatch(core, self._path, 0, self._umem_flat)
         super().__init__(core)
         setattr(self, "peek_at", self._path.peek_at)  # noqa: B010  (see TxSocket)
@@ -423,8 +458,22 @@ class RxSocket(_Half):
         path = self._path
         if not path.seek(1) and (timeout == 0 or not self.poll_wait(timeout)):
             return None
+        if self._multi_buffer:
+            return self._recv_chain()
         data = bytes(path.peek_at(0))
         path.commit(1)
+        if path.fill.flags[0] & C.XDP_RING_NEED_WAKEUP:
+            self.kick()
+        return data
+
+    def _recv_chain(self) -> bytes | None:
+        """The next packet of a multi-buffer socket: its descriptors joined."""
+        path = self._path
+        span = path.packet_span()
+        if not span:  # pragma: no cover - the kernel publishes whole packets
+            return None
+        data = b"".join([bytes(path.peek_at(i)) for i in range(span)])
+        path.commit(span)
         if path.fill.flags[0] & C.XDP_RING_NEED_WAKEUP:
             self.kick()
         return data
@@ -444,6 +493,9 @@ class RxSocket(_Half):
         k = path.seek(n)
         if not k and timeout != 0 and n and self.poll_wait(timeout):
             k = path.seek(n)
+        if k and self._multi_buffer:
+            # a batch never ends inside a packet (see RxBatch.ends)
+            k = path.whole_packets(k)
         if not k:
             # nothing arrived: one shared empty batch (nothing to release), so
             # a polling loop does not build and release an object per look
@@ -481,6 +533,8 @@ def create_socket(
     queue_id: int = 0,
     direction: Direction | str = Direction.BOTH,
     config: XdpConfig | None = None,
+    *,
+    umem: Umem | None = None,
 ) -> tuple[TxSocket | None, RxSocket | None]:
     """Create an AF_XDP socket on ``iface`` (name or index) and ``queue_id``.
 
@@ -489,37 +543,45 @@ def create_socket(
     sockets of this process on the interface; detached when the last one
     closes or the process dies) unless ``config.xskmap_fd`` names your own
     XSKMAP.
+
+    ``umem``: a shared :class:`~xdp_socket.Umem` (``XDP_SHARED_UMEM``); the
+    socket takes ``config.frame_count`` of its frames, and its batches may
+    forward to any other socket on that UMEM. Without it the socket gets a
+    UMEM of its own.
     """
     d = _as_direction(direction)
     cfg = config if config is not None else XdpConfig()
     if not isinstance(cfg, XdpConfig):
         raise TypeError(f"config must be an XdpConfig, not {type(cfg).__name__}")
-    core = XskCore(iface, queue_id, d, cfg)
+    if umem is not None and not isinstance(umem, Umem):
+        raise TypeError(f"umem must be an xdp_socket.Umem, not {type(umem).__name__}")
+    core = XskCore(iface, queue_id, d, cfg, umem)
     tx = TxSocket(core) if core.tx_path is not None else None
     rx = RxSocket(core) if core.rx_path is not None else None
     return tx, rx
 
 
 def create_tx_socket(iface: str | int, queue_id: int = 0,
-                     config: XdpConfig | None = None) -> TxSocket:
+                     config: XdpConfig | None = None, *, umem: Umem | None = None) -> TxSocket:
     """A send-only AF_XDP socket (no XDP program is loaded)."""
-    tx, _ = create_socket(iface, queue_id, Direction.TX, config)
+    tx, _ = create_socket(iface, queue_id, Direction.TX, config, umem=umem)
     assert tx is not None
     return tx
 
 
 def create_rx_socket(iface: str | int, queue_id: int = 0,
-                     config: XdpConfig | None = None) -> RxSocket:
+                     config: XdpConfig | None = None, *, umem: Umem | None = None) -> RxSocket:
     """A receive-only AF_XDP socket, with the built-in XDP program attached."""
-    _, rx = create_socket(iface, queue_id, Direction.RX, config)
+    _, rx = create_socket(iface, queue_id, Direction.RX, config, umem=umem)
     assert rx is not None
     return rx
 
 
 def create_bi_socket(iface: str | int, queue_id: int = 0,
-                     config: XdpConfig | None = None) -> tuple[TxSocket, RxSocket]:
+                     config: XdpConfig | None = None, *,
+                     umem: Umem | None = None) -> tuple[TxSocket, RxSocket]:
     """A bidirectional socket: one fd and one UMEM, returned as ``(tx, rx)``."""
-    tx, rx = create_socket(iface, queue_id, Direction.BOTH, config)
+    tx, rx = create_socket(iface, queue_id, Direction.BOTH, config, umem=umem)
     assert tx is not None and rx is not None
     return tx, rx
 

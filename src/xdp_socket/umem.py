@@ -2,16 +2,46 @@
 
 One anonymous mapping of ``frame_count * frame_size`` bytes (rounded up to
 whole huge pages when they are used), registered with an AF_XDP socket.
-Frames are addressed by byte offset: frame ``i`` starts at ``i * frame_size``.
+Frames are addressed by byte offset: frame ``i`` starts at ``i * frame_size``,
+also when several sockets share the UMEM (addresses are UMEM-wide).
+
+**Sharing** (``XDP_SHARED_UMEM``). A user creates a :class:`Umem` once and
+passes it to every socket that should use it (``create_socket(...,
+umem=u)``). Rules it keeps:
+
+* **Frame ownership is exact.** Each socket leases a contiguous range of
+  ``config.frame_count`` frames when it is created; its frames go to its own
+  Fill, TX and free pools only, and come back to it (a frame forwarded to
+  another socket's TX ring is routed back to the socket that owns it when its
+  completion is read). A closed socket's range goes back to the UMEM for the
+  next socket, unless some of its frames were lent to another socket (then a
+  frame could still be on that socket's TX ring: the range is retired until
+  the UMEM itself goes).
+* **Registration.** The first socket registers the memory (``XDP_UMEM_REG``)
+  and binds normally; every later one binds with ``XDP_SHARED_UMEM`` naming a
+  live socket of the UMEM, and gets its own Fill and Completion rings. Flags
+  (need_wakeup, copy/zero-copy, multi-buffer) are the first socket's: a later
+  socket whose config asks for others is refused.
+* **Lifetime.** Each socket holds a reference to its UMEM (the UMEM refers to
+  its sockets only weakly: no cycle). The mapping goes when the last socket is
+  closed and the user has closed the :class:`Umem` (or dropped it): whichever
+  comes last unmaps, and never under a view somebody still holds.
+
+Bookkeeping that a finalizer must change (a forgotten socket giving its range
+back) is queued without a lock and settled by the next lease, which holds it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import mmap
 import resource
 import socket
+import threading
+import weakref
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,22 +55,170 @@ __all__ = ["Umem"]
 
 
 class Umem:
-    """The packet buffer of one socket (later: shared by several)."""
+    """Packet memory for one or several AF_XDP sockets.
 
-    def __init__(self, config: XdpConfig, ifname: str, queue_id: int) -> None:
+    ``Umem(frame_count, frame_size, headroom=0, huge_page=None)`` maps
+    ``frame_count`` frames; pass it as ``umem=`` to each socket you create.
+    Each socket takes ``config.frame_count`` frames of it (set that in the
+    socket's :class:`~xdp_socket.XdpConfig`; its ``frame_size`` and
+    ``headroom`` must match the UMEM's). ``array`` is the whole UMEM as a
+    ``(frame_count, frame_size)`` uint8 array.
+    """
+
+    def __init__(self, frame_count: int = 4096, frame_size: int = 4096, *, headroom: int = 0,
+                 huge_page: bool | None = None) -> None:
+        # XdpConfig validates the same fields the same way
+        cfg = XdpConfig(frame_count=frame_count, frame_size=frame_size, headroom=headroom,
+                        huge_page=huge_page)
+        self._init(cfg, None, None, shared=True)
+
+    @classmethod
+    def _private(cls, config: XdpConfig, ifname: str, queue_id: int) -> Umem:
+        """The UMEM of one socket that was given none (closed with it)."""
+        self = cls.__new__(cls)
+        self._init(config, ifname, queue_id, shared=False)
+        return self
+
+    def _init(self, config: XdpConfig, ifname: str | None, queue_id: int | None,
+              shared: bool) -> None:
         self.frame_size = config.frame_size
         self.frame_count = config.frame_count
         self.headroom = config.headroom
         self.size = self.frame_size * self.frame_count
         self.huge_page = False
+        self.shared = shared
         self._mm = self._allocate(config.huge_page, ifname, queue_id)
         self.view = memoryview(self._mm)[: self.size]
         self.array: npt.NDArray[np.uint8] = np.frombuffer(self._mm, np.uint8, self.size).reshape(
             self.frame_count, self.frame_size
         )
         self.address = _xsk.buffer_address(self._mm)
+        self._lock = threading.Lock()
+        self._free: list[tuple[int, int]] = [(0, self.frame_count)]  # (first, count), sorted
+        # ranges given back by finalizers (deque.append is atomic: no lock)
+        self._returned: collections.deque[tuple[int, int]] = collections.deque()
+        # live sockets on this UMEM (weakly: a socket refers to its UMEM)
+        self._sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.bind_flags: int | None = None  # the first socket's flags, once bound
+        self._user_closed = not shared
+        self._unmapped = False
 
-    def _allocate(self, huge: bool | None, ifname: str, queue_id: int) -> mmap.mmap:
+    # --- the public face ------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (sockets already on the UMEM work on)."""
+        return self._user_closed
+
+    @property
+    def free_frames(self) -> int:
+        """Frames not leased to any socket."""
+        with self._lock:
+            self._settle()
+            return sum(n for _, n in self._free)
+
+    def close(self) -> None:
+        """No new sockets on this UMEM; the memory is unmapped once the last
+        socket on it is closed too (at once when there is none)."""
+        self._user_closed = True
+        if not any(not s.closed for s in list(self._sockets)):
+            self._unmap()
+
+    def __enter__(self) -> Umem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._user_closed else f"{self.free_frames} free"
+        return f"<Umem {self.frame_count} x {self.frame_size} bytes, {state}>"
+
+    # --- leases (the sockets' side) -------------------------------------------
+    def _check_config(self, config: XdpConfig, ifname: str, queue_id: int) -> None:
+        """Refuse a socket whose frame layout differs from the UMEM's."""
+        if self._user_closed:
+            raise ValueError("this Umem is closed: create a new one")
+        for name in ("frame_size", "headroom"):
+            if getattr(config, name) != getattr(self, name):
+                raise ValueError(
+                    f"socket on {ifname} queue {queue_id}: config.{name} "
+                    f"{getattr(config, name)} differs from the shared Umem's "
+                    f"{getattr(self, name)}"
+                )
+
+    def _lease(self, count: int, ifname: str, queue_id: int) -> int:
+        """Take ``count`` adjacent free frames; returns the first one's index."""
+        with self._lock:
+            self._settle()
+            for i, (first, n) in enumerate(self._free):
+                if n >= count:
+                    if n == count:
+                        del self._free[i]
+                    else:
+                        self._free[i] = (first + count, n - count)
+                    return first
+            free = sum(n for _, n in self._free)
+            largest = max((n for _, n in self._free), default=0)
+        raise ValueError(
+            f"socket on {ifname} queue {queue_id} asks for {count} frames (config.frame_count) "
+            f"but the shared Umem has {free} free ({largest} adjacent): make the Umem larger "
+            f"or give each socket fewer frames"
+        )
+
+    def _give_back(self, first: int, count: int) -> None:
+        """A socket's range is free again. Takes no lock (finalizers call it)."""
+        self._returned.append((first, count))
+
+    def _settle(self) -> None:
+        # (lock held) merge returned ranges into the sorted free list
+        while self._returned:
+            self._free.append(self._returned.popleft())
+        self._free.sort()
+        merged: list[tuple[int, int]] = []
+        for first, n in self._free:
+            if merged and merged[-1][0] + merged[-1][1] == first:
+                merged[-1] = (merged[-1][0], merged[-1][1] + n)
+            else:
+                merged.append((first, n))
+        self._free = merged
+
+    def _share_source(self) -> Any:
+        """A live, bound socket (core) of this UMEM to name in
+        ``sxdp_shared_umem_fd``; None when there is none (then the next
+        socket registers the memory itself)."""
+        for s in list(self._sockets):
+            if not s.closed:
+                return s
+        return None
+
+    def _add_socket(self, core: Any, flags: int) -> None:
+        if self.bind_flags is None or self._share_source() is None:
+            self.bind_flags = flags
+        self._sockets.add(core)
+
+    def _detach(self, core: Any) -> None:
+        """``core`` was closed: unmap if it was the last socket and the user
+        closed the UMEM (a private UMEM: always)."""
+        self._sockets.discard(core)
+        if self._user_closed and self._share_source() is None:
+            self._unmap()
+
+    def _unmap(self) -> None:
+        """Unmap, unless somebody still holds a view into the packet memory
+        (the user, or a thread still inside an operation): then the mapping
+        stays until the last view is gone (never a dangling pointer). Our own
+        views are only dropped, not released, for that reason."""
+        if self._unmapped:
+            return
+        self._unmapped = True
+        self.array = np.empty((0, self.frame_size), np.uint8)
+        self.view = memoryview(b"")
+        with contextlib.suppress(BufferError):
+            self._mm.close()
+
+    # --- set-up ---------------------------------------------------------------
+    def _allocate(self, huge: bool | None, ifname: str | None,
+                  queue_id: int | None) -> mmap.mmap:
         hp = C.HUGE_PAGE_SIZE
         huge_len = -(-self.size // hp) * hp
         # Auto mode tries huge pages only when enough are free for the whole
@@ -63,7 +241,7 @@ class Umem:
         except OSError as e:
             raise xdp_error(e.errno or 12, "allocate UMEM", ifname, queue_id) from None
 
-    def register(self, sock: socket.socket, ifname: str, queue_id: int) -> None:
+    def _register(self, sock: socket.socket, ifname: str, queue_id: int) -> None:
         args = (sock, self.address, self.size, self.frame_size, self.headroom, ifname, queue_id)
         # Without CAP_IPC_LOCK the kernel charges the UMEM to RLIMIT_MEMLOCK
         # and says ENOBUFS when it does not fit. The soft limit may be raised
@@ -90,18 +268,8 @@ class Umem:
                  f"(ulimit -l), grant CAP_IPC_LOCK, or use a smaller frame_count",
         )
 
-    def frame_addrs(self, first: int, count: int) -> npt.NDArray[np.uint64]:
+    def _frame_addrs(self, first: int, count: int) -> npt.NDArray[np.uint64]:
         """Byte addresses of frames ``first .. first+count-1``."""
         addrs: npt.NDArray[np.uint64] = np.arange(first, first + count, dtype=np.uint64)
         addrs *= np.uint64(self.frame_size)
         return addrs
-
-    def close(self) -> None:
-        """Unmap, unless somebody still holds a view into the packet memory
-        (the user, or a thread still inside an operation): then the mapping
-        stays until the last view is gone (never a dangling pointer). Our own
-        views are only dropped, not released, for that reason."""
-        self.array = np.empty((0, self.frame_size), np.uint8)
-        self.view = memoryview(b"")
-        with contextlib.suppress(BufferError):
-            self._mm.close()

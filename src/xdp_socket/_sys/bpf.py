@@ -388,8 +388,10 @@ def prog_load(
     *,
     ifname: str | None = None,
     queue_id: int | None = None,
+    prog_flags: int = 0,
 ) -> int:
-    """BPF_PROG_LOAD; returns the program fd.
+    """BPF_PROG_LOAD; returns the program fd. ``prog_flags``: ``BPF_F_*``
+    load flags (e.g. ``BPF_F_XDP_HAS_FRAGS``).
 
     A load is first tried without a verifier log (cheaper); when it fails it is
     retried once with a log, whose tail goes into the error message.
@@ -412,6 +414,7 @@ def prog_load(
         attr.license = ctypes.addressof(lic_buf)
         attr.prog_name = _name(name)
         attr.expected_attach_type = _uint(expected_attach_type, "expected_attach_type")
+        attr.prog_flags = _uint(prog_flags, "prog_flags")
         if log is not None:
             attr.log_level = 1
             attr.log_size = len(log)

@@ -127,6 +127,11 @@ BPF_NOEXIST = 1
 BPF_EXIST = 2
 
 # BPF_PROG_TEST_RUN flags
+# BPF_PROG_LOAD prog_flags (bpf.h): the program copes with multi-buffer
+# (fragmented) packets; Linux 5.18+. Without it, veth refuses native XDP when a
+# frame can exceed a page (MTU above ~3500: ERANGE).
+BPF_F_XDP_HAS_FRAGS = 1 << 5
+
 BPF_F_TEST_RUN_ON_CPU = 1 << 0
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 

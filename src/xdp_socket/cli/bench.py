@@ -9,6 +9,12 @@ xdpsock sample, on either API tier.
   interface and queue. The batch API forwards the received frames themselves
   (zero copy); the per-packet API copies each into a TX frame.
 
+Several queues (``-q 0-3``, ``-q 0,2`` or ``--all-queues``; rxdrop and l2fwd,
+batch API) run one worker process per queue through
+:mod:`xdp_socket.workers`, each pinned to a CPU of its own when there are
+enough (``--no-pin`` to leave placement to the scheduler), and report each
+queue's rate and the total.
+
 ``--api batch`` (default) uses :class:`~xdp_socket.RxBatch` /
 :class:`~xdp_socket.TxBatch`; ``--api packet`` uses ``seek_n`` / ``peek_at`` /
 ``commit_n`` per packet. The loops spin on the rings (like xdpsock without
@@ -19,18 +25,19 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ._common import (
+    EXIT_USAGE,
     CliError,
     Status,
     StopFlag,
     add_interface,
     add_json,
-    add_queue,
     add_xdp_mode,
     check_frame_size,
     check_queue,
@@ -49,6 +56,8 @@ EPILOG = """examples:
   xdp-socket bench rxdrop -i veth1 -d 5           # feed it with `xdp-socket gen` on the peer
   xdp-socket bench txonly -i veth0 -b 64 --json
   xdp-socket bench l2fwd -i veth1 --api packet
+  xdp-socket bench rxdrop -i eth0 -q 0-3          # a worker process per queue
+  xdp-socket bench rxdrop -i eth0 --all-queues --json
 """
 
 
@@ -57,7 +66,13 @@ def register(subparsers: Any) -> None:
                        "rxdrop / txonly / l2fwd benchmarks (like the kernel's xdpsock)")
     p.add_argument("mode", choices=MODES, help="what to measure")
     add_interface(p)
-    add_queue(p)
+    p.add_argument("-q", "--queue", default="0", metavar="QUEUES",
+                   help="queue id, or several: 0-3, 0,2 (rxdrop/l2fwd: a worker process per "
+                        "queue; default 0)")
+    p.add_argument("--all-queues", action="store_true",
+                   help="every RX queue of the interface, a worker process each")
+    p.add_argument("--no-pin", action="store_true",
+                   help="several queues: do not pin each worker to a CPU")
     p.add_argument("-d", "--duration", type=positive_float, default=5.0, metavar="SECONDS",
                    help="seconds to run (default 5)")
     p.add_argument("-w", "--wait", type=positive_float, default=10.0, metavar="SECONDS",
@@ -106,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     ifname, ifindex = resolve(args.interface)
     need_rx = args.mode in ("rxdrop", "l2fwd")
     need_tx = args.mode in ("txonly", "l2fwd")
+    queues = _queues(args, ifname, ifindex)
+    args.queue = queues[0]
     if need_rx:
         check_queue(ifname, ifindex, args.queue, "rx")
     if need_tx:
@@ -127,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--batch must be 1..{min(rings)} (the ring size), got {args.batch}", 2)
     direction = {"rxdrop": xs.Direction.RX, "txonly": xs.Direction.TX,
                  "l2fwd": xs.Direction.BOTH}[args.mode]
+    if len(queues) > 1 or args.all_queues:
+        return _run_workers(args, ifname, queues, cfg, direction)
     try:
         tx, rx = xs.create_socket(ifname, args.queue, direction, cfg)
     except xs.XdpError as e:
@@ -169,6 +188,80 @@ def run(args: argparse.Namespace) -> int:
               f"in {seconds:.2f} s = {human_rate(pps)}")
         if stats is not None:
             print("kernel statistics: " + ", ".join(f"{k}={v}" for k, v in stats._asdict().items()))
+    return stop.exit_code
+
+
+def _queues(args: argparse.Namespace, ifname: str, ifindex: int) -> list[int]:
+    """The queue list from -q / --all-queues (usage errors for bad ones)."""
+    from ..iface import queue_counts
+    from ..workers import parse_queues
+
+    n_rx, n_tx = queue_counts(ifindex)
+    spec = "all" if args.all_queues else str(args.queue)
+    try:
+        queues = parse_queues(spec, n_tx if args.mode == "txonly" else n_rx)
+    except ValueError as e:
+        raise CliError(f"-q {spec}: {e}", EXIT_USAGE) from None
+    if len(queues) > 1 or args.all_queues:
+        if args.mode == "txonly":
+            raise CliError("several queues: rxdrop and l2fwd only (txonly takes one -q)",
+                           EXIT_USAGE)
+        if args.api != "batch":
+            raise CliError("several queues run the batch API only", EXIT_USAGE)
+    return queues
+
+
+def _run_workers(args: argparse.Namespace, ifname: str, queues: list[int], cfg: Any,
+                 direction: Any) -> int:
+    """One worker process per queue (xdp_socket.workers); each measures from
+    its own first packet, as the one-queue loops do."""
+    from ..workers import WorkerError, Workers
+
+    def l2fwd(batch: Any, ctx: Any) -> None:
+        batch.swap_macs()
+        batch.forward(ctx.tx)
+
+    handler = l2fwd if args.mode == "l2fwd" else None
+    ncpu = len(os.sched_getaffinity(0))
+    # pin only when every worker gets a CPU of its own
+    cpus = None if args.no_pin or len(queues) > ncpu else "auto"
+    w = Workers(ifname, handler, queues, config=cfg, direction=direction, cpus=cpus,
+                batch=args.batch, poll_timeout=0.1 if args.poll else 0.01,
+                window=args.duration)
+    stop = StopFlag()
+    try:
+        with stop.installed():
+            w.start()
+            # each worker stops args.duration after its own first packet; a
+            # queue that gets none is stopped when --wait is over too
+            end = time.monotonic() + args.wait + args.duration
+            while not stop and time.monotonic() < end:
+                if w.wait(0.1):
+                    break
+            stats = w.join()
+    except WorkerError as e:
+        raise CliError(str(e)) from None
+    rows: list[dict[str, Any]] = [
+        {"queue": q.queue_id, "packets": q.packets, "seconds": round(q.seconds, 4),
+         "pps": round(q.pps, 1), "cpu": q.cpu,
+         "statistics": q.kernel._asdict() if q.kernel else None} for q in stats.queues]
+    if stats.packets == 0 and not stop:
+        raise CliError(f"no packet arrived on {ifname} queues "
+                       f"{','.join(map(str, queues))} within {args.wait:g} s")
+    result: dict[str, Any] = {
+        "mode": args.mode, "impl": "xdp-socket", "api": args.api,
+        "pps": round(stats.pps, 1), "packets": stats.packets, "batch": args.batch,
+        "interface": ifname, "queues": rows,
+    }
+    if args.json:
+        print_json(result)
+    else:
+        for r in rows:
+            cpu = "" if r["cpu"] is None else f" (CPU {r['cpu']})"
+            print(f"{args.mode} on {ifname} queue {r['queue']}{cpu}: {r['packets']} packets "
+                  f"in {r['seconds']:.2f} s = {human_rate(r['pps'])}")
+        print(f"{args.mode} on {ifname}, {len(rows)} queues: {stats.packets} packets, "
+              f"total {human_rate(stats.pps)}")
     return stop.exit_code
 
 
