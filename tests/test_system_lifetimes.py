@@ -8,7 +8,6 @@ can deadlock a process run in a child process under a faulthandler watchdog
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import os
@@ -506,3 +505,17 @@ def test_failed_creation_does_not_keep_the_queue(veth: Any) -> None:
     finally:
         gc.enable()
         os.close(prog_fd)
+
+
+def test_forward_into_a_closed_tx_half_raises(veth: Any) -> None:
+    with _no_resource_warnings():
+        tx, rx = xs.create_bi_socket(veth.b, 0, _rx_cfg(32))
+        with testing.AfPacketPeer(veth.a) as peer:
+            _fill_rx(rx, peer, 4, tag=14)
+        batch = rx.receive(64)
+        tx.close()
+        err = _within(lambda: batch.forward(tx), 2.0)
+        assert isinstance(err, xs.SocketClosedError), repr(err)
+        batch.release()  # the RX half is open: its frames go back to the Fill ring
+        assert rx.statistics().rx_dropped == 0
+        rx.close()

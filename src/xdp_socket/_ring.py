@@ -446,6 +446,10 @@ class _FramePath:
         self.frame_count = len(frame_addrs)
         self.pool = FramePool(self.frame_count)
         self.pool.push_array(frame_addrs)
+        # Set (by the socket) when the half using this side is closed, also
+        # while the other half of the socket stays open: batches taken on
+        # this side check it and raise SocketClosedError.
+        self.closed = False
 
 
 class TxPath(_FramePath):
