@@ -97,30 +97,34 @@ def scenario_gc_forget(ifname: str, seed: int, rounds: int) -> int:
 
 def scenario_signal_close(ifname: str, seed: int, rounds: int) -> int:
     """A signal handler closes sockets while the main thread is inside
-    socket creation (the timer fires every 300 us)."""
+    socket creation: each round arms the timer to fire first at a random
+    point of the next creation, then every 300 us; each firing closes one
+    socket made in the round before."""
     rng = random.Random(seed)
     victims: list[Any] = []
     closed_by_handler = [0]
 
     def handler(signum: int, frame: Any) -> None:
-        while victims:
-            try:
-                h = victims.pop()
-            except IndexError:  # pragma: no cover - main thread took it
-                return
-            h.close()
-            closed_by_handler[0] += 1
+        try:
+            h = victims.pop()
+        except IndexError:
+            return
+        h.close()
+        closed_by_handler[0] += 1
 
     old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, 0.0003, 0.0003)
     try:
         for _ in range(rounds):
             q = rng.randrange(2)
-            victims.extend(_batch_socket(ifname, q, rng.choice(("bi", "rx"))))
+            halves = _batch_socket(ifname, q, rng.choice(("bi", "rx")))
+            victims.extend(halves)
+            del halves
+            signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.0002, 0.06), 0.0003)
             # The next creation is where the handler usually runs.
             halves = _batch_socket(ifname, 1 - q, rng.choice(("bi", "rx", "tx")))
             for h in halves:
                 h.close()
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
             while victims:  # whatever the handler did not get to
                 try:
                     victims.pop().close()
