@@ -19,8 +19,8 @@ if an exception escapes (nothing is sent, its frames stay free).
 
 **Lifetime.** A batch refers to the socket's core (the kernel resource), not
 to the half that made it, so dropping a half and its batches frees them by
-reference counting. Once the socket is closed (also from another thread),
-every operation on a batch taken before raises
+reference counting. Once its half (or the whole socket) is closed, also
+from another thread, every operation on a batch taken before raises
 :class:`~xdp_socket.SocketClosedError`; only cleanup after an exception
 (``__exit__``) and ``cancel()`` pass quietly, since there is nothing left to
 give back.
@@ -81,7 +81,7 @@ class RxBatch:
             return _EMPTY_DESCS
         if self.released:
             raise ValueError("this batch was released: its frames belong to the kernel again")
-        if self._core.closed:
+        if self._path.closed:
             raise SocketClosedError("RX socket")
         if self._descs is None:
             self._check()
@@ -183,7 +183,7 @@ class RxBatch:
     def _check(self) -> None:
         if self.released:
             raise ValueError("this batch was released: its frames belong to the kernel again")
-        if self._core.closed:
+        if self._path.closed:
             raise SocketClosedError("RX socket")
         if self._path.rx.cached_cons != self._start:
             raise ValueError("the RX ring moved under this batch (packets committed elsewhere)")
@@ -235,7 +235,7 @@ class RxBatch:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc_type is not None and self._core.closed:
+        if exc_type is not None and self._path.closed:
             return  # nothing to give back; let the block's own exception through
         self.release()
 
@@ -398,7 +398,7 @@ class TxBatch:
     def _check(self) -> None:
         if self.done:
             raise ValueError("this batch was already submitted or cancelled")
-        if self._core.closed:
+        if self._path.closed:
             raise SocketClosedError("TX socket")
         if self.count and self._path.tx.cached_prod != self._start:
             # (an empty batch reserved nothing, so frames forwarded by the RX
@@ -443,7 +443,7 @@ class TxBatch:
         if self.done:
             return
         self.done = True
-        if not self._core.closed:
+        if not self._path.closed:
             self._path.clear_lengths(self.count)
 
     def __enter__(self) -> TxBatch:

@@ -324,10 +324,20 @@ class XskCore:
         self._open_halves.add(name)
 
     def close_half(self, name: str) -> None:
-        """A half was closed; the socket goes with the last one."""
+        """A half was closed; the socket goes with the last one. While the
+        other half stays open, the closed half's side is marked closed (its
+        batches raise SocketClosedError) and a thread waiting on it wakes."""
         self._open_halves.discard(name)
         if not self._open_halves:
             self.close()
+            return
+        path = self.rx_path if name == "RX socket" else self.tx_path
+        if path is not None:
+            path.closed = True
+        if name == "RX socket" and os.getpid() == self._pid:
+            # only the RX side polls the fd (the TX side drives and sleeps,
+            # checking ``closed`` on every turn)
+            _xsk.signal_wake_fd(self._wake_fd)
 
     def close(self) -> None:
         """Close the socket now, from any thread; idempotent."""
@@ -350,6 +360,9 @@ class XskCore:
         first. A mapping that the user still views (``sock.rings``) stays until
         those views go. The UMEM is only unmapped if nobody views it."""
         self.closed = True
+        for path in (self.tx_path, self.rx_path):
+            if path is not None:
+                path.closed = True  # batches taken before check this
         # wake a thread blocked in poll(): it sees ``closed`` and raises. (A
         # forked child shares the eventfd: its close must not wake the parent's
         # pollers, which would then find the fd readable on every poll.)
@@ -465,8 +478,9 @@ class XskCore:
         frames, only inside a kick."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.00005
+        path = self.tx_path
         while True:
-            if self.closed:
+            if self.closed or path is None or path.closed:
                 raise SocketClosedError(what)
             self.drive_tx()
             if done():
@@ -484,8 +498,8 @@ class XskCore:
         socket's (then its frames come back to it through a queue of its own;
         runs in ``rx``'s thread)."""
         tx = self.tx_path
-        if tx is None:
-            raise SocketClosedError("socket")
+        if tx is None or tx.closed:
+            raise SocketClosedError("TX socket")
         if rx is not tx.rx_peer:
             tx.add_peer(rx)
         k = tx.forward(rx, n)
@@ -525,7 +539,8 @@ class XskCore:
             self._pollers[events] = p
         ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
         res = p.poll(ms)
-        if self.closed:
+        rx = self.rx_path
+        if self.closed or (rx is not None and rx.closed):
             raise SocketClosedError(what)
         wake = self._wake_fd
         for fd, rev in res:

@@ -377,6 +377,7 @@ def map_lookup_elem(
 
 _LOG_SIZE = 1 << 20  # verifier log buffer for the retry after a failed load
 _LOG_TAIL = 4000  # characters of the log to keep in the error message
+_PROG_LOAD_ATTEMPTS = 5  # libbpf's count for EAGAIN (a signal arrived during verification)
 
 
 def prog_load(
@@ -419,6 +420,15 @@ def prog_load(
             attr.log_level = 1
             attr.log_size = len(log)
             attr.log_buf = ctypes.addressof(log)
+        # The verifier gives up with EAGAIN when a signal is pending (a
+        # profiler's or the application's interval timer, say): try again,
+        # a bounded number of times, as libbpf does.
+        for _ in range(_PROG_LOAD_ATTEMPTS - 1):
+            try:
+                return _bpf(C.BPF_PROG_LOAD, attr)
+            except OSError as e:
+                if e.errno != errno.EAGAIN:
+                    raise
         return _bpf(C.BPF_PROG_LOAD, attr)
 
     step = f"load BPF program {name or '(unnamed)'}"
