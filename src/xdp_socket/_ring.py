@@ -192,15 +192,17 @@ class ProducerRing(_Ring):
         if free >= wanted:
             return free
         # acquire load of the kernel's consumer (see the module docstring)
-        self.cached_cons = (self._cons[0] + self.entries) & U32
-        free = (self.cached_cons - self.cached_prod) & U32
+        cons = (self._cons[0] + self.entries) & U32
+        free = (cons - self.cached_prod) & U32
         if free > self.entries:
             # a consumer ahead of our producer: trusting it would overwrite
-            # slots the kernel has not read yet
+            # slots the kernel has not read yet (and it is not cached, so the
+            # next call checks again instead of trusting it)
             raise RingCorruptedError(
-                f"ring corrupted: consumer {(self.cached_cons - self.entries) & U32} is ahead "
+                f"ring corrupted: consumer {(cons - self.entries) & U32} is ahead "
                 f"of producer {self.cached_prod} in a ring of {self.entries}"
             )
+        self.cached_cons = cons
         return free
 
     def submit(self, n: int) -> None:
@@ -230,13 +232,15 @@ class ConsumerRing(_Ring):
         if n >= wanted:
             return n
         # acquire load of the kernel's producer
-        self.cached_prod = self._prod[0]
-        n = (self.cached_prod - self.cached_cons) & U32
+        prod: int = self._prod[0]
+        n = (prod - self.cached_cons) & U32
         if n > self.entries:
+            # not cached: the next call checks again instead of trusting it
             raise RingCorruptedError(
-                f"ring corrupted: producer {self.cached_prod} is {n} entries ahead of "
+                f"ring corrupted: producer {prod} is {n} entries ahead of "
                 f"consumer {self.cached_cons} in a ring of {self.entries}"
             )
+        self.cached_prod = prod
         return n
 
     def release(self, n: int) -> None:
