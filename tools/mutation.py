@@ -56,6 +56,15 @@ def prepare(repo: Path, work: Path) -> list[str]:
     config += f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
     # the copy is not a git checkout: compare file hashes, not git history
     config += "use_git_change_detection = false\n"
+    # A failing Hypothesis test would shrink its example for minutes; a
+    # mutation run only needs to know that it failed. Fixed seed: the same
+    # tests give the same score.
+    config += 'pytest_add_cli_args = ["--hypothesis-profile=mutation", "--hypothesis-seed=0"]\n'
+    with open(work / "tests" / "conftest.py", "a") as f:  # (the scratch copy only)
+        f.write("\n\nfrom hypothesis import Phase as _Phase\n"
+                "from hypothesis import settings as _s\n"
+                "_s.register_profile('mutation', deadline=None, database=None,\n"
+                "                    phases=[_Phase.explicit, _Phase.generate])\n")
     (work / "pyproject.toml").write_text(config)
     return tests
 
