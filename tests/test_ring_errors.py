@@ -142,8 +142,8 @@ def test_consumer_ring_corrupted_producer() -> None:
     ring.release(8)
     assert k.rx.cons == 7
     k.rx.prod = 7 + 9
-    with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: producer 16 is 9 "
-                                                       r"entries ahead of consumer 7 in a ring of 8$"):
+    ahead = r"^ring corrupted: producer 16 is 9 entries ahead of consumer 7 in a ring of 8$"
+    with pytest.raises(_ring.RingCorruptedError, match=ahead):
         ring.available(1)
     with pytest.raises(_ring.RingCorruptedError):  # not trusted on the next call either
         ring.available(1)
