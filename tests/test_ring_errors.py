@@ -718,3 +718,116 @@ def test_tx_batch_with_block_that_only_fills() -> None:
     assert k.sent == [b"q" * 60] * 3 + [b"r" * 61] * 2
     with pytest.raises(ValueError, match="has no length"):
         path.commit(1)
+
+
+def test_locked_tx_path_holds_its_lock_and_passes_arguments() -> None:
+    """Each ring operation of a LockedTxPath waits for the lock (the RX
+    thread's forward and the TX thread's seek/commit share the TX ring) and
+    does what TxPath does."""
+    import threading
+
+    k = FakeKernel(frame_count=32, ring=16)
+    rx = k.rx_path(0, 16)
+    tx = _ring.LockedTxPath(k.tx.area, k.comp.area, k.addrs(16, 16), FS, k.umem_view)
+    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    k.receive([b"f" * 60] * 2)
+    assert rx.seek(2) == 2
+    results: list[object] = []
+
+    def blocked(call: object) -> None:
+        t = threading.Thread(target=lambda: results.append(call()))  # type: ignore[operator]
+        with tx.lock:
+            t.start()
+            t.join(0.05)
+            assert t.is_alive(), "ran without the lock"
+        t.join(5)
+        assert not t.is_alive()
+
+    blocked(lambda: tx.forward(rx, 1))
+    assert results[-1] == 1 and tx.foreign_in_flight == 1
+    blocked(lambda: tx.seek(3))  # (a new slot's stale length from forward is cleared)
+    assert results[-1] == 3 and not tx.tx.area.lens[1:4].any()
+    with pytest.raises(ValueError, match="has no length"):
+        tx.commit(3)
+    blocked(lambda: tx.commit(0))
+    tx.set_lengths(60, 3)
+    tx.tx.area.lens[(tx.tx.cached_prod + 1) & 15] = 0
+    with pytest.raises(ValueError, match="has no length"):
+        tx.commit(2)  # checked=False is passed on
+    blocked(lambda: tx.commit(1, checked=True))
+    assert tx.reserved == 2 and tx.submitted == 2
+    tx.seek(2, clear_lengths=True)
+    k.transmit()
+    blocked(tx.reclaim)
+    assert results[-1] == 2 and rx.returns.count == 1 and tx.in_flight == 0
+    # seek passes clear_lengths on: slots reused without clearing keep their lengths
+    tx.set_lengths(77, 2)
+    tx.commit(2, checked=True)
+    k.transmit()
+    tx.reclaim()
+    while tx.tx.cached_prod & 15:
+        assert tx.seek(1) == 1
+        tx.peek_at(0, 77)
+        tx.commit(1)
+        k.transmit()
+        tx.reclaim()
+    tx.tx.area.lens[:] = 55
+    assert tx.seek(4, clear_lengths=False) == 4
+    assert tx.tx.area.lens[:4].tolist() == [55] * 4
+    tx.commit(4)  # the stale lengths count as written (the batch API sets its own)
+
+
+def test_rx_batch_gather_and_swap_boundaries() -> None:
+    k = FakeKernel(frame_count=16, ring=16, headroom=257)  # an odd offset in the frame
+    path = k.rx_path()
+    k.receive([bytes(range(12)), bytes(range(50, 70)), bytes(range(90, 110))])
+    one = rx_batch(k, path, 1)
+    assert one.gather(3, 1).tolist() == [[1, 2, 3]]
+    one.swap_macs()  # exactly two MAC addresses long: fine
+    assert bytes(one.packet(0)) == bytes(range(6, 12)) + bytes(range(6))
+    one.release()
+    two = rx_batch(k, path, 2)
+    assert two.gather(2, 3).tolist() == [[53, 54], [93, 94]]
+    assert two.gather(0).shape == (2, 0)
+    assert two.gather(FS - 257).shape == (2, FS - 257)
+    two.release()
+
+
+def test_rx_batch_forward_of_everything_gives_nothing_back_to_fill() -> None:
+    k = FakeKernel(frame_count=32, ring=16)
+    rx = k.rx_path(0, 16)
+    tx = k.tx_path(16, 16)
+    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    core = FakeCore(tx)
+
+    class FakeTx:
+        _core = core
+
+    k.receive([b"w" * 60] * 3)
+    fill_prod = k.fill.prod
+    b = rx_batch(k, rx, 3, core)
+    assert b.released is False
+    assert b.forward(FakeTx()) == 3
+    assert core.fill_kicks == 0 and core.tx_kicks == 1 and k.fill.prod == fill_prod
+    assert b.released and repr(b) == "<RxBatch 3 packet(s) released>"
+
+
+def test_tx_batch_index_and_input_boundaries() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.tx_path()
+    b = tx_batch(k, path, 4)
+    assert b.done is False and b.frame_size == FS
+    b.write(-4, b"first")  # -len(batch) is frame 0
+    assert b.frame(-4)[:5].tobytes() == b"first"
+    assert b.frame(-4).tobytes() == b.frame(0).tobytes()
+    data = np.arange(40, dtype=np.uint8)[::2]  # not contiguous
+    b.write(1, data)
+    b.fill(b"z", count=0)
+    b.write_array(np.full((1, FS), 7, np.uint8), 3)  # a row as wide as a frame fits
+    b.write_array([[1, 2], [3, 4]])  # a list; default lengths: the row width
+    b.fill(b"1", count=3)  # a one-byte packet is a packet
+    assert b.lens.tolist() == [1, 1, 1, 0]
+    b.set_lengths(5)  # one length for all, after the array exists
+    assert b.submit() == 4
+    k.transmit()
+    assert k.sent == [b"1\x02\x07\x07\x07", b"1\x04\x04\x06\x08", b"1" + bytes(4), bytes(5)]

@@ -250,8 +250,15 @@ class RingModel(RuleBasedStateMachine):
                                              rf"got {length}$"):
             self.tx.peek_at(i, length)
 
-    @rule(n=st.integers(0, 9))
-    def tx_commit(self, n: int) -> None:
+    @rule(n=st.integers(0, 9), write_all=st.booleans())
+    def tx_commit(self, n: int, write_all: bool) -> None:
+        if write_all:  # most commits should go through
+            for i, ln in enumerate(self.res_len):
+                if ln <= 0:
+                    p = self.payload(60)
+                    self.tx.peek_at(i, 60)[:] = p.tobytes()
+                    self.m_umem[self.res[i] : self.res[i] + 60] = p
+                    self.res_len[i] = 60
         if n > len(self.res):
             with pytest.raises(ValueError, match=rf"^cannot commit {n} frame\(s\): "
                                                  rf"{len(self.res)} available \(call seek_n"):
@@ -406,8 +413,11 @@ class RingModel(RuleBasedStateMachine):
             blens[i] = ln
 
     # --- RX, per packet ----------------------------------------------------------------
-    @rule(n=st.integers(0, 10))
-    def rx_seek(self, n: int) -> None:
+    # (the RX rules let packets arrive first: with many rules and short runs,
+    # a packet-less RX ring would otherwise be the common case)
+    @rule(n=st.integers(0, 10), arrive=st.integers(0, 6))
+    def rx_seek(self, n: int, arrive: int) -> None:
+        self.kernel_receives(arrive)
         assert self.rx.seek(n) == self.m_rx_seek(n)
 
     @precondition(lambda self: self.seen)
@@ -436,8 +446,10 @@ class RingModel(RuleBasedStateMachine):
             self.m_rx_commit(n)
 
     # --- RX, batches ----------------------------------------------------------------------
-    @rule(n=st.integers(0, 10), end=st.sampled_from(["release", "with", "raise", "forward"]))
-    def rx_batch(self, n: int, end: str) -> None:
+    @rule(n=st.integers(0, 10), end=st.sampled_from(["release", "with", "raise", "forward"]),
+          arrive=st.integers(0, 6))
+    def rx_batch(self, n: int, end: str, arrive: int) -> None:
+        self.kernel_receives(arrive)
         core = FakeCore(self.tx)
         c = self.rx.seek(n)
         assert c == self.m_rx_seek(n)
