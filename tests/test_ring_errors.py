@@ -831,3 +831,45 @@ def test_tx_batch_index_and_input_boundaries() -> None:
     assert b.submit() == 4
     k.transmit()
     assert k.sent == [b"1\x02\x07\x07\x07", b"1\x04\x04\x06\x08", b"1" + bytes(4), bytes(5)]
+
+
+def test_zero_counts_and_small_helpers() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    tx = k.tx_path()
+    assert tx.seek(2) == 2
+    tx.set_lengths(60, 0)  # nothing to set: fine
+    assert tx.reserved_addrs(0).shape == (0,)
+    assert tx.tx.area.lens[:2].tolist() == [0, 0]
+    rx = k.rx_path()
+    assert rx.refill() == 0  # every frame is in the Fill ring already
+    k.receive([b"abc"] * 2)
+    assert rx.seek(2) == 2
+    assert rx.slot(0) == 0 and rx.taken_descs(0).shape == (0,)
+    assert _ring.FramePool(5).capacity == 8 and _ring.FramePool(9).capacity == 16
+
+
+def test_rx_commit_of_one_into_a_full_fill_ring_waits_in_the_pool() -> None:
+    k = FakeKernel(frame_count=8, ring=4, fill=4)
+    path = k.rx_path()
+    k.receive([b"p" * 60])  # frame 0 taken from the Fill ring
+    assert path.seek(1) == 1
+    assert path.refill() == 1  # the pool tops the Fill ring up first
+    assert (k.fill.prod - k.fill.cons) & U32 == 4
+    path.commit(1)
+    assert path.pool.snapshot().tolist() == [5 * FS, 6 * FS, 7 * FS, 0]
+    assert k.fill_contents() == [FS, 2 * FS, 3 * FS, 4 * FS]
+
+
+def test_reclaim_bound_check_reads_only_the_completed_slots() -> None:
+    """Slots outside consumer..producer may hold anything (the kernel's
+    leftovers): only the completed ones are checked, also across the wrap."""
+    k = FakeKernel(frame_count=16, ring=8, comp=8, start=2**32 - 2)
+    path = k.tx_path()
+    for i in range(8):
+        k.comp.area.addrs[i] = 2**40  # garbage everywhere
+    assert path.seek(3) == 3
+    path.set_lengths(60, 3)
+    path.commit(3)
+    assert k.transmit() == 3  # completions in slots 6, 7, 0
+    assert path.reclaim() == 3
+    assert path.pool.snapshot().tolist()[-3:] == [0, FS, 2 * FS]
