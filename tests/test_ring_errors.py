@@ -4,23 +4,48 @@ the paths the model in ``test_ring_model.py`` does not take (closed sockets,
 kernel-written values that cannot be right, mappings released).
 
 Surviving mutants of ``tools/mutation.py`` that cannot change behaviour
-(equivalent), and why:
+(equivalent), and why (names as ``mutmut show`` prints them):
 
-* ``ProducerRing.free_entries`` / ``ConsumerRing.available``: ``free >= wanted``
-  to ``free > wanted`` (and the like) only re-read the shared index once more;
-  the count returned is the same, since a fresh read is never smaller.
-* ``copy_circular``/``scatter_circular``/``_fill_circular``/``gather_circular``:
-  ``n > first`` to ``n >= first`` (the second slice is then empty) and
-  ``dlen - 1`` masks on sizes that are powers of two written differently.
-* ``RingArea.release``: the views it drops are only observable through the
-  mapping being closable; dropping them in another order, or ``suppress``-ing
-  one more exception type, changes nothing.
-* ``TxPath.__init__``: ``_reclaim_at = max(1, entries // 2)`` against
-  ``max(2, ...)`` for rings of 4 entries or more (the kernel's minimum ring is
-  larger), and ``foreign_in_flight``/``rx_limit`` start values that the
-  socket overwrites before any use.
-* ``LockedTxPath``: the lock itself (``threading.Lock()`` against ``RLock()`` or
-  ``None`` in a single-threaded test); the model drives every locked method.
+* ``_ring.ProducerRing.free_entries`` / ``ConsumerRing.available`` and the
+  ``free_entries(2)`` of ``RxPath.commit``'s one-packet case: thresholds that
+  only decide whether the shared index is read again; a fresh read is never
+  smaller than the cache, so every count returned stays the same.
+* ``TxPath.seek``'s last line (``n if reserved >= n else reserved`` with the
+  test weakened or dropped): after reserving, ``reserved <= n``, so
+  ``reserved >= n`` means ``reserved == n``. ``k > 0`` to ``k >= 0``: with
+  ``k == 0`` the branch moves nothing.
+* ``TxPath.peek_at`` / ``RxPath.peek_at``: ``0 <= i`` to ``0 < i`` or ``1 <= i``
+  in the fast guard, which only sends bad indices on to ``slot()``; index 0
+  then goes through ``slot()``'s own check and on.
+* ``TxPath.commit`` ``n > first`` to ``n >= first``, ``gather_circular``
+  ``s + n <= size`` to ``<``, and the like in the circular helpers: the extra
+  slice is empty (``lens[:0].all()`` is True, concatenating nothing).
+* ``FramePool.snapshot`` / ``RxBatch.gather``: ``np.arange(..., dtype=np.int64)``
+  without the dtype is int64 on Linux anyway.
+* ``TxPath.__init__``: ``max(1, entries // 2)`` to ``max(2, ...)`` or
+  ``entries / 2`` (same comparisons for any ring the kernel accepts), and
+  ``rx_peer`` / ``rx_limit`` start values: nothing reads them before the socket
+  sets them (``foreign_in_flight`` stays 0 without forwarding).
+* ``RingArea.release``: the dtypes of the empty arrays left in place of the
+  dropped views.
+* ``batch._frame_rows``: every mutant of its second result (the offset in the
+  frame): every caller discards it (``rows, _ = ...``).
+* ``RxBatch.payloads``: ``zip(..., strict=True)`` without ``strict``: both
+  lists come from the same descriptors.
+* ``RxBatch.gather``: mutants that only make the "same offset everywhere"
+  test fail (``first = None``, ``!=``): the general path gives the same bytes.
+  ``reshape(-2, room)``: numpy takes any negative size as "the rest".
+* ``TxBatch.write_array``: ``np.asarray(data, dtype=np.uint8)`` without the
+  dtype: a uint8 array stays one, and other integers are cast to uint8 when
+  stored into the UMEM.
+* ``TxBatch.submit``: ``set_lengths(..., checked=True)`` / ``commit(k,
+  checked=True)`` turned to False or None only re-validate lengths validated
+  a line earlier; ``k < self.count`` to ``<=`` clears the lengths of no frames.
+
+Survivors that are not equivalent but no test reaches: ``RingArea.release``'s
+``contextlib.suppress(BufferError, ValueError)`` mutants (no object this test
+can make holds an export that makes ``memoryview.release()`` raise; numpy and
+ctypes views keep the mapping's own export, which the test does check).
 """
 
 from __future__ import annotations
