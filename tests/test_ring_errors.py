@@ -30,8 +30,9 @@ Surviving mutants of ``tools/mutation.py`` that cannot change behaviour
   dropped views.
 * ``batch._frame_rows``: every mutant of its second result (the offset in the
   frame): every caller discards it (``rows, _ = ...``).
-* ``RxBatch.payloads``: ``zip(..., strict=True)`` without ``strict``: both
-  lists come from the same descriptors.
+* ``RxBatch.payloads``: ``zip(..., strict=True)`` with ``strict`` dropped,
+  False or None: both lists come from the same descriptors.
+* ``TxBatch.frames``: ``out.flags.writeable = None`` is the same as False.
 * ``RxBatch.gather``: mutants that only make the "same offset everywhere"
   test fail (``first = None``, ``!=``): the general path gives the same bytes.
   ``reshape(-2, room)``: numpy takes any negative size as "the rest".
@@ -807,6 +808,7 @@ def test_rx_batch_gather_and_swap_boundaries() -> None:
     path = k.rx_path()
     k.receive([bytes(range(12)), bytes(range(50, 70)), bytes(range(90, 110))])
     one = rx_batch(k, path, 1)
+    assert one.gather(3).tolist() == [[0, 1, 2]]
     assert one.gather(3, 1).tolist() == [[1, 2, 3]]
     one.swap_macs()  # exactly two MAC addresses long: fine
     assert bytes(one.packet(0)) == bytes(range(6, 12)) + bytes(range(6))
@@ -898,3 +900,65 @@ def test_reclaim_bound_check_reads_only_the_completed_slots() -> None:
     assert k.transmit() == 3  # completions in slots 6, 7, 0
     assert path.reclaim() == 3
     assert path.pool.snapshot().tolist()[-3:] == [0, FS, 2 * FS]
+
+
+def test_forward_takes_returns_and_reclaims_at_half_the_completion_ring() -> None:
+    k = FakeKernel(frame_count=32, ring=16, fill=16, comp=8)  # reclaim at 4 in flight
+    rx = k.rx_path(0, 16)
+    tx = k.tx_path(16, 16)
+    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    k.receive([b"a" * 60] * 2)
+    assert rx.seek(2) == 2 and tx.forward(rx, 2) == 2
+    k.transmit()
+    assert tx.reclaim() == 2 and rx.returns.count == 2
+    k.receive([b"b" * 60] * 4)
+    assert rx.seek(2) == 2  # enough packets: the returns wait
+    assert rx.returns.count == 2
+    fill_prod = k.fill.prod
+    assert tx.forward(rx, 1) == 1  # the RX side's next look takes them
+    assert rx.returns.count == 0 and (k.fill.prod - fill_prod) & U32 == 2
+    k.transmit()
+    assert tx.reclaim() == 1 and tx.in_flight == 0
+    # three own frames in flight and completed: below half the ring, no reclaim
+    assert tx.seek(3) == 3
+    tx.set_lengths(60, 3)
+    tx.commit(3)
+    k.transmit()
+    completed = tx.completed
+    assert tx.forward(rx, 1) == 1
+    assert tx.completed == completed and tx.in_flight == 4
+    # four in flight: forward reclaims first
+    k.transmit()
+    assert tx.forward(rx, 1) == 1
+    assert tx.completed == completed + 4 and tx.in_flight == 1
+    # the commit of a packet also takes the returns
+    assert rx.returns.count == 1
+    k.receive([b"c" * 60])
+    assert rx.seek(1) == 1
+    rx.commit(1)
+    assert rx.returns.count == 0
+
+
+def test_locked_tx_path_takes_keywords_and_passes_checked_on() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    tx = _ring.LockedTxPath(tx=k.tx.area, comp=k.comp.area, frame_addrs=k.addrs(0, 16),
+                            frame_size=FS, umem=k.umem_view)
+    assert tx.seek(2) == 2
+    tx.commit(1, checked=True)  # the caller vouches for the length: not scanned
+    assert tx.reserved == 1 and tx.submitted == 1
+
+
+def test_tx_batch_leaves_lengths_of_frames_reserved_beyond_it() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.tx_path()
+    assert path.seek(3) == 3
+    path.peek_at(2, 70)  # written with the per-packet API
+    b = tx_batch(k, path, 2)  # covers the first two reserved frames only
+    assert len(b) == 2
+    b.set_lengths(60, count=1)
+    assert b.submit(1) == 1
+    assert path.reserved == 2
+    path.peek_at(0, 61)
+    path.commit(2)  # the frame written before the batch still has its length
+    k.transmit()
+    assert [len(p) for p in k.sent] == [60, 61, 70]
