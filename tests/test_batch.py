@@ -71,18 +71,28 @@ def test_tx_batch_partial_when_ring_short() -> None:
 def test_tx_batch_cancel_on_exception_sends_nothing_and_keeps_frames() -> None:
     k = FakeKernel(frame_count=16, ring=16)
     path = k.tx_path()
+    # use every slot once, so that each still holds a length from that round
+    # (on a fresh ring a cancel that forgot to clear them would look right)
+    first = tx_batch(k, path, 16)
+    first.fill(b"x" * 59)
+    assert first.submit() == 16
+    k.transmit()
+    assert path.reclaim() == 16 and path.tx.area.lens.tolist() == [59] * 16
     with pytest.raises(RuntimeError), tx_batch(k, path, 8) as b:
         b.fill(b"y" * 60)
         raise RuntimeError("boom")
     assert b.done
-    assert path.tx.cached_prod == k.tx.prod == 0  # nothing published
+    assert path.tx.cached_prod == k.tx.prod == 16  # nothing more published
     k.transmit()
-    assert k.sent == []
+    assert k.sent == [b"x" * 59] * 16
     # the frames are still ours: reserved, lengths cleared (cannot be sent stale)
     assert path.reserved == 8
     assert not path.tx.area.lens[:8].any()
-    with pytest.raises(ValueError):
+    assert path.tx.area.lens[8:].tolist() == [59] * 8  # (slots beyond the batch untouched)
+    with pytest.raises(ValueError, match="frame 0 has no length"):
         path.commit(1)
+    with pytest.raises(ValueError, match="a frame in the commit has no length"):
+        path.commit(8)
     locs = [int(a) for a in path.pool.snapshot()] + [path.frame_addr(i) for i in range(8)]
     assert sorted(locs) == list(k.addrs(0, 16))
 
@@ -102,22 +112,26 @@ def test_tx_batch_errors() -> None:
     k = FakeKernel(frame_size=2048, frame_count=16, ring=16)
     path = k.tx_path()
     b = tx_batch(k, path, 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="packet of 2049 bytes does not fit a 2048-byte frame"):
         b.write(0, b"z" * 2049)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="frame index 4 out of range for a batch of 4"):
         b.write(4, b"z")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no frame in the submit has a length"):
         b.submit()  # no lengths
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expected 4 lengths, got shape \(3,\)"):
         b.set_lengths([1, 2, 3])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expected a \(k <= 4, L\) uint8 array"):
         b.write_array(np.zeros((5, 10), np.uint8))
     b.set_lengths(60)
     assert b.submit(2) == 2
-    with pytest.raises(ValueError):
+    # the batch's own guard, not the ring's (the ring did move: that check
+    # would raise too, with another message)
+    with pytest.raises(ValueError, match="this batch was already submitted or cancelled"):
         b.submit()  # already submitted
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="this batch was already submitted or cancelled"):
         b.write(0, b"late")
+    k.transmit()
+    assert k.sent == [b"\0" * 60] * 2  # only the two submitted
 
 
 @pytest.mark.parametrize("start", NEAR_WRAP)

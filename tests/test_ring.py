@@ -70,10 +70,14 @@ def test_tx_send_many_batches_across_wrap(start: int, batch: int) -> None:
         locs = tx_locations(k, path)
         assert sorted(locs) == list(k.addrs(0, 24)), "a frame was lost or duplicated"
     k.transmit()
-    assert k.sent == sent[: len(k.sent)]
+    # every committed frame was sent, in order, with its own bytes and length
+    assert k.sent == sent
     assert k.invalid == 0
     path.reclaim()
-    assert path.in_flight == (path.submitted - path.completed)
+    assert path.submitted == path.completed == len(sent) == seq
+    assert path.in_flight == 0
+    assert path.reserved == 0
+    assert sorted(path.pool.snapshot().tolist()) == list(k.addrs(0, 24))
 
 
 def test_tx_seek_never_hands_out_a_frame_twice() -> None:
