@@ -26,6 +26,7 @@
  * poll(2) instead (xdpsock's -p; the same wait as xdp-socket's `bench --poll`).
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <getopt.h>
 #include <linux/if_xdp.h>
 #include <poll.h>
@@ -484,8 +485,50 @@ static void report_tick(struct ctx *c, double now)
 	c->last_tx = c->tx_pkts;
 }
 
+/*
+ * bench/run.py --method counts our syscalls with `perf stat --control`, for the window
+ * only: it names perf's control and ack FIFOs in XDP_BENCH_PERF_CTL / _ACK, and we say
+ * "enable" at the window's start and "disable" at its end, waiting (at most 1 s) for
+ * perf's ack so that the count starts and stops where the window does. Without the
+ * variables (or without a reader on the FIFO) this does nothing.
+ */
+static void perf_ctl(const char *cmd)
+{
+	const char *ctl = getenv("XDP_BENCH_PERF_CTL"), *ack = getenv("XDP_BENCH_PERF_ACK");
+	char buf[16];
+	int fd;
+
+	if (!ctl)
+		return;
+	fd = open(ctl, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, cmd, strlen(cmd)) < 0) {
+		close(fd);
+		return;
+	}
+	close(fd);
+	if (!ack)
+		return;
+	fd = open(ack, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 1000) <= 0)
+			break;
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0 || memchr(buf, '\n', (size_t)n))
+			break;
+	}
+	close(fd);
+}
+
 static void start_clock(struct ctx *c, double now)
 {
+	perf_ctl("enable\n");
 	getrusage(RUSAGE_SELF, &c->ru0);
 	c->started = true;
 	c->t0 = now;
@@ -516,6 +559,7 @@ static void stop_clock(struct ctx *c)
 {
 	c->t_end = now_s();
 	getrusage(RUSAGE_SELF, &c->ru1);
+	perf_ctl("disable\n");
 }
 
 /* Wake the kernel for the Fill ring (it asked for it). */

@@ -39,6 +39,7 @@ import errno
 import math
 import os
 import resource
+import select
 import struct
 import sys
 import time
@@ -299,6 +300,41 @@ Step = Callable[[], int]
 Result = tuple[int, float, dict[str, Any]]
 
 
+def perf_ctl(cmd: str) -> None:
+    """Tell ``perf stat --control`` to start or stop counting (``bench/run.py
+    --method`` counts syscalls for the measurement window only; it names perf's
+    control and ack FIFOs in these variables). Waits at most 1 s for perf's ack;
+    does nothing without the variables or without perf reading the FIFO."""
+    ctl, ack = os.environ.get("XDP_BENCH_PERF_CTL"), os.environ.get("XDP_BENCH_PERF_ACK")
+    if not ctl:
+        return
+    try:
+        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, cmd.encode() + b"\n")
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    if not ack:
+        return
+    try:
+        fd = os.open(ack, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        while p.poll(1000) and b"\n" not in os.read(fd, 16):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _cpu_times() -> tuple[float, float]:
     """(user, system) CPU seconds of this process so far, all threads."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -319,6 +355,7 @@ def _measure(args: argparse.Namespace, status: Status, stop: StopFlag, step: Ste
     seconds, window statistics). ``done`` turns the running total into what the
     live rate shows (txonly: frames completed rather than submitted)."""
     total = looks = batches = 0
+    perf_ctl("enable")
     cpu0 = _cpu_times()
     t0 = time.monotonic()
     end = t0 + args.duration
@@ -337,7 +374,9 @@ def _measure(args: argparse.Namespace, status: Status, stop: StopFlag, step: Ste
             rate = (shown - last_n) / (now - last_t)
             status.update(f"{args.mode}: {human_rate(rate)}  total {shown}", force=True)
             last_t, last_n, nxt = now, shown, now + 1.0
-    return total, now - t0, _window_stats(cpu0, looks, batches)
+    window = _window_stats(cpu0, looks, batches)
+    perf_ctl("disable")
+    return total, now - t0, window
 
 
 def _first_packet(args: argparse.Namespace, rx: Any, stop: StopFlag) -> None:
