@@ -2,9 +2,10 @@
 """Side-by-side benchmark: C libxdp, xdp-socket (batch and per-packet API) and
 plain-Python AF_PACKET, in one run, on one veth pair in a private namespace.
 
-    python3 bench/run.py [-n 5] [-d 3] [--modes rxdrop,txonly,l2fwd,samecore]
-                         [--impls c,batch,packet,afpacket] [--no-c] [--quick]
-                         [--json-out bench/results.json] [--markdown]
+    python3 bench/run.py [-n 5] [-d 3] [--modes rxdrop,txonly,l2fwd,samecore-poll,...]
+                         [--impls c,batch,packet,afpacket] [--no-c] [--quick] [-b 64]
+                         [--method] [--json-out FILE] [--write | --write-to FILE]
+                         [--plot rtt.png] [--from-json FILE] [--markdown]
 
 The script moves itself into a fresh network + mount namespace
 (``xdp_socket.testing.enter_private_netns``) before anything else, creates one
@@ -41,6 +42,17 @@ and the traffic source on the source core (default 0):
             empty (xdp-socket's and xsk_ref's --poll: POLLIN, 100 ms timeout),
             so they give the core back to the generator: this row does show
             the per-packet cost.
+  latency, latency-poll
+            ping-pong of one frame: the pinger (`latency` mode) on A, its echo
+            (an l2fwd of the same implementation) on B, both spinning or both
+            in poll(2); p50/p99/p99.9 round-trip time over every run's samples.
+
+Default rows: all but samecore (scheduler-bound, see bench/README.md).
+--method adds syscall counts (perf stat, for the measurement window only) to the
+"where the time goes" table: CPU time per frame, syscalls and kicks per frame,
+EAGAIN kicks, the batch actually taken, ring-full and Fill-empty counters.
+--write puts the tables, with the date, kernel, CPU, core count and this exact
+command, between the marker comments of README.md and bench/README.md.
 
 Same settings for every AF_XDP program: UMEM 4096 frames x 4096 bytes, all rings
 2048, copy mode, native XDP, need_wakeup on, batch 64, 64-byte frames (no FCS).
@@ -49,8 +61,9 @@ Runs are interleaved (run 1 of every implementation, then run 2, ...), so that a
 drift in the machine's state affects every column alike.
 
 Output: a table of median Mpps (min-max) per row and implementation, a table of
-ratios, and the cross-check rates (what the source offered, what the drop peer
-received); all raw results, medians and ratios as JSON with --json-out.
+ratios, the cross-check rates (what the source offered, what the drop peer
+received), round-trip percentiles and where the time goes; all raw results,
+medians and ratios as JSON with --json-out.
 Exit status 0 when every run produced a result, 1 otherwise, 130 on Ctrl-C.
 """
 

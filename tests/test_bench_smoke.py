@@ -121,7 +121,7 @@ def _echo(argv: list[str], iface_index: int) -> subprocess.Popen[str]:
     while not xdp_state(iface_index).prog_ids:
         if echo.poll() is not None or time.monotonic() > end:
             echo.kill()
-            out, err = echo.communicate()
+            _, err = echo.communicate()
             pytest.fail(f"the echo never attached its program: {err}")
         time.sleep(0.01)
     return echo
@@ -162,7 +162,7 @@ def test_bench_latency_against_l2fwd_echo(veth: testing.VethPair, api: str, poll
         r = subprocess.run([*CLI, "bench", "latency", "-i", veth.a, "-n", "300", "-d", "8",
                             *flags], capture_output=True, text=True, timeout=40, check=False)
     finally:
-        e_out, e_err = _stop(echo)
+        e_out, _ = _stop(echo)
     assert r.returncode == 0, r.stderr
     res = _json(r.stdout)
     assert res["api"] == api and res["poll"] is poll

@@ -128,7 +128,7 @@ def test_rewriting_is_idempotent(tmp_path: Path) -> None:
 
 
 def test_accelerated_and_pure_python_columns(tmp_path: Path) -> None:
-    top, bench = _files(tmp_path)
+    _, bench = _files(tmp_path)
     r = _render(tmp_path, results("cffi"), "--write-to", str(bench))
     assert r.returncode == 0, r.stderr
     block = _block(bench.read_text())
