@@ -733,7 +733,11 @@ class Results:
 
     @property
     def rows(self) -> list[str]:
-        return list(self.meta["modes"])
+        """The rows asked for (a result saved before run.py recorded them: the
+        rows that have runs, in table order)."""
+        if "modes" in self.meta:
+            return list(self.meta["modes"])
+        return [r for r in ROWS if any(x["row"] == r for x in self.runs)]
 
     @property
     def impls(self) -> list[str]:
