@@ -113,6 +113,7 @@ IMPL_TITLES = {
 # columns would measure the same code.
 NO_ACCEL_ENV = "XDP_SOCKET_NO_ACCEL"
 NO_ACCEL_VALUES = {None, False, "", "none", "off", "no", "python", "pure-python"}
+ACCEL_NAMES = {"c": "C accelerator"}  # "accel" values as column titles say them
 THROUGHPUT_ROWS = ("rxdrop", "txonly", "l2fwd", "samecore", "samecore-poll")
 LATENCY_ROWS = ("latency", "latency-poll")
 ROWS = THROUGHPUT_ROWS + LATENCY_ROWS
@@ -749,7 +750,7 @@ class Results:
 
     def title(self, impl: str) -> str:
         a = accel_of(self.runs, impl)
-        return IMPL_TITLES[impl] + (f" ({a})" if a else "")
+        return IMPL_TITLES[impl] + (f" ({ACCEL_NAMES.get(a, a)})" if a else "")
 
 
 def throughput_tables(res: Results, markdown: bool, cross_checks: bool = True) -> list[str]:
