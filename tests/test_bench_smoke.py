@@ -109,3 +109,100 @@ def test_run_py_quick_txonly(tmp_path: Path) -> None:
         assert x["peer_packets"] >= 0.99 * x["packets"]
     assert data["medians"]["txonly"]["batch"]["pps"]["n"] == 1
     assert data["meta"]["settings"]["batch"] == 64
+
+
+# --- latency ------------------------------------------------------------------------
+
+
+def _echo(argv: list[str], iface_index: int) -> subprocess.Popen[str]:
+    """Start an l2fwd echo and wait until its XDP program is attached."""
+    echo = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 10
+    while not xdp_state(iface_index).prog_ids:
+        if echo.poll() is not None or time.monotonic() > end:
+            echo.kill()
+            _, err = echo.communicate()
+            pytest.fail(f"the echo never attached its program: {err}")
+        time.sleep(0.01)
+    return echo
+
+
+def _stop(p: subprocess.Popen[str]) -> tuple[str, str]:
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+    try:
+        return p.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.communicate()
+
+
+def _check_latency(res: dict[str, Any], pings: int, echo_packets: int) -> None:
+    assert res["mode"] == "latency" and res["warmup"] == 100
+    # All pings, or the window (-d 8) ended first: spinning ping-pong on a busy
+    # 2-core machine can be slow.
+    assert res["pings"] == pings or (0 < res["pings"] < pings and res["seconds"] >= 8)
+    pings = res["pings"]
+    r = res["rtt_us"]
+    assert 0 < r["min"] <= r["p50"] <= r["p99"] <= r["p99.9"] <= r["max"]
+    samples = res["samples_us"]
+    assert len(samples) == pings
+    assert min(samples) == pytest.approx(r["min"], abs=0.01)
+    assert sorted(samples)[pings // 2 - 1] == pytest.approx(r["p50"], abs=0.01)  # nearest rank
+    # Every recorded round trip went through the echo (the warm-up and lost pings too).
+    assert echo_packets >= pings + 100 + res["lost"]
+    assert echo_packets <= pings + 100 + 2 * res["lost"] + 5
+
+
+@pytest.mark.parametrize("api,poll", [("batch", False), ("packet", True)])
+def test_bench_latency_against_l2fwd_echo(veth: testing.VethPair, api: str, poll: bool) -> None:
+    flags = ["--api", api, "--copy", "--quiet", "--json"] + (["--poll"] if poll else [])
+    echo = _echo([*CLI, "bench", "l2fwd", "-i", veth.b, "-d", "20", *flags], veth.b_index)
+    try:
+        r = subprocess.run([*CLI, "bench", "latency", "-i", veth.a, "-n", "300", "-d", "8",
+                            *flags], capture_output=True, text=True, timeout=40, check=False)
+    finally:
+        e_out, _ = _stop(echo)
+    assert r.returncode == 0, r.stderr
+    res = _json(r.stdout)
+    assert res["api"] == api and res["poll"] is poll
+    echoed = _json(e_out)
+    _check_latency(res, 300, echoed["packets"])
+
+
+def test_bench_latency_without_echo_fails_cleanly(veth: testing.VethPair) -> None:
+    r = subprocess.run([*CLI, "bench", "latency", "-i", veth.a, "-n", "10", "-w", "0.5"],
+                       capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "no echo came back" in r.stderr
+
+
+def _xsk_ref() -> str:
+    r = subprocess.run([str(RUN_PY.parent / "ref" / "build.sh")], capture_output=True,
+                       text=True, check=False)
+    if r.returncode != 0:
+        pytest.skip("the C reference does not build here (libxdp-dev missing)")
+    return next(line for line in r.stdout.splitlines() if line.endswith("/xsk_ref"))
+
+
+def test_xsk_ref_latency_and_counters(veth: testing.VethPair) -> None:
+    xsk_ref = _xsk_ref()
+    echo = _echo([xsk_ref, "l2fwd", "-i", veth.b, "-d", "20", "--quiet", "--poll"],
+                 veth.b_index)
+    try:
+        r = subprocess.run([xsk_ref, "latency", "-i", veth.a, "-n", "300", "-d", "8",
+                            "--quiet", "--poll"],
+                           capture_output=True, text=True, timeout=40, check=False)
+    finally:
+        e_out, _ = _stop(echo)
+    assert r.returncode == 0, r.stderr
+    res = _json(r.stdout)
+    echoed = _json(e_out)
+    _check_latency(res, 300, echoed["packets"])
+    # The echo's own counters: one RX batch and one TX kick per frame at this pace
+    # (nothing else arrives: IPv6 is off in the test namespace).
+    c = echoed["counters"]
+    assert c["rx_batches"] == echoed["rx_packets"] == echoed["packets"]
+    assert c["kicks"] >= echoed["packets"] and c["kicks_eagain"] == 0
+    assert c["polls"] > 0
+    assert echoed["cpu"]["user_s"] >= 0 and echoed["cpu"]["sys_s"] > 0

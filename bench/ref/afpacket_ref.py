@@ -20,6 +20,9 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
+import resource
+import select
 import signal
 import socket
 import struct
@@ -56,6 +59,39 @@ class Stop:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     Stop.flag = True
+
+
+def perf_ctl(cmd: str) -> None:
+    """bench/run.py --method: start/stop perf's syscall count with the window (the
+    same protocol as xsk_ref.c's perf_ctl and `xdp-socket bench`)."""
+    ctl, ack = os.environ.get("XDP_BENCH_PERF_CTL"), os.environ.get("XDP_BENCH_PERF_ACK")
+    if not ctl:
+        return
+    try:
+        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, cmd.encode() + b"\n")
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    if not ack:
+        return
+    try:
+        fd = os.open(ack, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        while p.poll(1000) and b"\n" not in os.read(fd, 16):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def ip_checksum(header: bytes) -> int:
@@ -197,6 +233,7 @@ class Meter:
         self.t0 = 0.0
         self.t_end = 0.0
         self.started = False
+        self.ru0 = resource.getrusage(resource.RUSAGE_SELF)
         self._last_t = 0.0
         self._last_rx = 0
         self._last_tx = 0
@@ -204,6 +241,8 @@ class Meter:
     def start(self, now: float) -> None:
         self.started = True
         self.t0 = self._last_t = now
+        perf_ctl("enable")
+        self.ru0 = resource.getrusage(resource.RUSAGE_SELF)  # the window's CPU time
 
     def primary(self) -> int:
         return self.rx if self.mode == "rxdrop" else self.tx
@@ -377,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"afpacket_ref: {error}", file=sys.stderr)
         m.t_end = time.monotonic()
     seconds = m.t_end - m.t0 if m.started else 0.0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    if m.started:
+        perf_ctl("disable")
     packets = m.primary()
     out: dict[str, object] = {
         "impl": "py-afpacket",
@@ -394,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         "need_wakeup": not a.no_need_wakeup,
         "tx_budget": a.tx_budget or None,
     }
+    if m.started:
+        # One syscall per packet by construction (recv_into / send), so no counters.
+        out["cpu"] = {"user_s": round(ru1.ru_utime - m.ru0.ru_utime, 6),
+                      "sys_s": round(ru1.ru_stime - m.ru0.ru_stime, 6)}
     if a.mode != "txonly":
         out["packet_stats"] = packet_stats(s)
     if error:

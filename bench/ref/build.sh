@@ -33,7 +33,7 @@ fi
 
 cflags="-O2 -g -Wall -Wextra -std=gnu11"
 # shellcheck disable=SC2086
-"$cc" $cflags -o "$out/xsk_ref" "$here/xsk_ref.c" $libs
+"$cc" $cflags -o "$out/xsk_ref" "$here/xsk_ref.c" $libs -lm
 echo "$out/xsk_ref"
 if [ -f "$here/livegen.c" ]; then
     # shellcheck disable=SC2086

@@ -7,6 +7,14 @@
  *   txonly  send fixed UDP/IPv4 frames as fast as the kernel takes them
  *   l2fwd   receive, swap source/destination MAC, send back on the same queue
  *   drop    helper, no socket: a counting XDP_DROP program on -i, reports what arrives
+ *   latency ping-pong: send one frame, wait for it to come back (run `xsk_ref l2fwd`
+ *           on the peer as the echo), record the round-trip time; -n pings
+ *
+ * Method counters (the "counters" and "cpu" objects of the JSON line): every syscall
+ * the loops make is counted where it is made (TX kicks and how many returned EAGAIN,
+ * Fill-ring wakeups, poll(2) calls), with how often the RX ring was looked at and how
+ * many looks found frames (the average batch actually taken), and the user and system
+ * CPU time of the measurement window (getrusage at its start and end).
  *
  * One JSON line on stdout at the end, per-second rates on stderr.
  *
@@ -18,13 +26,16 @@
  * poll(2) instead (xdpsock's -p; the same wait as xdp-socket's `bench --poll`).
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <getopt.h>
 #include <linux/if_xdp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <math.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
@@ -41,8 +52,17 @@
 #define XDP_MAX_TX_SKB_BUDGET 9
 #endif
 
-enum mode { M_RXDROP, M_TXONLY, M_L2FWD, M_DROP };
-static const char *const mode_names[] = { "rxdrop", "txonly", "l2fwd", "drop" };
+enum mode { M_RXDROP, M_TXONLY, M_L2FWD, M_DROP, M_LATENCY };
+#define N_MODES 5
+static const char *const mode_names[] = { "rxdrop", "txonly", "l2fwd", "drop", "latency" };
+
+/* latency: pings discarded before recording (cold caches, first wakeups) */
+#define LAT_WARMUP 100
+/* latency: a ping not back within this is counted lost and the next one sent */
+#define LAT_TIMEOUT_S 0.1
+/* latency: where the sequence number sits in the frame: after Ethernet (14), IPv4 (20),
+ * UDP (8) and the payload tag (8); the echo only swaps MAC addresses */
+#define LAT_SEQ_OFF 50
 
 struct opts {
 	enum mode mode;
@@ -61,6 +81,18 @@ struct opts {
 	unsigned char dst_mac[6];
 	bool quiet;
 	bool poll; /* rx modes: poll(2) on an empty RX ring instead of spinning */
+	unsigned long long pings; /* latency: round trips to record */
+};
+
+/* Where the syscalls go; see the file comment. */
+struct counters {
+	unsigned long long kicks;	 /* sendto() on the TX ring */
+	unsigned long long kicks_eagain; /* ... that returned EAGAIN */
+	unsigned long long fill_wakeups; /* recvfrom() for the Fill ring */
+	unsigned long long polls;	 /* poll(2) calls */
+	unsigned long long rx_looks;	 /* RX ring peeks */
+	unsigned long long rx_batches;	 /* ... that found frames */
+	unsigned long long tx_batches;	 /* TX descriptor batches submitted */
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -85,6 +117,10 @@ struct ctx {
 	unsigned long long rx_pkts, tx_pkts; /* tx_pkts: completed by the kernel */
 	unsigned long long tx_outstanding;
 	unsigned long long kick_errors;
+	struct counters cnt;
+	struct rusage ru0, ru1; /* at the window's start and end */
+	double *rtts;		/* latency: round-trip times in seconds */
+	unsigned long long n_rtts, lost, pongs; /* latency: pongs = round trips done */
 	int fatal_errno;
 	const char *fatal_step;
 	double t0, t_end;
@@ -99,6 +135,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: xsk_ref MODE -i IFACE [options]\n"
 		"  MODE            rxdrop | txonly | l2fwd | drop (counting XDP_DROP on IFACE)\n"
+		"                  | latency (ping-pong against `xsk_ref l2fwd` on the peer)\n"
 		"  -i IFACE        interface\n"
 		"  -q QUEUE        queue id (default 0)\n"
 		"  -d SECONDS      measurement window (default 5); rx modes start it at the\n"
@@ -114,9 +151,12 @@ static void usage(FILE *f)
 		"  --prog P        rx program: own (hand-written XSKMAP redirect over a BPF link,\n"
 		"                  default) | libxdp (libxdp's default program and loader)\n"
 		"  --dst-mac MAC   txonly destination MAC (default 02:00:00:00:00:02)\n"
-		"  -p, --poll      rxdrop, l2fwd: when the RX ring is empty, wait in poll(2)\n"
-		"                  for POLLIN (100 ms timeout) instead of spinning\n"
-		"  --quiet         no per-second lines on stderr\n");
+		"  -p, --poll      rxdrop, l2fwd, latency: when the RX ring is empty, wait in\n"
+		"                  poll(2) for POLLIN (100 ms timeout) instead of spinning\n"
+		"  -n PINGS        latency: round trips to record (default 10000), after %d\n"
+		"                  unrecorded warm-up pings; -d bounds the run too\n"
+		"  --quiet         no per-second lines on stderr\n",
+		LAT_WARMUP);
 }
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
@@ -176,6 +216,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	o->frame_len = 64;
 	o->native = true;
 	o->need_wakeup = true;
+	o->pings = 10000;
 	parse_mac("02:00:00:00:00:02", o->dst_mac);
 
 	if (argc < 2 || argv[1][0] == '-') {
@@ -186,14 +227,14 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		usage(stderr);
 		exit(2);
 	}
-	for (c = 0; c < 4; c++)
+	for (c = 0; c < N_MODES; c++)
 		if (!strcmp(argv[1], mode_names[c]))
 			break;
-	if (c == 4)
-		DIE_USAGE("unknown mode '%s' (rxdrop, txonly, l2fwd, drop)", argv[1]);
+	if (c == N_MODES)
+		DIE_USAGE("unknown mode '%s' (rxdrop, txonly, l2fwd, drop, latency)", argv[1]);
 	o->mode = (enum mode)c;
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "i:q:d:w:b:s:ph", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:q:d:w:b:s:n:ph", lo, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			o->ifname = optarg;
@@ -262,6 +303,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'p':
 			o->poll = true;
 			break;
+		case 'n':
+			if (parse_uint(optarg, 10000000, &o->pings) || o->pings == 0)
+				DIE_USAGE("-n: pings must be 1..10000000");
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -276,8 +321,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		DIE_USAGE("-i IFACE is required");
 	if (o->drop_peer && o->mode != M_TXONLY)
 		DIE_USAGE("--drop-peer only goes with txonly");
-	if (o->poll && o->mode != M_RXDROP && o->mode != M_L2FWD)
-		DIE_USAGE("--poll only goes with rxdrop and l2fwd");
+	if (o->poll && o->mode != M_RXDROP && o->mode != M_L2FWD && o->mode != M_LATENCY)
+		DIE_USAGE("--poll only goes with rxdrop, l2fwd and latency");
 }
 
 static __u32 xdp_attach_flags(const struct opts *o)
@@ -440,8 +485,51 @@ static void report_tick(struct ctx *c, double now)
 	c->last_tx = c->tx_pkts;
 }
 
+/*
+ * bench/run.py --method counts our syscalls with `perf stat --control`, for the window
+ * only: it names perf's control and ack FIFOs in XDP_BENCH_PERF_CTL / _ACK, and we say
+ * "enable" at the window's start and "disable" at its end, waiting (at most 1 s) for
+ * perf's ack so that the count starts and stops where the window does. Without the
+ * variables (or without a reader on the FIFO) this does nothing.
+ */
+static void perf_ctl(const char *cmd)
+{
+	const char *ctl = getenv("XDP_BENCH_PERF_CTL"), *ack = getenv("XDP_BENCH_PERF_ACK");
+	char buf[16];
+	int fd;
+
+	if (!ctl)
+		return;
+	fd = open(ctl, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, cmd, strlen(cmd)) < 0) {
+		close(fd);
+		return;
+	}
+	close(fd);
+	if (!ack)
+		return;
+	fd = open(ack, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 1000) <= 0)
+			break;
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0 || memchr(buf, '\n', (size_t)n))
+			break;
+	}
+	close(fd);
+}
+
 static void start_clock(struct ctx *c, double now)
 {
+	perf_ctl("enable\n");
+	getrusage(RUSAGE_SELF, &c->ru0);
 	c->started = true;
 	c->t0 = now;
 	c->last_report = now;
@@ -466,6 +554,21 @@ static bool time_up(struct ctx *c, double now, double t_setup, unsigned long lon
 
 /* ---- TX helpers ------------------------------------------------------ */
 
+/* The end of the window: CPU time is read here, before the JSON is written. */
+static void stop_clock(struct ctx *c)
+{
+	c->t_end = now_s();
+	getrusage(RUSAGE_SELF, &c->ru1);
+	perf_ctl("disable\n");
+}
+
+/* Wake the kernel for the Fill ring (it asked for it). */
+static void fill_wakeup(struct ctx *c)
+{
+	c->cnt.fill_wakeups++;
+	recvfrom(c->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+}
+
 /* Reap the Completion ring. In l2fwd the frames go straight back to the Fill ring. */
 static unsigned int complete_tx(struct ctx *c, bool refill)
 {
@@ -481,7 +584,7 @@ static unsigned int complete_tx(struct ctx *c, bool refill)
 			if (stop_flag)
 				return 0;
 			if (c->o.need_wakeup && xsk_ring_prod__needs_wakeup(&c->fq))
-				recvfrom(c->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+				fill_wakeup(c);
 		}
 		for (unsigned int i = 0; i < n; i++)
 			*xsk_ring_prod__fill_addr(&c->fq, idx_fq + i) =
@@ -504,10 +607,12 @@ static void kick_tx(struct ctx *c, bool refill)
 	if (c->o.need_wakeup && !xsk_ring_prod__needs_wakeup(&c->tx))
 		return;
 	while (!stop_flag) {
+		c->cnt.kicks++;
 		if (sendto(c->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
 			return;
 		switch (errno) {
 		case EAGAIN:
+			c->cnt.kicks_eagain++;
 			complete_tx(c, refill);
 			continue;
 		case EBUSY: /* another context is sending on this socket: fine, it drains */
@@ -535,7 +640,10 @@ static void kick_tx(struct ctx *c, bool refill)
 static void wait_rx(struct ctx *c)
 {
 	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-	int r = poll(&pfd, 1, 100);
+	int r;
+
+	c->cnt.polls++;
+	r = poll(&pfd, 1, 100);
 
 	if (r < 0) {
 		if (errno != EINTR) /* EINTR: a signal; stop_flag ends the loop */
@@ -560,11 +668,12 @@ static void run_rxdrop(struct ctx *c)
 	while (!time_up(c, now, t_setup, c->rx_pkts)) {
 		unsigned int n = xsk_ring_cons__peek(&c->rx, c->o.batch, &idx_rx);
 
+		c->cnt.rx_looks++;
 		now = now_s();
 		if (!n) {
 			/* veth never sets need_wakeup on the Fill ring, real NICs do. */
 			if (c->o.need_wakeup && xsk_ring_prod__needs_wakeup(&c->fq))
-				recvfrom(c->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+				fill_wakeup(c);
 			if (c->o.poll) {
 				wait_rx(c);
 				now = now_s(); /* the wait may have used up the window */
@@ -575,11 +684,12 @@ static void run_rxdrop(struct ctx *c)
 		}
 		if (!c->started)
 			start_clock(c, now);
+		c->cnt.rx_batches++;
 		while (xsk_ring_prod__reserve(&c->fq, n, &idx_fq) != n) {
 			if (stop_flag)
 				break;
 			if (c->o.need_wakeup && xsk_ring_prod__needs_wakeup(&c->fq))
-				recvfrom(c->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+				fill_wakeup(c);
 		}
 		if (stop_flag)
 			break;
@@ -595,7 +705,7 @@ static void run_rxdrop(struct ctx *c)
 		c->rx_pkts += n;
 		report_tick(c, now);
 	}
-	c->t_end = now_s();
+	stop_clock(c);
 }
 
 static void swap_macs(uint8_t *p)
@@ -620,10 +730,11 @@ static void run_l2fwd(struct ctx *c)
 			complete_tx(c, true);
 		}
 		n = xsk_ring_cons__peek(&c->rx, c->o.batch, &idx_rx);
+		c->cnt.rx_looks++;
 		now = now_s();
 		if (!n) {
 			if (c->o.need_wakeup && xsk_ring_prod__needs_wakeup(&c->fq))
-				recvfrom(c->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+				fill_wakeup(c);
 			if (c->o.poll) {
 				wait_rx(c);
 				now = now_s(); /* the wait may have used up the window */
@@ -634,6 +745,7 @@ static void run_l2fwd(struct ctx *c)
 		}
 		if (!c->started)
 			start_clock(c, now);
+		c->cnt.rx_batches++;
 		while (xsk_ring_prod__reserve(&c->tx, n, &idx_tx) != n) {
 			if (stop_flag)
 				break;
@@ -654,11 +766,12 @@ static void run_l2fwd(struct ctx *c)
 		}
 		xsk_ring_prod__submit(&c->tx, n);
 		xsk_ring_cons__release(&c->rx, n);
+		c->cnt.tx_batches++;
 		c->rx_pkts += n;
 		c->tx_outstanding += n;
 		report_tick(c, now);
 	}
-	c->t_end = now_s();
+	stop_clock(c);
 }
 
 static void run_txonly(struct ctx *c)
@@ -689,6 +802,7 @@ static void run_txonly(struct ctx *c)
 				frame_nb = (frame_nb + 1) % NUM_FRAMES;
 			}
 			xsk_ring_prod__submit(&c->tx, (__u32)want);
+			c->cnt.tx_batches++;
 			c->tx_outstanding += want;
 			submitted += want;
 		}
@@ -697,7 +811,172 @@ static void run_txonly(struct ctx *c)
 		now = now_s();
 		report_tick(c, now);
 	}
-	c->t_end = now_s();
+	stop_clock(c);
+}
+
+/* ---- latency: ping-pong with an echo on the peer ---------------------- */
+
+/* Wait until the RX ring holds a frame or `deadline` passes: spin, or with --poll
+ * wait in poll(2). Returns the number of frames (0 or 1) and their ring index. */
+static unsigned int wait_one(struct ctx *c, double deadline, __u32 *idx)
+{
+	for (;;) {
+		unsigned int n = xsk_ring_cons__peek(&c->rx, 1, idx);
+		double now;
+
+		c->cnt.rx_looks++;
+		if (n || stop_flag)
+			return n;
+		if (c->o.need_wakeup && xsk_ring_prod__needs_wakeup(&c->fq))
+			fill_wakeup(c);
+		now = now_s();
+		if (now >= deadline)
+			return 0;
+		if (c->o.poll) {
+			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+			int ms = (int)((deadline - now) * 1000) + 1;
+
+			c->cnt.polls++;
+			if (poll(&pfd, 1, ms) < 0 && errno != EINTR) {
+				fatal(c, "poll", errno);
+				return 0;
+			}
+		}
+	}
+}
+
+/*
+ * One frame goes out of the TX ring, the peer's echo (an l2fwd: swap the MACs, send
+ * back) returns it, and the round trip is the time from just before the descriptor is
+ * submitted to the moment the RX ring holds it. xdp-socket's `bench latency` times the
+ * same two points. The sequence number in the payload tells a late echo of a lost ping
+ * from the current one.
+ */
+static void run_latency(struct ctx *c)
+{
+	unsigned long long total = c->o.pings + LAT_WARMUP, seq = 0;
+	unsigned int frame = RING_SIZE; /* TX frames: RING_SIZE .. NUM_FRAMES-1 */
+	double t_setup = now_s(), first_deadline = t_setup + c->o.wait;
+	unsigned char src[6];
+
+	c->rtts = calloc(c->o.pings, sizeof(*c->rtts));
+	if (!c->rtts) {
+		fatal(c, "calloc", ENOMEM);
+		return;
+	}
+	if (iface_mac(c->o.ifname, src))
+		memset(src, 0, sizeof(src));
+	while (!stop_flag && seq < total) {
+		__u32 idx_tx = 0, idx_rx = 0, idx_fq = 0;
+		uint8_t *f = (uint8_t *)c->area + (size_t)frame * FRAME_SIZE;
+		struct xdp_desc *d;
+		double t0, t1, now;
+		unsigned int n;
+
+		complete_tx(c, false);
+		if (xsk_ring_prod__reserve(&c->tx, 1, &idx_tx) != 1) {
+			kick_tx(c, false);
+			continue;
+		}
+		build_udp_frame(f, c->o.frame_len, src, c->o.dst_mac);
+		memcpy(f + LAT_SEQ_OFF, &seq, sizeof(seq));
+		d = xsk_ring_prod__tx_desc(&c->tx, idx_tx);
+		d->addr = (__u64)frame * FRAME_SIZE;
+		d->len = c->o.frame_len;
+		d->options = 0;
+		frame = frame + 1 < NUM_FRAMES ? frame + 1 : RING_SIZE;
+		t0 = now_s();
+		xsk_ring_prod__submit(&c->tx, 1);
+		c->cnt.tx_batches++;
+		c->tx_outstanding++;
+		kick_tx(c, false);
+		for (;;) {
+			unsigned long long got;
+			const struct xdp_desc *r;
+
+			n = wait_one(c, t0 + LAT_TIMEOUT_S, &idx_rx);
+			t1 = now_s();
+			if (!n)
+				break;
+			c->cnt.rx_batches++;
+			r = xsk_ring_cons__rx_desc(&c->rx, idx_rx);
+			got = ~0ULL;
+			if (r->len >= LAT_SEQ_OFF + sizeof(got))
+				memcpy(&got, xsk_umem__get_data(c->area, r->addr) + LAT_SEQ_OFF,
+				       sizeof(got));
+			/* The Fill ring has room for every RX frame we own: this ends. */
+			while (xsk_ring_prod__reserve(&c->fq, 1, &idx_fq) != 1)
+				if (stop_flag) {
+					stop_clock(c);
+					return;
+				}
+			*xsk_ring_prod__fill_addr(&c->fq, idx_fq) = r->addr & ~(__u64)(FRAME_SIZE - 1);
+			xsk_ring_prod__submit(&c->fq, 1);
+			xsk_ring_cons__release(&c->rx, 1);
+			c->rx_pkts++;
+			if (got == seq)
+				break; /* ours; anything else is a late echo of a lost ping */
+		}
+		now = t1;
+		if (!n) {
+			if (!c->started) {
+				/* Not started: the echo may not be up yet. */
+				if (now >= first_deadline) {
+					fprintf(stderr, "xsk_ref: no echo within %.1f s, giving up\n",
+						c->o.wait);
+					break;
+				}
+			} else {
+				c->lost++;
+			}
+			continue;
+		}
+		if (!c->started)
+			start_clock(c, now);
+		if (seq >= LAT_WARMUP)
+			c->rtts[c->n_rtts++] = t1 - t0;
+		seq++;
+		c->pongs++;
+		if (now - c->t0 >= c->o.duration)
+			break;
+	}
+	stop_clock(c);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of sorted v[0..n-1]; xdp-socket's bench uses the same rule. */
+static double pct(const double *v, unsigned long long n, double q)
+{
+	unsigned long long k = (unsigned long long)ceil(q * (double)n);
+
+	return v[k ? k - 1 : 0];
+}
+
+static void print_latency_json(struct ctx *c)
+{
+	unsigned long long n = c->n_rtts;
+	double sum = 0;
+
+	qsort(c->rtts, n, sizeof(*c->rtts), cmp_double);
+	for (unsigned long long i = 0; i < n; i++)
+		sum += c->rtts[i];
+	printf(",\"pings\":%llu,\"lost\":%llu,\"warmup\":%d", n, c->lost, LAT_WARMUP);
+	if (!n)
+		return;
+	printf(",\"rtt_us\":{\"min\":%.3f,\"p50\":%.3f,\"p99\":%.3f,\"p99.9\":%.3f,"
+	       "\"max\":%.3f,\"mean\":%.3f}",
+	       c->rtts[0] * 1e6, pct(c->rtts, n, 0.5) * 1e6, pct(c->rtts, n, 0.99) * 1e6,
+	       pct(c->rtts, n, 0.999) * 1e6, c->rtts[n - 1] * 1e6, sum / (double)n * 1e6);
+	printf(",\"samples_us\":[");
+	for (unsigned long long i = 0; i < n; i++)
+		printf("%s%.3f", i ? "," : "", c->rtts[i] * 1e6);
+	printf("]");
 }
 
 /* ---- drop mode: an XDP program counts, no socket --------------------- */
@@ -735,6 +1014,7 @@ static int run_drop(struct ctx *c)
 	}
 	c->rx_pkts = c->started ? cur - base : 0;
 	c->t_end = now;
+	getrusage(RUSAGE_SELF, &c->ru1);
 	return 0;
 }
 
@@ -746,7 +1026,9 @@ static void print_json(struct ctx *c)
 	socklen_t sl = sizeof(st);
 	double secs = c->started ? c->t_end - c->t0 : 0.0;
 	unsigned long long pkts = c->o.mode == M_RXDROP || c->o.mode == M_DROP ? c->rx_pkts :
-										 c->tx_pkts;
+				  c->o.mode == M_LATENCY		  ? c->pongs :
+									    c->tx_pkts;
+	const struct counters *k = &c->cnt;
 
 	printf("{\"impl\":\"%s\",\"mode\":\"%s\",\"pps\":%.1f,\"packets\":%llu,\"seconds\":%.6f",
 	       c->o.mode == M_DROP ? "c-xdp-drop" : "c-libxdp", mode_names[c->o.mode],
@@ -756,13 +1038,13 @@ static void print_json(struct ctx *c)
 	printf(",\"batch\":%u,\"frame_size\":%u,\"xdp_mode\":\"%s\",\"need_wakeup\":%s",
 	       c->o.batch, c->o.frame_len, c->o.native ? "native" : "skb",
 	       c->o.need_wakeup ? "true" : "false");
-	if (c->o.mode == M_RXDROP || c->o.mode == M_L2FWD)
+	if (c->o.mode == M_RXDROP || c->o.mode == M_L2FWD || c->o.mode == M_LATENCY)
 		printf(",\"poll\":%s", c->o.poll ? "true" : "false");
 	if (c->o.tx_budget)
 		printf(",\"tx_budget\":%d", c->o.tx_budget);
 	else
 		printf(",\"tx_budget\":null");
-	if (c->o.mode == M_RXDROP || c->o.mode == M_L2FWD)
+	if (c->o.mode == M_RXDROP || c->o.mode == M_L2FWD || c->o.mode == M_LATENCY)
 		printf(",\"prog\":\"%s\"", c->o.libxdp_prog ? "libxdp" : "own");
 	if (c->o.drop_peer) {
 		/* Frames still in the veth's NAPI queue land within microseconds. */
@@ -780,6 +1062,18 @@ static void print_json(struct ctx *c)
 		       (unsigned long long)st.tx_ring_empty_descs);
 	if (c->kick_errors)
 		printf(",\"kick_errors\":%llu", c->kick_errors);
+	printf(",\"counters\":{\"kicks\":%llu,\"kicks_eagain\":%llu,\"fill_wakeups\":%llu,"
+	       "\"polls\":%llu,\"rx_looks\":%llu,\"rx_batches\":%llu,\"tx_batches\":%llu}",
+	       k->kicks, k->kicks_eagain, k->fill_wakeups, k->polls, k->rx_looks, k->rx_batches,
+	       k->tx_batches);
+	if (c->started)
+		printf(",\"cpu\":{\"user_s\":%.6f,\"sys_s\":%.6f}",
+		       (double)(c->ru1.ru_utime.tv_sec - c->ru0.ru_utime.tv_sec) +
+			       (double)(c->ru1.ru_utime.tv_usec - c->ru0.ru_utime.tv_usec) * 1e-6,
+		       (double)(c->ru1.ru_stime.tv_sec - c->ru0.ru_stime.tv_sec) +
+			       (double)(c->ru1.ru_stime.tv_usec - c->ru0.ru_stime.tv_usec) * 1e-6);
+	if (c->o.mode == M_LATENCY)
+		print_latency_json(c);
 	if (c->fatal_errno)
 		printf(",\"error\":\"%s: %s\"", c->fatal_step, strerror(c->fatal_errno));
 	printf("}\n");
@@ -853,12 +1147,18 @@ int main(int argc, char **argv)
 		run_txonly(&c);
 		break;
 	}
+	case M_LATENCY:
+		if (populate_fill(&c, 0, RING_SIZE))
+			goto out;
+		run_latency(&c);
+		break;
 	case M_DROP:
 		break;
 	}
 	print_json(&c);
 	rc = c.fatal_errno ? 1 : 0;
 out:
+	free(c.rtts);
 	cleanup(&c);
 	return rc;
 }

@@ -8,6 +8,17 @@ xdpsock sample, on either API tier.
 * **l2fwd**: receive, swap the MAC addresses, send back out of the same
   interface and queue. The batch API forwards the received frames themselves
   (zero copy); the per-packet API copies each into a TX frame.
+* **latency**: ping-pong. Send one frame, wait until it comes back, record the
+  round-trip time; repeat ``-n`` times (after 100 unrecorded warm-up pings).
+  The echo is an ``l2fwd`` on the other end of the link (for a veth pair: on
+  the peer), e.g. ``xdp-socket bench l2fwd -i veth1`` beside
+  ``xdp-socket bench latency -i veth0``. Reports min/p50/p99/p99.9/max in
+  microseconds (nearest-rank percentiles); ``--json`` adds every sample.
+
+With ``--json`` the result also says where the time went during the window:
+``cpu`` (user and system seconds of this process) and ``counters`` (``looks``:
+ring looks, ``batches``: looks that moved packets, so ``packets / batches`` is
+the average batch actually taken).
 
 Several queues (``-q 0-3``, ``-q 0,2`` or ``--all-queues``; rxdrop and l2fwd,
 batch API) run one worker process per queue through
@@ -25,7 +36,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
+import resource
+import select
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -50,7 +65,7 @@ from ._common import (
     zero_copy_hint,
 )
 
-MODES = ("rxdrop", "txonly", "l2fwd")
+MODES = ("rxdrop", "txonly", "l2fwd", "latency")
 
 EPILOG = """examples:
   xdp-socket bench rxdrop -i veth1 -d 5           # feed it with `xdp-socket gen` on the peer
@@ -58,12 +73,15 @@ EPILOG = """examples:
   xdp-socket bench l2fwd -i veth1 --api packet
   xdp-socket bench rxdrop -i eth0 -q 0-3          # a worker process per queue
   xdp-socket bench rxdrop -i eth0 --all-queues --json
+  xdp-socket bench l2fwd -i veth1 -d 30 &     # the echo for a latency run
+  xdp-socket bench latency -i veth0 -n 10000 --poll
 """
 
 
 def register(subparsers: Any) -> None:
     p = command_parser(subparsers, "bench", __doc__, EPILOG,
-                       "rxdrop / txonly / l2fwd benchmarks (like the kernel's xdpsock)")
+                       "rxdrop / txonly / l2fwd / latency benchmarks (like the kernel's "
+                       "xdpsock)")
     p.add_argument("mode", choices=MODES, help="what to measure")
     add_interface(p)
     p.add_argument("-q", "--queue", default="0", metavar="QUEUES",
@@ -83,6 +101,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("-s", "--size", type=positive_int, default=64,
                    help="txonly frame length in bytes, without FCS: 60 up to --frame-size "
                         "(default 64)")
+    p.add_argument("-n", "--pings", type=positive_int, default=10000,
+                   help="latency: round trips to record (default 10000); -d bounds the "
+                        "run too")
     p.add_argument("--api", choices=("batch", "packet"), default="batch",
                    help="which API tier to run (default batch)")
     add_xdp_mode(p)
@@ -119,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
     if args.copy and args.zero_copy:
         raise CliError("--copy and --zero-copy exclude each other", 2)
     ifname, ifindex = resolve(args.interface)
-    need_rx = args.mode in ("rxdrop", "l2fwd")
-    need_tx = args.mode in ("txonly", "l2fwd")
+    need_rx = args.mode in ("rxdrop", "l2fwd", "latency")
+    need_tx = args.mode in ("txonly", "l2fwd", "latency")
     queues = _queues(args, ifname, ifindex)
     args.queue = queues[0]
     if need_rx:
@@ -143,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch > min(rings):
         raise CliError(f"--batch must be 1..{min(rings)} (the ring size), got {args.batch}", 2)
     direction = {"rxdrop": xs.Direction.RX, "txonly": xs.Direction.TX,
-                 "l2fwd": xs.Direction.BOTH}[args.mode]
+                 "l2fwd": xs.Direction.BOTH, "latency": xs.Direction.BOTH}[args.mode]
     if len(queues) > 1 or args.all_queues:
         return _run_workers(args, ifname, queues, cfg, direction)
     try:
@@ -183,6 +204,11 @@ def run(args: argparse.Namespace) -> int:
         result["statistics"] = stats._asdict()
     if args.json:
         print_json(result)
+    elif args.mode == "latency":
+        r = extra.get("rtt_us")
+        print(f"latency ({args.api} API, {'poll' if args.poll else 'spin'}) on {ifname} "
+              f"queue {args.queue}: {extra['pings']} round trips, {extra['lost']} lost"
+              + (", RTT us " + " ".join(f"{k} {v:.1f}" for k, v in r.items()) if r else ""))
     else:
         print(f"{args.mode} ({args.api} API) on {ifname} queue {args.queue}: {packets} packets "
               f"in {seconds:.2f} s = {human_rate(pps)}")
@@ -203,8 +229,8 @@ def _queues(args: argparse.Namespace, ifname: str, ifindex: int) -> list[int]:
     except ValueError as e:
         raise CliError(f"-q {spec}: {e}", EXIT_USAGE) from None
     if len(queues) > 1 or args.all_queues:
-        if args.mode == "txonly":
-            raise CliError("several queues: rxdrop and l2fwd only (txonly takes one -q)",
+        if args.mode in ("txonly", "latency"):
+            raise CliError(f"several queues: rxdrop and l2fwd only ({args.mode} takes one -q)",
                            EXIT_USAGE)
         if args.api != "batch":
             raise CliError("several queues run the batch API only", EXIT_USAGE)
@@ -274,26 +300,83 @@ Step = Callable[[], int]
 Result = tuple[int, float, dict[str, Any]]
 
 
+def perf_ctl(cmd: str) -> None:
+    """Tell ``perf stat --control`` to start or stop counting (``bench/run.py
+    --method`` counts syscalls for the measurement window only; it names perf's
+    control and ack FIFOs in these variables). Waits at most 1 s for perf's ack;
+    does nothing without the variables or without perf reading the FIFO."""
+    ctl, ack = os.environ.get("XDP_BENCH_PERF_CTL"), os.environ.get("XDP_BENCH_PERF_ACK")
+    if not ctl:
+        return
+    try:
+        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, cmd.encode() + b"\n")
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    if not ack:
+        return
+    try:
+        fd = os.open(ack, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        while p.poll(1000) and b"\n" not in os.read(fd, 16):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _cpu_times() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process so far, all threads."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime, ru.ru_stime
+
+
+def _window_stats(cpu0: tuple[float, float], looks: int, batches: int) -> dict[str, Any]:
+    """What the JSON result says about the window: its CPU time and how often
+    the loop looked at the ring (see the module docstring)."""
+    user, system = _cpu_times()
+    return {"cpu": {"user_s": round(user - cpu0[0], 6), "sys_s": round(system - cpu0[1], 6)},
+            "counters": {"looks": looks, "batches": batches}}
+
+
 def _measure(args: argparse.Namespace, status: Status, stop: StopFlag, step: Step,
-             done: Callable[[int], int] = lambda n: n) -> tuple[int, float]:
+             done: Callable[[int], int] = lambda n: n) -> tuple[int, float, dict[str, Any]]:
     """Run ``step`` for ``args.duration`` seconds; returns (steps' total,
-    seconds). ``done`` turns the running total into what the live rate shows
-    (txonly: frames completed rather than submitted)."""
-    total = 0
+    seconds, window statistics). ``done`` turns the running total into what the
+    live rate shows (txonly: frames completed rather than submitted)."""
+    total = looks = batches = 0
+    perf_ctl("enable")
+    cpu0 = _cpu_times()
     t0 = time.monotonic()
     end = t0 + args.duration
     nxt = t0 + 1.0
     last_t, last_n = t0, 0
     now = t0
     while now < end and not stop:
-        total += step()
+        n = step()
+        looks += 1
+        if n:
+            total += n
+            batches += 1
         now = time.monotonic()
         if now >= nxt:
             shown = done(total)
             rate = (shown - last_n) / (now - last_t)
             status.update(f"{args.mode}: {human_rate(rate)}  total {shown}", force=True)
             last_t, last_n, nxt = now, shown, now + 1.0
-    return total, now - t0
+    window = _window_stats(cpu0, looks, batches)
+    perf_ctl("disable")
+    return total, now - t0, window
 
 
 def _first_packet(args: argparse.Namespace, rx: Any, stop: StopFlag) -> None:
@@ -324,7 +407,7 @@ def _rxdrop_batch(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
         return n
 
     _first_packet(args, rx, stop)
-    return (*_measure(args, status, stop, step), {})
+    return _measure(args, status, stop, step)
 
 
 def _rxdrop_packet(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
@@ -342,7 +425,7 @@ def _rxdrop_packet(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
         return n
 
     _first_packet(args, rx, stop)
-    return (*_measure(args, status, stop, step), {})
+    return _measure(args, status, stop, step)
 
 
 def _txonly_prepare(args: argparse.Namespace, tx: Any) -> int:
@@ -355,9 +438,9 @@ def _txonly_prepare(args: argparse.Namespace, tx: Any) -> int:
 
 def _txonly(args: argparse.Namespace, tx: Any, status: Status, stop: StopFlag,
             step: Step) -> Result:
-    submitted, seconds = _measure(args, status, stop, step, lambda n: n - tx.in_flight)
+    submitted, seconds, extra = _measure(args, status, stop, step, lambda n: n - tx.in_flight)
     tx.reclaim()
-    return submitted - tx.in_flight, seconds, {"submitted": submitted}
+    return submitted - tx.in_flight, seconds, {"submitted": submitted, **extra}
 
 
 def _txonly_batch(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
@@ -412,7 +495,7 @@ def _l2fwd_batch(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
         return 0
 
     _first_packet(args, rx, stop)
-    return (*_measure(args, status, stop, step), {})
+    return _measure(args, status, stop, step)
 
 
 def _l2fwd_packet(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
@@ -438,7 +521,156 @@ def _l2fwd_packet(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
         return k
 
     _first_packet(args, rx, stop)
-    return (*_measure(args, status, stop, step), {})
+    return _measure(args, status, stop, step)
+
+
+# --- latency --------------------------------------------------------------------------
+# The same method as xsk_ref's latency mode (bench/ref/xsk_ref.c), so the two can
+# be compared: the round trip runs from just before the descriptor is submitted
+# (the kick that follows is part of it) to the moment the RX ring yields the
+# frame; the sequence number in the payload tells the current echo from a late
+# one of a lost ping.
+
+LAT_WARMUP = 100  # pings not recorded: cold caches, first wakeups
+LAT_TIMEOUT_S = 0.1  # a ping not back within this is lost; the next one goes out
+# after Ethernet (14), IPv4 (20), UDP (8) and xsk_ref's 8-byte payload tag
+LAT_SEQ_OFF = 50
+_SEQ = struct.Struct("<Q")
+
+Send = Callable[[bytearray], "float | None"]
+Wait = Callable[[int, float], "float | None"]
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile (the rule xsk_ref uses too)."""
+    k = math.ceil(q * len(sorted_values))
+    return sorted_values[max(k, 1) - 1]
+
+
+def rtt_summary(rtts_s: list[float]) -> dict[str, float]:
+    """min/p50/p99/p99.9/max/mean of round-trip times, in microseconds."""
+    v = sorted(rtts_s)
+    return {"min": v[0] * 1e6, "p50": percentile(v, 0.5) * 1e6,
+            "p99": percentile(v, 0.99) * 1e6, "p99.9": percentile(v, 0.999) * 1e6,
+            "max": v[-1] * 1e6, "mean": sum(v) / len(v) * 1e6}
+
+
+def _latency_ops(args: argparse.Namespace, tx: Any, rx: Any) -> tuple[Send, Wait]:
+    """``send(frame)``: submit one frame, return the time just before the
+    submit (None when no TX frame is free). ``wait(seq, deadline)``: the time
+    the RX ring yielded the frame carrying ``seq``, or None at the deadline.
+    One pair per API tier; both spin, or wait in poll(2) with ``--poll``."""
+    clock, poll = time.perf_counter, args.poll
+
+    def idle(deadline: float) -> bool:
+        now = clock()
+        if now >= deadline:
+            return False
+        if poll:
+            rx.poll_wait(deadline - now)
+        else:
+            rx.kick()  # a Fill ring that asks for a wakeup gets one (veth never asks)
+        return True
+
+    def ours(pkt: Any, seq: int) -> bool:
+        return len(pkt) >= LAT_SEQ_OFF + 8 and _SEQ.unpack_from(pkt, LAT_SEQ_OFF)[0] == seq
+
+    if args.api == "batch":
+        reserve, receive = tx.reserve, rx.receive
+
+        def send(frame: bytearray) -> float | None:
+            b = reserve(1)
+            if not b.count:
+                b.cancel()
+                return None
+            b.write(0, frame)
+            t0 = clock()
+            b.submit()
+            return t0
+
+        def wait(seq: int, deadline: float) -> float | None:
+            while True:
+                with receive(1) as b:
+                    if b.count:
+                        t1 = clock()
+                        if ours(b.packet(0), seq):
+                            return t1
+                        continue  # a late echo of a lost ping
+                if not idle(deadline):
+                    return None
+
+        return send, wait
+
+    t_seek, t_peek, t_commit = tx.seek_n, tx.peek_at, tx.commit_and_kick
+    r_seek, r_peek, r_commit = rx.seek_n, rx.peek_at, rx.commit_n
+
+    def send_packet(frame: bytearray) -> float | None:
+        if not t_seek(1):
+            return None
+        t_peek(0, len(frame))[:] = frame
+        t0 = clock()
+        t_commit(1)
+        return t0
+
+    def wait_packet(seq: int, deadline: float) -> float | None:
+        while True:
+            if r_seek(1):
+                t1 = clock()
+                mine = ours(r_peek(0), seq)
+                r_commit(1)
+                if mine:
+                    return t1
+                continue
+            if not idle(deadline):
+                return None
+
+    return send_packet, wait_packet
+
+
+def _latency(args: argparse.Namespace, tx: Any, rx: Any, status: Status,
+             stop: StopFlag) -> Result:
+    if args.size < LAT_SEQ_OFF + 8:
+        raise CliError(f"latency: -s must be at least {LAT_SEQ_OFF + 8} (the frame carries "
+                       "a sequence number)", 2)
+    send, wait = _latency_ops(args, tx, rx)
+    frame = bytearray(udp_frame(args.size))
+    clock = time.perf_counter
+    total, seq, lost = args.pings + LAT_WARMUP, 0, 0
+    rtts: list[float] = []
+    first_deadline = clock() + args.wait
+    t_start: float | None = None
+    cpu0 = _cpu_times()
+    now = clock()
+    while seq < total and not stop:
+        _SEQ.pack_into(frame, LAT_SEQ_OFF, seq)
+        t0 = send(frame)
+        if t0 is None:
+            tx.reclaim()  # every TX frame in flight: take the completed ones back
+            continue
+        t1 = wait(seq, t0 + LAT_TIMEOUT_S)
+        now = clock()
+        if t1 is None:
+            if t_start is not None:
+                lost += 1
+            elif now >= first_deadline:
+                raise CliError(f"no echo came back on {rx.ifname} queue {rx.queue_id} within "
+                               f"{args.wait:g} s (run `xdp-socket bench l2fwd` on the peer)")
+            continue
+        if t_start is None:
+            t_start, cpu0 = now, _cpu_times()
+        if seq >= LAT_WARMUP:
+            rtts.append(t1 - t0)
+        seq += 1
+        if now - t_start >= args.duration:
+            break
+    seconds = now - t_start if t_start is not None else 0.0
+    extra = {"cpu": _window_stats(cpu0, 0, 0)["cpu"]}
+    extra.update({"poll": args.poll, "pings": len(rtts), "lost": lost, "warmup": LAT_WARMUP})
+    if rtts:
+        extra["rtt_us"] = {k: round(v, 3) for k, v in rtt_summary(rtts).items()}
+        if args.json:
+            extra["samples_us"] = [round(x * 1e6, 3) for x in rtts]
+    return seq, seconds, extra
 
 
 _LOOPS = {
@@ -448,6 +680,8 @@ _LOOPS = {
     ("txonly", "packet"): _txonly_packet,
     ("l2fwd", "batch"): _l2fwd_batch,
     ("l2fwd", "packet"): _l2fwd_packet,
+    ("latency", "batch"): _latency,
+    ("latency", "packet"): _latency,
 }
 
 
