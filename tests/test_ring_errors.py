@@ -522,10 +522,11 @@ def test_rx_batch_errors() -> None:
     class OtherTx:
         _core = FakeCore()
 
-    with pytest.raises(ValueError, match=r"^can only forward to the TX half of the same socket "
-                                         r"\(one UMEM\)$"):
+    with pytest.raises(ValueError, match=r"^can only forward to a TX half on the same UMEM "
+                                         r"\(the other half of this socket, or a socket "
+                                         r"created with the same umem=\)$"):
         b.forward(OtherTx())
-    with pytest.raises(ValueError, match=r"^can only forward to the TX half"):
+    with pytest.raises(ValueError, match=r"^can only forward to a TX half"):
         b.forward(object())
     path.commit(1)  # the per-packet API moved the ring meanwhile
     with pytest.raises(ValueError, match=r"^the RX ring moved under this batch \(packets "
@@ -554,7 +555,7 @@ def test_rx_batch_after_release_and_close() -> None:
     with pytest.raises(ValueError, match=gone):
         b2._check()
     b3 = rx_batch(k, path, 2, core)
-    core.closed = True
+    path.closed = True  # (what closing the half does to its ring path)
     with pytest.raises(SocketClosedError, match=r"RX socket is closed"):
         _ = b3.lens
     with pytest.raises(SocketClosedError, match=r"RX socket is closed"):
@@ -685,7 +686,7 @@ def test_tx_batch_ring_moved_and_closed() -> None:
         path.peek_at(0, 60)
         path.commit(1)
         fr[:] = 7
-    core.closed = True
+    path.closed = True  # (what closing the half does to its ring path)
     with pytest.raises(SocketClosedError, match=r"TX socket is closed"):
         b2.submit()
     path.tx.area.lens[path.tx.cached_prod & 15] = 99
