@@ -963,3 +963,46 @@ def test_tx_batch_leaves_lengths_of_frames_reserved_beyond_it() -> None:
     path.commit(2)  # the frame written before the batch still has its length
     k.transmit()
     assert [len(p) for p in k.sent] == [60, 61, 70]
+
+
+def test_tx_seek_reclaims_only_when_short_or_half_the_completion_ring_is_in_flight() -> None:
+    k = FakeKernel(frame_count=8, ring=8, comp=8)  # reclaim at 4 in flight
+    tx = k.tx_path()
+    assert tx.seek(6) == 6
+    tx.set_lengths(60, 4)
+    tx.commit(4)
+    k.transmit()
+    assert tx.seek(2) == 2 and tx.completed == 0  # enough reserved: nothing else happens
+    k2 = FakeKernel(frame_count=8, ring=8, comp=8)
+    tx2 = k2.tx_path()
+    assert tx2.seek(3) == 3
+    tx2.set_lengths(60, 3)
+    tx2.commit(3)
+    k2.transmit()
+    assert tx2.seek(5) == 5 and tx2.completed == 0  # the pool has exactly enough
+    k3 = FakeKernel(frame_count=8, ring=8, comp=16)  # reclaim at 8 in flight
+    tx3 = k3.tx_path()
+    assert tx3.seek(4) == 4
+    tx3.set_lengths(60, 4)
+    tx3.commit(4)
+    k3.transmit()
+    assert tx3.reclaim() == 4 and tx3.seek(4) == 4
+    tx3.set_lengths(60, 4)
+    tx3.commit(4)
+    k3.transmit()
+    assert tx3.seek(1) == 1 and tx3.completed == 4  # 4 in flight, pool not short
+    assert tx3.seek(5) == 5 and tx3.completed == 8  # the pool is short: reclaim
+
+
+def test_tx_seek_of_one_clears_a_reused_slot_length() -> None:
+    k = FakeKernel(frame_count=8, ring=4)
+    tx = k.tx_path()
+    assert tx.seek(4) == 4
+    tx.set_lengths(60, 4)
+    tx.commit(4)
+    k.transmit()
+    tx.reclaim()
+    assert tx.seek(1) == 1  # slot 0 again, with length 60 from the last round
+    with pytest.raises(ValueError, match="frame 0 has no length"):
+        tx.commit(1)
+    assert tx.tx.area.lens.tolist() == [0, 60, 60, 60]
