@@ -317,6 +317,7 @@ def _prog_ids(ifindex: int) -> tuple[int, ...]:
 @pytest.mark.parametrize("gc_enabled", [True, False], ids=["gc", "refcount-only"])
 def test_forgotten_xdp_drop_detaches_and_closes(veth: Any, gc_enabled: bool) -> None:
     assert _prog_ids(veth.b_index) == ()
+    gc.collect()  # earlier tests' garbage must not close fds during the test
     before = _open_fds()
     if not gc_enabled:
         gc.disable()  # no cycle may hold it: refcounting alone must free it
@@ -346,6 +347,7 @@ def test_forgotten_generator_unloads_after_a_run(veth: Any, gc_enabled: bool) ->
     from xdp_socket._sys import bpf
 
     with G.xdp_drop(veth.b) as sink:
+        gc.collect()  # earlier tests' garbage must not close fds during the test
         before = _open_fds()
         if not gc_enabled:
             gc.disable()
