@@ -47,11 +47,11 @@ U8Array = npt.NDArray[np.uint8]
 _EMPTY_DESCS = np.empty(0, _ring.DESC_DTYPE)
 
 
-def _frame_rows(addrs: npt.NDArray[np.uint64], frame_size: int) -> tuple[Any, Any]:
+def _frame_rows(addrs: npt.NDArray[np.uint64], frame_size: int) -> npt.NDArray[np.intp]:
+    """Each address's frame: its row in the ``(frame_count, frame_size)`` UMEM."""
     shift = frame_size.bit_length() - 1
-    return (addrs >> np.uint64(shift)).astype(np.intp), (addrs & np.uint64(frame_size - 1)).astype(
-        np.intp
-    )
+    rows: npt.NDArray[np.intp] = (addrs >> np.uint64(shift)).astype(np.intp)
+    return rows
 
 
 class RxBatch:
@@ -103,7 +103,7 @@ class RxBatch:
     @property
     def frame_indices(self) -> npt.NDArray[np.intp]:
         """Index of each packet's frame (its row in ``sock.umem``)."""
-        rows, _ = _frame_rows(self.addrs, self._path.frame_size)
+        rows = _frame_rows(self.addrs, self._path.frame_size)
         out: npt.NDArray[np.intp] = rows
         return out
 
@@ -278,7 +278,7 @@ class TxBatch:
     @property
     def frame_indices(self) -> npt.NDArray[np.intp]:
         """Index of each reserved frame (its row in ``sock.umem``)."""
-        rows, _ = _frame_rows(self.addrs, self._path.frame_size)
+        rows = _frame_rows(self.addrs, self._path.frame_size)
         out: npt.NDArray[np.intp] = rows
         return out
 
@@ -306,7 +306,7 @@ class TxBatch:
         (the frames need not be adjacent in the UMEM, so numpy cannot give a
         view). To write, use :meth:`edit`, :meth:`frame`, :meth:`write_array`,
         :meth:`fill` or :meth:`write`."""
-        rows, _ = _frame_rows(self.addrs, self.frame_size)
+        rows = _frame_rows(self.addrs, self.frame_size)
         out: U8Array = self.umem2d[rows]
         out.flags.writeable = False  # a write would be lost silently: refuse it
         return out
@@ -330,7 +330,7 @@ class TxBatch:
         k = self.count if count is None else count
         if not 0 <= k <= self.count:
             raise ValueError(f"count must be 0..{self.count}")
-        rows, _ = _frame_rows(self.addrs[:k], self.frame_size)
+        rows = _frame_rows(self.addrs[:k], self.frame_size)
         work: U8Array = self.umem2d[rows]
         yield work
         self._check()
@@ -366,7 +366,7 @@ class TxBatch:
         k, width = arr.shape
         if width > self.frame_size:
             raise ValueError(f"rows of {width} bytes do not fit {self.frame_size}-byte frames")
-        rows, _ = _frame_rows(self.addrs[:k], self.frame_size)
+        rows = _frame_rows(self.addrs[:k], self.frame_size)
         self.umem2d[rows, :width] = arr
         self._set_lens(k, width if lens is None else lens)
 
@@ -379,7 +379,7 @@ class TxBatch:
             raise ValueError(f"count must be 0..{self.count}")
         if not 0 < tpl.shape[0] <= self.frame_size:
             raise ValueError(f"packet of {tpl.shape[0]} bytes does not fit a frame")
-        rows, _ = _frame_rows(self.addrs[:k], self.frame_size)
+        rows = _frame_rows(self.addrs[:k], self.frame_size)
         self.umem2d[rows, : tpl.shape[0]] = tpl
         self._set_lens(k, int(tpl.shape[0]))
 
