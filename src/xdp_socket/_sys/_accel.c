@@ -156,20 +156,36 @@ static inline uint32_t load_acquire(uint32_t *p) { return __atomic_load_n(p, __A
 
 static inline void store_release(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
-/* address field of free-running index i (both kinds keep the u64 address first) */
-static inline uint64_t *slot_addr(Map *m, uint32_t i)
+/* A ring's slot array as plain locals. The loops below index through these
+ * rather than through Map: Python builds extensions with
+ * -fno-strict-aliasing, and Map's address escapes into PyObject_GetBuffer, so
+ * every store into a slot would otherwise force the layout to be re-read
+ * from memory (measured: about twice the instructions per entry). */
+typedef struct {
+    uint8_t *d;
+    uint32_t mask;
+    uint32_t esize;
+} Slots;
+
+static inline Slots slots_of(Map *m)
 {
-    return (uint64_t *)(m->base + m->r->desc_off + (Py_ssize_t)(i & m->r->mask) * m->r->esize);
+    Slots s = {m->base + m->r->desc_off, m->r->mask, (uint32_t)m->r->esize};
+    return s;
 }
 
-static inline uint32_t *slot_len(Map *m, uint32_t i)
+static inline uint64_t *s_addr(Slots s, uint32_t i)
 {
-    return (uint32_t *)(m->base + m->r->desc_off + (Py_ssize_t)(i & m->r->mask) * 16 + 8);
+    return (uint64_t *)(s.d + (Py_ssize_t)(i & s.mask) * s.esize);
 }
 
-static inline uint32_t *slot_options(Map *m, uint32_t i)
+static inline uint32_t *s_len(Slots s, uint32_t i)
 {
-    return (uint32_t *)(m->base + m->r->desc_off + (Py_ssize_t)(i & m->r->mask) * 16 + 12);
+    return (uint32_t *)(s.d + (Py_ssize_t)(i & s.mask) * 16 + 8);
+}
+
+static inline uint32_t *s_options(Slots s, uint32_t i)
+{
+    return (uint32_t *)(s.d + (Py_ssize_t)(i & s.mask) * 16 + 12);
 }
 
 /* argument helpers: free-running indices are u32, counts small and >= 0 */
@@ -260,10 +276,15 @@ static PyObject *pool_to_ring(PyObject *mod, PyObject *const *a, Py_ssize_t narg
         PyErr_SetString(PyExc_ValueError, "more addresses than the pool holds");
         n = -1;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        *slot_addr(&m, rstart + (uint32_t)i) = pool[(pstart + (uint64_t)i) & pmask];
-        if (clear && m.r->esize == 16)
-            *slot_len(&m, rstart + (uint32_t)i) = 0;
+    Slots sl = slots_of(&m);
+    if (clear && sl.esize == 16) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            *s_addr(sl, rstart + (uint32_t)i) = pool[(pstart + (uint64_t)i) & pmask];
+            *s_len(sl, rstart + (uint32_t)i) = 0;
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++)
+            *s_addr(sl, rstart + (uint32_t)i) = pool[(pstart + (uint64_t)i) & pmask];
     }
     PyBuffer_Release(&pv);
     PyBuffer_Release(&m.view);
@@ -301,8 +322,9 @@ static PyObject *ring_to_pool(PyObject *mod, PyObject *const *a, Py_ssize_t narg
     if ((uint64_t)n > pmask + 1) {
         status = ST_CORRUPT;
     } else {
+        Slots sl = slots_of(&m);
         for (Py_ssize_t i = 0; i < n; i++) {
-            uint64_t addr = *slot_addr(&m, rstart + (uint32_t)i);
+            uint64_t addr = *s_addr(sl, rstart + (uint32_t)i);
             if (addr >= limit) {
                 status = ST_CORRUPT;
                 break;
@@ -348,8 +370,9 @@ static PyObject *comp_route(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         PyBuffer_Release(&m.view);
         return NULL;
     }
+    Slots sl = slots_of(&m);
     for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t addr = *slot_addr(&m, start + (uint32_t)i);
+        uint64_t addr = *s_addr(sl, start + (uint32_t)i);
         if (addr >= limit) {
             bad = ST_CORRUPT;
             break;
@@ -408,8 +431,9 @@ static PyObject *rx_to_fill(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         n = -1;
     }
     if (n >= 0) {
+        Slots fs = slots_of(&fill), rs = slots_of(&rx);
         for (Py_ssize_t i = 0; i < n; i++)
-            *slot_addr(&fill, prod + (uint32_t)i) = *slot_addr(&rx, cons + (uint32_t)i) & and_mask;
+            *s_addr(fs, prod + (uint32_t)i) = *s_addr(rs, cons + (uint32_t)i) & and_mask;
         store_release(word(&fill, fill.r->prod_off), prod + (uint32_t)n);
         store_release(word(&rx, rx.r->cons_off), cons + (uint32_t)n);
     }
@@ -449,11 +473,10 @@ static PyObject *forward(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         n = -1;
     }
     if (n >= 0) {
+        Slots ts = slots_of(&tx), rs = slots_of(&rx);
         for (Py_ssize_t i = 0; i < n; i++) {
-            uint32_t s = cons + (uint32_t)i, d = prod + (uint32_t)i;
-            *slot_addr(&tx, d) = *slot_addr(&rx, s);
-            *slot_len(&tx, d) = *slot_len(&rx, s);
-            *slot_options(&tx, d) = *slot_options(&rx, s);
+            /* the whole 16-byte descriptor: address, length, options */
+            memcpy(s_addr(ts, prod + (uint32_t)i), s_addr(rs, cons + (uint32_t)i), 16);
         }
         store_release(word(&tx, tx.r->prod_off), prod + (uint32_t)n);
         store_release(word(&rx, rx.r->cons_off), cons + (uint32_t)n);
@@ -494,9 +517,10 @@ static PyObject *swap_macs(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
     }
     uint64_t umem_len = (uint64_t)uv.len;
     uint8_t *umem = uv.buf;
+    Slots rs = slots_of(&rx);
     for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t addr = *slot_addr(&rx, start + (uint32_t)i);
-        uint32_t len = *slot_len(&rx, start + (uint32_t)i);
+        uint64_t addr = *s_addr(rs, start + (uint32_t)i);
+        uint32_t len = *s_len(rs, start + (uint32_t)i);
         if (addr >= umem_len || len > frame_size || umem_len - addr < 12) {
             status = ST_CORRUPT;
             break;
@@ -505,7 +529,7 @@ static PyObject *swap_macs(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
             status = ST_SHORT; /* keep looking: corruption wins */
     }
     for (Py_ssize_t i = 0; status == 0 && i < n; i++) {
-        uint8_t *p = umem + *slot_addr(&rx, start + (uint32_t)i);
+        uint8_t *p = umem + *s_addr(rs, start + (uint32_t)i);
         uint8_t t[6];
         memcpy(t, p, 6);
         memmove(p, p + 6, 6);
@@ -536,8 +560,9 @@ static PyObject *set_lens(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         PyBuffer_Release(&tx.view);
         return NULL;
     }
+    Slots ts = slots_of(&tx);
     for (Py_ssize_t i = 0; i < n; i++)
-        *slot_len(&tx, start + (uint32_t)i) = length;
+        *s_len(ts, start + (uint32_t)i) = length;
     PyBuffer_Release(&tx.view);
     Py_RETURN_NONE;
 }
