@@ -639,6 +639,19 @@ class TxPath(_FramePath):
         else:
             scatter_circular(self.tx.area.lens, self.tx.cached_prod, lens, n)
 
+    def submit_len(self, n: int, length: int) -> None:
+        """``set_lengths(length, n, checked=True)`` then ``commit(n,
+        checked=True)``: the batch API's usual submit in one step (the caller
+        validated ``length`` and that ``n`` frames are reserved)."""
+        tx = self.tx
+        if tx.ref is not None:
+            C.set_lens(tx.ref, tx.cached_prod, n, length)
+        else:
+            _fill_circular(tx.area.lens, tx.cached_prod, n, length)
+        tx.submit(n)
+        self.reserved -= n
+        self.submitted += n
+
     def clear_lengths(self, n: int) -> None:
         """Forget the lengths of the first ``n`` reserved frames (cancel)."""
         scatter_circular(self.tx.area.lens, self.tx.cached_prod, 0, min(n, self.reserved))
@@ -707,9 +720,16 @@ class TxPath(_FramePath):
         # is full, so it must not fill up while the pool still has frames.
         if pool.tail - pool.head < want or self.submitted - self.completed >= self._reclaim_at:
             self._reclaim()
-        k = min(want, pool.tail - pool.head, self.tx.free_entries(n) - reserved)
+        tx = self.tx
+        free = (tx.cached_cons - tx.cached_prod) & U32  # (free_entries' cached answer)
+        if free < n:
+            free = tx.free_entries(n)
+        k = pool.tail - pool.head
+        if want < k:
+            k = want
+        if free - reserved < k:
+            k = free - reserved
         if k > 0:
-            tx = self.tx
             start = tx.cached_prod + reserved
             # Options stay 0: the kernel zeroed the ring, and the only
             # descriptors we write (ours, or RX ones moved by forward without
@@ -979,6 +999,31 @@ class RxPath(_FramePath):
         starts = d["addr"].astype(np.intp)[:, None]
         # read bytes 6..11 then 0..5, write them to 0..11
         umem[starts + _ARANGE12] = umem[starts + _SWAP12]
+
+    def release_batch(self, n: int) -> None:
+        """``commit(n)`` for a batch of ``n`` (> 0) available packets. The
+        usual case (accelerated, room in the Fill ring, nothing handed back by
+        a TX side) is done here in one C call; the rest goes to ``commit``."""
+        rx = self.rx
+        fill = self.fill
+        cons = rx.cached_cons
+        if (rx.ref is not None and fill.ref is not None and n > 1
+                and n <= ((rx.cached_prod - cons) & U32)
+                and self.returns.tail == self.returns.head and not self.extra_returns
+                # (a Fill ring kept full has no cached room: re-read it)
+                and (n <= ((fill.cached_cons - fill.cached_prod) & U32)
+                     or n <= fill.free_entries(n))):
+            # copy, publish Fill, release RX: as in commit's batch case
+            C.rx_to_fill(rx.ref, fill.ref, cons, fill.cached_prod, n, self.base_mask)
+            fill.cached_prod = (fill.cached_prod + n) & U32
+            rx.cached_cons = (cons + n) & U32
+            self.received += n
+            if self.pool.tail != self.pool.head and fill.cached_cons != fill.cached_prod:
+                # pooled frames (more frames than the Fill ring holds) top up
+                # the room the kernel left
+                self.refill()
+        else:
+            self.commit(n)
 
     def commit(self, n: int) -> None:
         """Release the first ``n`` available packets: their frames go back to

@@ -192,10 +192,12 @@ class RxBatch:
         """Give the frames back to the Fill ring (and kick if the ring asks)."""
         if self.released:
             return
-        self._check()
+        path = self._path
+        if path.closed or path.rx.cached_cons != self._start:
+            self._check()  # raises, saying which
         self.released = True
-        self._path.commit(self.count)
-        self._core.kick_fill()
+        path.release_batch(self.count)
+        self._core.kick_fill()  # (a syscall only if the Fill ring asks for one)
 
     def forward(self, tx: Any) -> int:
         """Send every packet of this batch out of ``tx`` (a
@@ -385,6 +387,13 @@ class TxBatch:
 
     def set_lengths(self, lens: npt.ArrayLike, count: int | None = None) -> None:
         """Set the lengths of the first ``count`` frames (scalar or array)."""
+        if (lens.__class__ is int and count is None and self._lens is None
+                and 0 < lens <= self._path.frame_size):  # type: ignore[operator]
+            # the txonly loop's call: one length for the whole batch, kept
+            # as an int until submit (no array, no ring write yet)
+            self._check()
+            self._len_all = lens  # type: ignore[assignment]
+            return
         self._check()
         self._set_lens(self.count if count is None else count, lens)
 
@@ -396,14 +405,19 @@ class TxBatch:
             self.lens[:k] = checked
 
     def _check(self) -> None:
+        path = self._path
+        if self.done or path.closed or (self.count and path.tx.cached_prod != self._start):
+            self._refuse()
+
+    def _refuse(self) -> None:
+        """Why ``_check`` failed (kept out of the per-batch path)."""
         if self.done:
             raise ValueError("this batch was already submitted or cancelled")
         if self._path.closed:
             raise SocketClosedError("TX socket")
-        if self.count and self._path.tx.cached_prod != self._start:
-            # (an empty batch reserved nothing, so frames forwarded by the RX
-            # half in another thread may move the ring under it harmlessly)
-            raise ValueError("the TX ring moved under this batch (frames committed elsewhere)")
+        # (an empty batch reserved nothing, so frames forwarded by the RX half
+        # in another thread may move the ring under it harmlessly)
+        raise ValueError("the TX ring moved under this batch (frames committed elsewhere)")
 
     def submit(self, count: int | None = None, kick: bool = True) -> int:
         """Send the first ``count`` frames (default: all); each must have a
@@ -419,6 +433,13 @@ class TxBatch:
                 if not self._len_all:
                     raise ValueError("no frame in the submit has a length: write them or "
                                      "set_lengths()")
+                if k == self.count:
+                    # the usual case: every frame, one length, one call
+                    path.submit_len(k, self._len_all)
+                    self.done = True
+                    if kick:
+                        self._core.drive_tx()
+                    return k
                 path.set_lengths(self._len_all, k, checked=True)
             else:
                 lens = self._lens[:k]

@@ -441,6 +441,13 @@ class RxSocket(_Half):
             return True
         self.kick()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if deadline is not None and timeout:
+            # a poll loop's usual call: one poll(2), and a packet at its return
+            ready = self._core.poll(select.POLLIN, timeout, self._what)
+            if path.seek(1):
+                return True
+            if not ready and time.monotonic() >= deadline:
+                return False
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = self._core.poll(select.POLLIN, remaining, self._what)
