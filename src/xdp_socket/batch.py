@@ -388,11 +388,11 @@ class TxBatch:
     def set_lengths(self, lens: npt.ArrayLike, count: int | None = None) -> None:
         """Set the lengths of the first ``count`` frames (scalar or array)."""
         if (lens.__class__ is int and count is None and self._lens is None
-                and 0 < lens <= self._path.frame_size):  # type: ignore[operator]
+                and 0 < lens <= self._path.frame_size):
             # the txonly loop's call: one length for the whole batch, kept
             # as an int until submit (no array, no ring write yet)
             self._check()
-            self._len_all = lens  # type: ignore[assignment]
+            self._len_all = lens
             return
         self._check()
         self._set_lens(self.count if count is None else count, lens)
