@@ -1007,18 +1007,20 @@ class RxPath(_FramePath):
         rx = self.rx
         fill = self.fill
         cons = rx.cached_cons
-        if (rx.ref is not None and fill.ref is not None and n > 1
+        prod = fill.cached_prod
+        room = (fill.cached_cons - prod) & U32
+        if room < n:
+            room = fill.free_entries(n)  # a Fill ring kept full: re-read the kernel's index
+        returns = self.returns
+        if (n > 1 and room >= n and rx.ref is not None and fill.ref is not None
                 and n <= ((rx.cached_prod - cons) & U32)
-                and self.returns.tail == self.returns.head and not self.extra_returns
-                # (a Fill ring kept full has no cached room: re-read it)
-                and (n <= ((fill.cached_cons - fill.cached_prod) & U32)
-                     or n <= fill.free_entries(n))):
+                and returns.tail == returns.head and not self.extra_returns):
             # copy, publish Fill, release RX: as in commit's batch case
-            C.rx_to_fill(rx.ref, fill.ref, cons, fill.cached_prod, n, self.base_mask)
-            fill.cached_prod = (fill.cached_prod + n) & U32
+            C.rx_to_fill(rx.ref, fill.ref, cons, prod, n, self.base_mask)
+            fill.cached_prod = (prod + n) & U32
             rx.cached_cons = (cons + n) & U32
             self.received += n
-            if self.pool.tail != self.pool.head and fill.cached_cons != fill.cached_prod:
+            if room > n and self.pool.tail != self.pool.head:
                 # pooled frames (more frames than the Fill ring holds) top up
                 # the room the kernel left
                 self.refill()
