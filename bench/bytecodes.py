@@ -144,7 +144,7 @@ def main() -> None:
     subprocess.run(["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"], check=True)
     for dev in ("va", "vb"):
         subprocess.run(["ip", "link", "set", dev, "up"], check=True)
-    print(f"ring path: {xs.accelerator()}; "
+    print(f"ring path: {getattr(xs, 'accelerator', lambda: 'python')()}; "
           f"batch {a.batch}, {a.rounds} batches per mode")
     for mode in a.modes.split(","):
         per, c = count(mode, a.batch, a.rounds)
