@@ -346,6 +346,7 @@ class Setup:
     batch: int = BATCH
     pings: int = PINGS
     perf: Perf | None = None  # --method: syscall counts of the measured process
+    tx_budget: int | None = None  # --tx-budget: XDP_MAX_TX_SKB_BUDGET for C and xdp-socket
 
 
 @dataclass
@@ -376,7 +377,12 @@ def _xs(mode: str, iface: str, api: str, s: Setup, poll: bool = False,
         "-w", f"{FIRST_PACKET_WAIT:g}",
         "-b", str(s.batch), "-s", str(FRAME_BYTES), "--api", api,
         "--xdp-mode", "native", "--copy", "--quiet", "--json",
-    ] + (["--poll"] if poll else [])  # fmt: skip
+    ] + (["--poll"] if poll else []) + _budget(s)  # fmt: skip
+
+
+def _budget(s: Setup) -> list[str]:
+    """The same copy-mode TX budget for every AF_XDP program (none: the kernel's)."""
+    return ["--tx-budget", str(s.tx_budget)] if s.tx_budget is not None else []
 
 
 def _c(mode: str, iface: str, s: Setup, duration: float | None = None,
@@ -387,7 +393,7 @@ def _c(mode: str, iface: str, s: Setup, duration: float | None = None,
         "-d", f"{duration if duration is not None else s.duration:g}",
         "-w", f"{FIRST_PACKET_WAIT:g}", "-b", str(s.batch), "-s", str(FRAME_BYTES),
         "--xdp-mode", "native", "--quiet",
-    ] + (["--poll"] if poll else [])  # fmt: skip
+    ] + (["--poll"] if poll else []) + _budget(s)  # fmt: skip
 
 
 def _afpacket(mode: str, iface: str, s: Setup) -> list[str]:
@@ -910,7 +916,8 @@ def header(meta: dict[str, Any]) -> str:
         f"Command: `{meta['command']}`.\n"
         f"Settings, the same for every AF_XDP program: {st['frame_bytes']}-byte frames, "
         f"**batch {st['batch']}**, rings {st['ring_entries']}, UMEM {st['umem_frames']} x "
-        f"{st['umem_frame_size']}, copy mode, native XDP, need_wakeup on; "
+        f"{st['umem_frame_size']}, copy mode, native XDP, need_wakeup on, TX budget "
+        f"{st.get('tx_budget') or 'the kernel default (32)'}; "
         f"{meta['runs']} runs x {meta['duration']:g} s per cell, interleaved; source on "
         f"core {meta['source_core']}, measured program on core {meta['measured_core']}."
     )
@@ -1067,6 +1074,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="source core and measured core (default 0,1)")
     p.add_argument("-b", "--batch", type=_count(1, 2048, "--batch"), default=BATCH,
                    help=f"descriptors per batch for every implementation (default {BATCH})")
+    p.add_argument("--tx-budget", type=_count(1, 2048, "--tx-budget"), default=None,
+                   help="XDP_MAX_TX_SKB_BUDGET (frames per copy-mode kick) for C and xdp-socket "
+                        "alike (default: the kernel's, 32)")
     p.add_argument("--pings", type=_count(1, 1000000, "--pings"), default=None,
                    help=f"latency rows: round trips recorded per run (default {PINGS})")
     p.add_argument("--method", action="store_true",
@@ -1228,7 +1238,7 @@ def main(argv: list[str] | None = None) -> int:
             with testing.veth_pair("bencha", "benchb", queues=1) as link:
                 s = Setup(link.a, link.b, link.a_index, link.b_index, args.duration,
                           args.cores[0], args.cores[1], xsk_ref, args.batch, args.pings,
-                          perf)  # fmt: skip
+                          perf, args.tx_budget)  # fmt: skip
                 for row in args.modes:
                     plans = [pl for impl in args.impls if (pl := plan(row, impl, s))]
                     # Round robin over the implementations, so that a drift in the
@@ -1279,7 +1289,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured_core": args.cores[1],
         "settings": {"frame_bytes": FRAME_BYTES, "batch": args.batch, "umem_frames": 4096,
                      "umem_frame_size": 4096, "ring_entries": 2048, "copy_mode": True,
-                     "need_wakeup": True, "xdp_mode": "native"},
+                     "need_wakeup": True, "xdp_mode": "native", "tx_budget": args.tx_budget},
         "interrupted": interrupted,
     }  # fmt: skip
     res = Results(meta, records)
