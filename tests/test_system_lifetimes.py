@@ -513,6 +513,27 @@ def test_failed_creation_does_not_keep_the_queue(veth: Any) -> None:
         os.close(prog_fd)
 
 
+def test_frames_forwarded_before_the_tx_half_closes_come_back_to_rx(veth: Any) -> None:
+    """RX frames forwarded and not yet reclaimed when the TX half closes are
+    handed back: the RX side then holds its whole Fill ring again, so a burst
+    of as many frames as it has arrives without a drop."""
+    with _no_resource_warnings():
+        tx, rx = xs.create_bi_socket(veth.b, 0, _rx_cfg(32))  # 32 RX frames
+        with testing.AfPacketPeer(veth.a) as peer:
+            _fill_rx(rx, peer, 20, tag=21)
+            batch = rx.receive(64)
+            assert batch.count == 20 and batch.forward(tx) == 20
+            tx.close()
+            rx.receive(64).release()  # the RX loop's next (empty) look
+            sent = _fill_rx(rx, peer, 32, tag=22)
+        got = rx.receive(64)
+        assert got.payloads() == sent
+        got.release()
+        st = rx.statistics()
+        assert st.rx_fill_ring_empty_descs == 0 and st.rx_dropped == 0, st
+        rx.close()
+
+
 def test_forward_into_a_closed_tx_half_raises(veth: Any) -> None:
     with _no_resource_warnings():
         tx, rx = xs.create_bi_socket(veth.b, 0, _rx_cfg(32))

@@ -334,10 +334,30 @@ class XskCore:
         path = self.rx_path if name == "RX socket" else self.tx_path
         if path is not None:
             path.closed = True
+        if name == "TX socket" and isinstance(path, _ring.TxPath) and os.getpid() == self._pid:
+            self._hand_back_forwarded(path)
         if name == "RX socket" and os.getpid() == self._pid:
             # only the RX side polls the fd (the TX side drives and sleeps,
             # checking ``closed`` on every turn)
             _xsk.signal_wake_fd(self._wake_fd)
+
+    def _hand_back_forwarded(self, tx: _ring.TxPath) -> None:
+        """The TX half closes while the RX half stays: RX frames forwarded into
+        the TX ring come home only through its Completion ring, which nobody
+        reclaims once the TX half is gone, so the RX side would lose them for
+        good. Kick what is still queued (copy mode completes frames during the
+        kick) and route the completions to their RX sides' return queues; the
+        RX side takes them at its next look. Frames a zero-copy driver
+        completes later stay out until the socket closes."""
+        if not tx.foreign_in_flight:
+            return
+        try:
+            self.drive_tx()
+            tx.reclaim()  # (LockedTxPath: under the lock a forward would take)
+        except (OSError, _ring.RingCorruptedError):
+            # closing must not fail: a device gone down or a corrupt ring
+            # leaves those frames out, as before
+            pass
 
     def close(self) -> None:
         """Close the socket now, from any thread; idempotent."""
