@@ -901,6 +901,16 @@ def tables(res: Results, markdown: bool, full: bool = True) -> str:
 
 MARK_START = "<!-- bench/run.py table: start -->"
 MARK_END = "<!-- bench/run.py table: end -->"
+
+
+def marks(batch: int) -> tuple[str, str]:
+    """The marker comments a run writes between: the default batch's block,
+    or a block of its own for another batch size (so the README can show the
+    table at the default batch and at batch 64 side by side)."""
+    if batch == BATCH:
+        return MARK_START, MARK_END
+    return (f"<!-- bench/run.py table (batch {batch}): start -->",
+            f"<!-- bench/run.py table (batch {batch}): end -->")
 WRITE_TARGETS = (HERE.parent / "README.md", HERE / "README.md")
 
 
@@ -924,25 +934,27 @@ def header(meta: dict[str, Any]) -> str:
 
 
 def block(res: Results, full: bool) -> str:
-    return (f"{MARK_START}\n<!-- written by bench/run.py --write from one run; "
+    start, end = marks(res.meta["settings"]["batch"])
+    return (f"{start}\n<!-- written by bench/run.py --write from one run; "
             f"do not edit by hand -->\n\n{header(res.meta)}\n\n"
-            f"{tables(res, markdown=True, full=full)}\n\n{MARK_END}")
+            f"{tables(res, markdown=True, full=full)}\n\n{end}")
 
 
-def write_block(path: Path, text: str) -> None:
+def write_block(path: Path, text: str, batch: int = BATCH) -> None:
     """Replace what lies between the markers in ``path`` (both must be there)."""
+    start, end = marks(batch)
     old = path.read_text()
-    i, j = old.find(MARK_START), old.find(MARK_END)
+    i, j = old.find(start), old.find(end)
     if i < 0 or j < i:
-        raise ValueError(f"{path}: no '{MARK_START}' ... '{MARK_END}' block to replace")
-    path.write_text(old[:i] + text + old[j + len(MARK_END):])
+        raise ValueError(f"{path}: no '{start}' ... '{end}' block to replace")
+    path.write_text(old[:i] + text + old[j + len(end):])
 
 
 def write_tables(res: Results, paths: list[Path]) -> None:
     """The top-level README gets the short set, every other file the full one."""
     for path in paths:
         top_level = path.name == "README.md" and path.resolve().parent.name != "bench"
-        write_block(path, block(res, full=not top_level))
+        write_block(path, block(res, full=not top_level), res.meta["settings"]["batch"])
 
 
 # --- the latency histogram (--plot) -------------------------------------------------
@@ -1103,10 +1115,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except ImportError:
             p.error("--plot needs matplotlib: pip install 'xdp-socket[bench]' "
                     "(or pip install matplotlib)")
+    # (checked before a run, so a missing block does not waste it; --from-json
+    # writes the saved run's batch size)
+    start, end = marks(_saved_batch(args.from_json) if args.from_json else args.batch)
     for path in ([*WRITE_TARGETS] if args.write else []) + args.write_to:
         text = path.read_text() if path.is_file() else ""
-        if MARK_START not in text or MARK_END not in text:
-            p.error(f"{path}: no '{MARK_START}' ... '{MARK_END}' block to write into")
+        if start not in text or end not in text:
+            p.error(f"{path}: no '{start}' ... '{end}' block to write into")
     if args.runs is None:
         args.runs = 1 if args.quick else 5
     if args.duration is None:
@@ -1132,6 +1147,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--cores {a},{b}: this process may use cores {cpus}")
         args.cores = (a, b)
     return args
+
+
+def _saved_batch(path: Path) -> int:
+    """The batch size a saved --json-out run was taken at (the default if the
+    file cannot tell; main() reports a broken file)."""
+    try:
+        return int(json.loads(path.read_text())["meta"]["settings"]["batch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return BATCH
 
 
 def _log(msg: str) -> None:

@@ -118,6 +118,27 @@ def test_writes_both_files_between_the_markers(tmp_path: Path) -> None:
     assert "xdp-socket batch" in r.stdout
 
 
+def test_another_batch_size_writes_its_own_block(tmp_path: Path) -> None:
+    """A run at a batch other than the default goes between markers of its
+    own, so the default batch's table stays beside it."""
+    f = tmp_path / "README.md"
+    s256, e256 = ("<!-- bench/run.py table (batch 256): start -->",
+                  "<!-- bench/run.py table (batch 256): end -->")
+    f.write_text(f"{START}\ndefault 1.11\n{END}\n\n{s256}\nold 2.22\n{e256}\n")
+    data = results(None)
+    data["meta"]["settings"]["batch"] = 256
+    r = _render(tmp_path, data, "--write-to", str(f))
+    assert r.returncode == 0, r.stderr
+    text = f.read_text()
+    assert "default 1.11" in text and "old 2.22" not in text
+    assert "**batch 256**" in text[text.index(s256): text.index(e256)]
+    # a file with only the default block has nowhere to put it
+    f.write_text(f"{START}\ndefault 1.11\n{END}\n")
+    r = _render(tmp_path, data, "--write-to", str(f))
+    assert r.returncode == 2 and "(batch 256): start" in r.stderr
+    assert f.read_text() == f"{START}\ndefault 1.11\n{END}\n"
+
+
 def test_rewriting_is_idempotent(tmp_path: Path) -> None:
     top, bench = _files(tmp_path)
     args = ("--write-to", str(top), "--write-to", str(bench))
