@@ -198,3 +198,46 @@ def test_replay_from_stdin(veth: testing.VethPair, tmp_path: Path) -> None:
     r2 = subprocess.run([*CLI, "replay", "-", "-i", veth.a, "--loop", "2"], input=b"",
                         capture_output=True, timeout=60)
     assert r2.returncode == 2 and b"--loop" in r2.stderr
+
+
+def test_replay_raises_the_tx_budget_and_falls_back_on_an_older_kernel(
+        veth: testing.VethPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """replay raises the copy-mode TX budget so one kick sends a batch; a
+    kernel without XDP_MAX_TX_SKB_BUDGET (before 6.15) refuses the option
+    with ENOPROTOOPT, and replay then runs with the default budget."""
+    import errno
+
+    from xdp_socket._sys import xsk
+    from xdp_socket.cli import replay as replay_mod
+    from xdp_socket.cli.main import main
+
+    budgets: list[int] = []
+    real = xsk.set_tx_budget
+
+    def old_kernel(sock: object, budget: int, ifname: str, queue_id: int) -> None:
+        budgets.append(budget)
+        raise xsk._err(f"set TX budget {budget}", ifname, queue_id,
+                       OSError(errno.ENOPROTOOPT, "Protocol not available"))
+
+    pkts = frames(600)
+    path = tmp_path / "in.pcap"
+    write_pcap(path, pkts)
+    for patch, want in ((real, [replay_mod.BATCH]), (old_kernel, [replay_mod.BATCH])):
+        budgets.clear()
+        with monkeypatch.context() as m:
+            if patch is old_kernel:
+                m.setattr(xsk, "set_tx_budget", old_kernel)
+            else:
+                def spy(sock: object, budget: int, ifname: str, queue_id: int) -> None:
+                    budgets.append(budget)
+                    real(sock, budget, ifname, queue_id)  # type: ignore[arg-type]
+                m.setattr(xsk, "set_tx_budget", spy)
+            col = Collector(veth.b, len(pkts))
+            col.start()
+            rc = main(["replay", str(path), "-i", veth.a, "--topspeed", "--quiet", "--json"])
+            got = col.finish()
+        out = json.loads(capsys.readouterr().out)
+        assert rc == 0 and out["sent"] == len(pkts) and out["flushed"] is True
+        assert [f for _, f in got] == pkts
+        assert budgets == want

@@ -251,7 +251,7 @@ def _replay(args: argparse.Namespace, name: str, f: Any, size: int | None,
             reader: Any) -> int:
     import numpy as np
 
-    from .. import XdpConfig, create_tx_socket
+    from .. import XdpConfig
 
     cfg = XdpConfig(frame_size=args.frame_size)
     frame_size = cfg.frame_size
@@ -261,7 +261,7 @@ def _replay(args: argparse.Namespace, name: str, f: Any, size: int | None,
     position = (lambda: prog.file_done + f.tell()) if size is not None else (lambda: 0)
     sched = _Schedule(args)
     try:
-        with create_tx_socket(name, args.queue, cfg) as tx, stop.installed():
+        with _tx_socket(name, args.queue, cfg) as tx, stop.installed():
             sender = _Sender(tx, stop)
             prog.sender = sender
             t0 = time.monotonic()
@@ -339,6 +339,25 @@ def _replay(args: argparse.Namespace, name: str, f: Any, size: int | None,
     if stop:
         return stop.exit_code
     return 0 if flushed else 1
+
+
+def _tx_socket(name: str, queue: int, cfg: Any) -> Any:
+    """The TX socket, sending a whole batch per kick where the kernel lets us
+    raise the copy-mode budget (``XDP_MAX_TX_SKB_BUDGET``, Linux 6.15+; 32
+    frames per kick otherwise): one sendto per batch instead of eight, which
+    more than doubles the --topspeed rate on veth."""
+    import dataclasses
+    import errno
+
+    from .. import XdpError, create_tx_socket
+
+    try:
+        return create_tx_socket(name, queue, dataclasses.replace(cfg, tx_budget=BATCH))
+    except XdpError as e:
+        if not e.step.startswith("set TX budget") or e.errno not in (
+                errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    return create_tx_socket(name, queue, cfg)  # an older kernel: its default budget
 
 
 def _wait_until(target: float, stop: StopFlag) -> None:
