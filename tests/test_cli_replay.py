@@ -119,21 +119,42 @@ def test_replay_capture_timing_and_topspeed(veth: testing.VethPair, tmp_path: Pa
     assert [f for _, f in got] == pkts
 
 
-def test_replay_skips_frames_longer_than_a_umem_frame(veth_factory: object,
+def test_replay_skips_frames_longer_than_a_umem_frame(veth: testing.VethPair,
                                                       tmp_path: Path) -> None:
-    link = veth_factory(mtu=3000)  # type: ignore[operator]
+    # (an MTU of 1500 fits a 2048-byte frame: no multi-buffer socket, so a
+    # longer packet in the file cannot be sent and is skipped)
     pkts = frames(3)
     long = testing.make_frame(payload=b"rpl" + bytes(2100))
     path = tmp_path / "in.pcap"
     write_pcap(path, [pkts[0], long, pkts[1], pkts[2]])
-    col = Collector(link.b, 3, timeout=5)
+    col = Collector(veth.b, 3, timeout=5)
     col.start()
-    r = replay(str(path), "-i", link.a, "--frame-size", "2048", "--topspeed", "--json")
+    r = replay(str(path), "-i", veth.a, "--frame-size", "2048", "--topspeed", "--json")
     got = col.finish()
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["sent"] == 3 and summary["skipped_too_long"] == 1
     assert [f for _, f in got] == pkts
+
+
+def test_replay_sends_frames_longer_than_a_umem_frame_as_chains(veth_factory: object,
+                                                                 tmp_path: Path) -> None:
+    """An MTU above the UMEM frame turns multi-buffer on: the long packet goes
+    out as a descriptor chain and arrives whole, in order."""
+    link = veth_factory(mtu=3000)  # type: ignore[operator]
+    pkts = frames(3)
+    long = testing.make_frame(payload=b"rpl" + bytes(range(256)) * 8 + bytes(100))
+    want = [pkts[0], long, pkts[1], pkts[2]]
+    path = tmp_path / "in.pcap"
+    write_pcap(path, want)
+    col = Collector(link.b, 4, timeout=5)
+    col.start()
+    r = replay(str(path), "-i", link.a, "--frame-size", "2048", "--topspeed", "--json")
+    got = col.finish()
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["sent"] == 4 and summary["skipped_too_long"] == 0
+    assert [f for _, f in got] == want
 
 
 def test_replay_refuses_non_ethernet(veth: testing.VethPair, tmp_path: Path) -> None:

@@ -146,7 +146,8 @@ def _rows(batch: Any, width: int) -> Any:
         return rows
 
 
-def _drain(rx: Any, writer: Any, totals: _Totals, limit: int | None, snaplen: int) -> int:
+def _drain(rx: Any, writer: Any, totals: _Totals, limit: int | None, snaplen: int,
+           multi_buffer: bool) -> int:
     """Take what is on ``rx``'s RX ring (at most ``limit`` packets) and write it,
     a batch at a time."""
     got = 0
@@ -155,19 +156,34 @@ def _drain(rx: Any, writer: Any, totals: _Totals, limit: int | None, snaplen: in
         if want <= 0:
             return got
         batch = rx.receive(want)
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return got
+        n, nbytes = _write_batch(batch, writer, snaplen, multi_buffer,
+                                 None if limit is None else limit - got)
         got += n
         totals.packets += n
-        totals.bytes += _write_batch(batch, writer, snaplen)
+        totals.bytes += nbytes
 
 
-def _write_batch(batch: Any, writer: Any, snaplen: int) -> int:
+def _write_batch(batch: Any, writer: Any, snaplen: int, multi_buffer: bool = False,
+                 max_packets: int | None = None) -> tuple[int, int]:
     """Write the non-empty ``batch`` (stamped now), releasing its frames to
-    the Fill ring before the file write; returns its bytes on the wire."""
+    the Fill ring before the file write; returns its packets and their bytes
+    on the wire. With multi-buffer a batch of descriptors may hold fewer
+    packets; those beyond ``max_packets`` are dropped (-c stays exact)."""
     import numpy as np
 
+    if multi_buffer and not bool(batch.ends.all()):
+        # Some packet spans several descriptors (a jumbo frame): joined per
+        # packet, which is slow but only for captures that carry them.
+        ts = time.time_ns()
+        packets = batch.payloads()
+        batch.release()
+        if max_packets is not None:
+            packets = packets[:max_packets]
+        for p in packets:
+            writer.write(p, ts)  # (cut to the snaplen there, orig_len kept)
+        return len(packets), sum(len(p) for p in packets)
     ts = time.time_ns()
     wire = np.array(batch.lens, dtype=np.uint32)  # a copy: the ring slots get reused
     longest = int(wire.max())
@@ -177,7 +193,7 @@ def _write_batch(batch: Any, writer: Any, snaplen: int) -> int:
     batch.release()
     writer.write_batch(rows, wire if width == longest else np.minimum(wire, width), ts,
                        wire)
-    return int(wire.sum())
+    return len(wire), int(wire.sum())
 
 
 def _warn_stack(name: str, index: int) -> None:
@@ -207,7 +223,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_stack_warning:
         _warn_stack(name, index)
 
-    from .. import XdpConfig, create_rx_socket
 
     to_stdout = args.write == "-"
     report: IO[str] = sys.stderr if to_stdout else sys.stdout
@@ -216,13 +231,19 @@ def run(args: argparse.Namespace) -> int:
     # arrive while the writer is busy: tcpdump's -B for the same reason).
     # Half-size frames hold twice the packets when the MTU lets them (copy mode
     # leaves frame_size - 256 bytes of receive room).
+    from .. import XdpConfig, create_rx_socket
     from ..iface import link_facts
 
-    frame_size = 2048 if link_facts(index).mtu + ETH_OVERHEAD <= 2048 - 256 else 4096
+    mtu = link_facts(index).mtu
+    frame_size = 2048 if mtu + ETH_OVERHEAD <= XdpConfig(frame_size=2048).rx_room else 4096
+    # Packets longer than a frame's receive room (a jumbo MTU) arrive as
+    # descriptor chains on a multi-buffer socket (XDP_USE_SG), else the kernel
+    # drops them: turned on by the MTU, as nothing else tells in advance.
+    multi_buffer = mtu + ETH_OVERHEAD > XdpConfig(frame_size=frame_size).rx_room
     per_queue = args.buffer * (1 << 20) // frame_size // len(queues)
     frames = 1 << max(6, per_queue.bit_length() - 1)
     cfg = XdpConfig(xdp_mode=args.xdp_mode, frame_size=frame_size, frame_count=frames,
-                    rx_size=frames, fill_size=frames,
+                    rx_size=frames, fill_size=frames, multi_buffer=multi_buffer,
                     filter=" ".join(args.expression) or None)
     if args.workers:
         return _capture_workers(args, name, queues, cfg, report)
@@ -271,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
                         # Let the socket raise its XdpError with step and queue.
                         by_fd[fd].poll_wait(0)
                     left = None if args.count is None else args.count - totals.packets
-                    _drain(by_fd[fd], writer, totals, left, args.snaplen)
+                    _drain(by_fd[fd], writer, totals, left, args.snaplen, cfg.multi_buffer)
                 now = time.monotonic()
                 if not ready or now - last_flush > FLUSH_EVERY_S:
                     writer.flush()
@@ -383,13 +404,13 @@ def _capture_workers(args: argparse.Namespace, name: str, queues: list[int], cfg
     mine: list[Any] = []  # in a worker: its writer
     limit = args.count
     snaplen = args.snaplen
+    multi_buffer = cfg.multi_buffer
 
     def handler(batch: Any, ctx: Any) -> None:
         if not mine:
             mine.append(PcapWriter(os.path.join(tmp, f"q{ctx.queue_id}.pcap"),
                                    snaplen=snaplen))
-        n = len(batch)
-        _write_batch(batch, mine[0], snaplen)
+        n, _ = _write_batch(batch, mine[0], snaplen, multi_buffer)
         counts[slot[ctx.queue_id]] += n
         if limit is not None and sum(counts) >= limit:
             ctx.stop()
