@@ -68,7 +68,10 @@ SLEEP_MARGIN_S = 0.0002  # wake this early and busy-wait the rest (sleep oversho
 # rates one kick carries several packets instead of one (a kick costs more
 # than the gap between packets); no packet leaves more than this early.
 GATHER_AHEAD_S = 0.00005
-BATCH = 256  # packets per read batch and at most per ring transaction
+# Packets per read batch and at most per ring transaction (and per kick, see
+# _tx_socket): the Python work is per batch, so 1024 costs about a third of
+# the user-space instructions per frame that 256 did (callgrind, 200k frames).
+BATCH = 1024
 FLUSH_TIMEOUT_S = 5.0
 ETH_OVERHEAD = 18  # Ethernet header and a VLAN tag on top of the MTU (veth drops longer)
 
@@ -375,8 +378,8 @@ def _replay(args: argparse.Namespace, name: str, f: Any, size: int | None,
 def _tx_socket(name: str, queue: int, cfg: Any) -> Any:
     """The TX socket, sending a whole batch per kick where the kernel lets us
     raise the copy-mode budget (``XDP_MAX_TX_SKB_BUDGET``, Linux 6.15+; 32
-    frames per kick otherwise): one sendto per batch instead of eight, which
-    more than doubles the --topspeed rate on veth."""
+    frames per kick otherwise): one sendto per batch instead of one per 32
+    frames, which more than doubles the --topspeed rate on veth."""
     import dataclasses
     import errno
 
