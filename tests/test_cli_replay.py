@@ -119,21 +119,42 @@ def test_replay_capture_timing_and_topspeed(veth: testing.VethPair, tmp_path: Pa
     assert [f for _, f in got] == pkts
 
 
-def test_replay_skips_frames_longer_than_a_umem_frame(veth_factory: object,
+def test_replay_skips_frames_longer_than_a_umem_frame(veth: testing.VethPair,
                                                       tmp_path: Path) -> None:
-    link = veth_factory(mtu=3000)  # type: ignore[operator]
+    # (an MTU of 1500 fits a 2048-byte frame: no multi-buffer socket, so a
+    # longer packet in the file cannot be sent and is skipped)
     pkts = frames(3)
     long = testing.make_frame(payload=b"rpl" + bytes(2100))
     path = tmp_path / "in.pcap"
     write_pcap(path, [pkts[0], long, pkts[1], pkts[2]])
-    col = Collector(link.b, 3, timeout=5)
+    col = Collector(veth.b, 3, timeout=5)
     col.start()
-    r = replay(str(path), "-i", link.a, "--frame-size", "2048", "--topspeed", "--json")
+    r = replay(str(path), "-i", veth.a, "--frame-size", "2048", "--topspeed", "--json")
     got = col.finish()
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["sent"] == 3 and summary["skipped_too_long"] == 1
     assert [f for _, f in got] == pkts
+
+
+def test_replay_sends_frames_longer_than_a_umem_frame_as_chains(veth_factory: object,
+                                                                 tmp_path: Path) -> None:
+    """An MTU above the UMEM frame turns multi-buffer on: the long packet goes
+    out as a descriptor chain and arrives whole, in order."""
+    link = veth_factory(mtu=3000)  # type: ignore[operator]
+    pkts = frames(3)
+    long = testing.make_frame(payload=b"rpl" + bytes(range(256)) * 8 + bytes(100))
+    want = [pkts[0], long, pkts[1], pkts[2]]
+    path = tmp_path / "in.pcap"
+    write_pcap(path, want)
+    col = Collector(link.b, 4, timeout=5)
+    col.start()
+    r = replay(str(path), "-i", link.a, "--frame-size", "2048", "--topspeed", "--json")
+    got = col.finish()
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["sent"] == 4 and summary["skipped_too_long"] == 0
+    assert [f for _, f in got] == want
 
 
 def test_replay_refuses_non_ethernet(veth: testing.VethPair, tmp_path: Path) -> None:
@@ -198,3 +219,46 @@ def test_replay_from_stdin(veth: testing.VethPair, tmp_path: Path) -> None:
     r2 = subprocess.run([*CLI, "replay", "-", "-i", veth.a, "--loop", "2"], input=b"",
                         capture_output=True, timeout=60)
     assert r2.returncode == 2 and b"--loop" in r2.stderr
+
+
+def test_replay_raises_the_tx_budget_and_falls_back_on_an_older_kernel(
+        veth: testing.VethPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """replay raises the copy-mode TX budget so one kick sends a batch; a
+    kernel without XDP_MAX_TX_SKB_BUDGET (before 6.15) refuses the option
+    with ENOPROTOOPT, and replay then runs with the default budget."""
+    import errno
+
+    from xdp_socket._sys import xsk
+    from xdp_socket.cli import replay as replay_mod
+    from xdp_socket.cli.main import main
+
+    budgets: list[int] = []
+    real = xsk.set_tx_budget
+
+    def old_kernel(sock: object, budget: int, ifname: str, queue_id: int) -> None:
+        budgets.append(budget)
+        raise xsk._err(f"set TX budget {budget}", ifname, queue_id,
+                       OSError(errno.ENOPROTOOPT, "Protocol not available"))
+
+    pkts = frames(600)
+    path = tmp_path / "in.pcap"
+    write_pcap(path, pkts)
+    for patch, want in ((real, [replay_mod.BATCH]), (old_kernel, [replay_mod.BATCH])):
+        budgets.clear()
+        with monkeypatch.context() as m:
+            if patch is old_kernel:
+                m.setattr(xsk, "set_tx_budget", old_kernel)
+            else:
+                def spy(sock: object, budget: int, ifname: str, queue_id: int) -> None:
+                    budgets.append(budget)
+                    real(sock, budget, ifname, queue_id)  # type: ignore[arg-type]
+                m.setattr(xsk, "set_tx_budget", spy)
+            col = Collector(veth.b, len(pkts))
+            col.start()
+            rc = main(["replay", str(path), "-i", veth.a, "--topspeed", "--quiet", "--json"])
+            got = col.finish()
+        out = json.loads(capsys.readouterr().out)
+        assert rc == 0 and out["sent"] == len(pkts) and out["flushed"] is True
+        assert [f for _, f in got] == pkts
+        assert budgets == want

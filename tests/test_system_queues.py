@@ -50,6 +50,7 @@ def kernel_binds(monkeypatch: pytest.MonkeyPatch, name: str, queue: int) -> int:
     """0 when the kernel binds a TX socket on ``queue``, else the errno; our own
     queue check is switched off so that the answer is the kernel's."""
     with monkeypatch.context() as m:
+        m.setattr(xs_core, "has_queue", lambda *a, **k: True)
         m.setattr(xs_core, "queue_counts", lambda ifindex: (1 << 16, 1 << 16))
         try:
             xs.create_tx_socket(name, queue).close()
@@ -119,6 +120,43 @@ def test_rx_and_tx_counts_differ() -> None:
     with veth_rx_only_queues(rx_queues=4, tx_queues=1) as (a, _b):
         index = iface.resolve_interface(a)[1]
         assert iface.queue_counts(index) == sysfs_queues(a) == (4, 1)
+        # the quick check (ethtool alone) answers as the counts do, per direction
+        for q in range(6):
+            for rx, tx in ((True, False), (False, True), (True, True)):
+                want = (not rx or q < 4) and (not tx or q < 1)
+                assert iface.has_queue(a, index, q, rx=rx, tx=tx) is want, (q, rx, tx)
+
+
+def test_has_queue_agrees_with_the_counts(veth_factory: Any) -> None:
+    link = veth_factory(queues=3)
+    for q in range(5):
+        assert iface.has_queue(link.a, link.a_index, q, rx=True, tx=True) is (q < 3)
+    set_link(link.a_index, up=False)  # (ethtool still answers for a link that is down)
+    assert iface.has_queue(link.a, link.a_index, 2, rx=False, tx=True)
+    assert not iface.has_queue(link.a, link.a_index, 3, rx=False, tx=True)
+
+
+def test_a_tx_socket_and_replay_start_without_pyroute2(veth: Any, tmp_path: Path) -> None:
+    """pyroute2 takes ~0.2 s to import: a TX-only socket (and `replay`, which
+    makes one) needs nothing from netlink, so it must not import it (nor
+    asyncio, which nothing TX-only uses)."""
+    code = (
+        "import sys, xdp_socket as xs\n"
+        f"tx = xs.create_tx_socket({veth.a!r}, 0)\n"
+        "tx.close()\n"
+        "from xdp_socket.cli.main import main\n"
+        f"rc = main(['replay', {str(tmp_path / 'one.pcap')!r}, '-i', {veth.a!r}, "
+        "'--topspeed', '--quiet'])\n"
+        "print(rc, sorted({m.split('.')[0] for m in sys.modules} & {'pyroute2', 'asyncio'}))\n"
+    )
+    from xdp_socket.pcap import PcapWriter
+
+    with PcapWriter(str(tmp_path / "one.pcap")) as w:
+        w.write(testing.make_frame(payload=b"one"), 0)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "0 []", r.stdout
 
 
 def _xskmap_entries(ifindex: int) -> int:

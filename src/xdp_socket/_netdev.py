@@ -12,9 +12,9 @@ come back as ``None`` rather than as an error, so callers can print "unknown".
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,11 +39,10 @@ def outside_event_loop(fn: Callable[..., _T]) -> Callable[..., _T]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> _T:
-        try:
-            asyncio.get_running_loop()
-            in_loop = True
-        except RuntimeError:
-            in_loop = False
+        # No event loop can run before asyncio is imported, and importing it
+        # costs ~30 ms of start-up: look it up instead.
+        asyncio = sys.modules.get("asyncio")
+        in_loop = asyncio is not None and asyncio._get_running_loop() is not None
         # The call must not run inside the ``except`` block: everything it
         # raises (or stores, as pyroute2 does) would chain to that
         # RuntimeError, whose traceback keeps this frame and its callers

@@ -60,7 +60,7 @@ from ._sys import xsk as _xsk
 from ._sys.xsk import Statistics
 from .config import Direction, XdpConfig
 from .errors import InterfaceDownError, SocketClosedError, XdpBusyError, xdp_error
-from .iface import queue_counts, resolve_interface
+from .iface import has_queue, queue_counts, resolve_interface
 from .program import XskMapEntry, attach_xsk
 from .umem import Umem
 
@@ -285,6 +285,9 @@ class XskCore:
         TX socket on a queue the device can only receive on binds fine and
         then never sends (and an RX socket on a TX-only queue never
         receives). Refuse those up front, naming the counts."""
+        # The quick check first: a TX socket then needs no netlink at all.
+        if has_queue(self.ifname, self.ifindex, self.queue_id, rx=want_rx, tx=want_tx):
+            return
         n_rx, n_tx = queue_counts(self.ifindex)
         for wanted, count, what, never in ((want_rx, n_rx, "RX", "receive"),
                                            (want_tx, n_tx, "TX", "send")):

@@ -196,7 +196,10 @@ class Workers:
     use, ``None`` for no pinning. ``packets``: each worker stops after that
     many; ``window``: each worker stops that many seconds after its own
     first packet (how a benchmark measures). ``count_bytes`` adds byte counts
-    (reads every batch's lengths).
+    (reads every batch's lengths). ``on_stop(ctx)`` runs in each worker once
+    its loop has ended (normally: not after a handler's exception), before
+    its sockets close: where a worker flushes and closes what its handler
+    wrote (an exception there is the worker's failure, as in a handler).
     """
 
     def __init__(
@@ -213,11 +216,14 @@ class Workers:
         count_bytes: bool = False,
         poll_timeout: float = 0.05,
         window: float | None = None,
+        on_stop: Callable[[WorkerContext], object] | None = None,
     ) -> None:
         self.ifname, self.ifindex = resolve_interface(iface)
         self.queues = parse_queues(queues, queue_counts(self.ifindex)[0])
         if handler is not None and not callable(handler):
             raise TypeError("handler must be callable or None")
+        if on_stop is not None and not callable(on_stop):
+            raise TypeError("on_stop must be callable or None")
         d = direction if isinstance(direction, Direction) else Direction(str(direction).lower())
         if d is Direction.TX:
             raise ValueError("workers receive: direction must be 'rx' or 'both'")
@@ -234,6 +240,7 @@ class Workers:
         self.count_bytes = count_bytes
         self.poll_timeout = poll_timeout
         self.window = window
+        self.on_stop = on_stop
         self.cpus = self._plan_cpus(cpus)
         self._ctx = multiprocessing.get_context("fork")
         self._stop = _SharedFlag()  # read without a lock, once per loop
@@ -460,6 +467,7 @@ class _WorkerSpec:
         self.count_bytes = w.count_bytes
         self.poll_timeout = w.poll_timeout
         self.window = w.window
+        self.on_stop = w.on_stop
         self._stop = w._stop
         self._go = w._go
 
@@ -495,6 +503,8 @@ class _WorkerSpec:
                 time.sleep(0.001)
             ctx = WorkerContext(self.ifname, queue_id, rx, tx, cpu, stop)
             stats = self._loop(rx, ctx)
+            if self.on_stop is not None:
+                self.on_stop(ctx)
             kernel = rx.statistics()
         finally:
             for s in (rx, tx):

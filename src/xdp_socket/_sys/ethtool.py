@@ -18,9 +18,10 @@ from typing import NamedTuple
 
 from ..errors import xdp_error
 
-__all__ = ["Channels", "get_channels"]
+__all__ = ["Channels", "get_channels", "get_mtu"]
 
 SIOCETHTOOL = 0x8946  # include/uapi/linux/sockios.h
+SIOCGIFMTU = 0x8921  # include/uapi/linux/sockios.h: get MTU size
 ETHTOOL_GCHANNELS = 0x0000003C  # include/uapi/linux/ethtool.h: get channel counts
 _IFNAMSIZ = 16  # include/uapi/linux/if.h
 _IFREQ_SIZE = 40  # sizeof(struct ifreq) on 64-bit: name[16] + a 24-byte union
@@ -63,3 +64,19 @@ def get_channels(ifname: str) -> Channels | None:
                 return None
             raise xdp_error(e.errno or errno.EIO, "ethtool get channels", ifname) from None
     return Channels(*_CHANNELS.unpack_from(buf.raw)[1:])
+
+
+def get_mtu(ifname: str) -> int:
+    """The MTU of ``ifname`` (``SIOCGIFMTU``, the neighbouring ioctl: no
+    netlink needed), in the network namespace of the calling thread."""
+    name = ifname.encode()
+    if not name or len(name) >= _IFNAMSIZ:
+        raise ValueError(f"not a valid interface name: {ifname!r}")
+    ifreq = struct.pack(f"{_IFNAMSIZ}s", name).ljust(_IFREQ_SIZE, b"\0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            out = fcntl.ioctl(s.fileno(), SIOCGIFMTU, ifreq)
+        except OSError as e:
+            raise xdp_error(e.errno or errno.EIO, "get MTU", ifname) from None
+    mtu: int = struct.unpack_from("=i", out, _IFNAMSIZ)[0]  # ifr_mtu
+    return mtu

@@ -167,11 +167,12 @@ def resolve(iface: str) -> tuple[str, int]:
         raise CliError(f"no such interface: {iface}", EXIT_USAGE) from None
 
 
-def check_queue(ifname: str, ifindex: int, queue: int, direction: str) -> int:
-    """Raise a usage error unless ``queue`` exists in ``direction`` ("rx"/"tx");
-    returns the number of queues in that direction."""
-    from ..iface import queue_counts
+def check_queue(ifname: str, ifindex: int, queue: int, direction: str) -> None:
+    """Raise a usage error unless ``queue`` exists in ``direction`` ("rx"/"tx")."""
+    from ..iface import has_queue, queue_counts
 
+    if has_queue(ifname, ifindex, queue, rx=direction == "rx", tx=direction == "tx"):
+        return  # (the quick check: no netlink, no pyroute2 import)
     rx, tx = queue_counts(ifindex)
     n = rx if direction == "rx" else tx
     if queue >= n:
@@ -179,7 +180,6 @@ def check_queue(ifname: str, ifindex: int, queue: int, direction: str) -> int:
         raise CliError(
             f"{ifname} has {n} {direction.upper()} {plural} (0..{n - 1}); "
             f"queue {queue} does not exist", EXIT_USAGE)
-    return n
 
 
 # --- output -------------------------------------------------------------------------------

@@ -1,9 +1,20 @@
 """``xdp-socket capture``: write what arrives on AF_XDP queues to a pcap/pcapng file.
 
-An AF_XDP RX socket is bound to the queue (or, with --all-queues, one socket
-per RX queue, polled together) and the library's XDP program redirects that
-queue's packets to it. Packets of queues without a socket still go to the
-kernel's network stack as usual; packets on captured queues do NOT (this is a
+An AF_XDP RX socket is bound to the queue (or, with several queues, -q 0-3
+or --all-queues, one socket per RX queue, polled together by one process)
+and the library's XDP program redirects that queue's packets to it.
+
+With --workers each queue gets a process of its own (xdp_socket.workers,
+pinned to a CPU each when there are enough): every worker writes its queue's
+packets to a pcap file of its own, in a private directory next to the output
+file, and at the end those files are merged into one pcap/pcapng file in
+timestamp order and removed. The output therefore appears only when the
+capture ends (also with -w -), and the disk must hold the capture twice for a
+moment. -c counts packets over all queues; the file keeps the first COUNT by
+timestamp.
+
+Packets of queues without a socket still go to the kernel's network stack as
+usual; packets on captured queues do NOT (this is a
 capture *instead of* the stack, not a copy): a warning says so when the
 interface has IP addresses or a default route (--no-stack-warning silences it).
 
@@ -40,7 +51,6 @@ from ._common import (
     add_duration,
     add_interface,
     add_json,
-    add_queue,
     add_xdp_mode,
     check_queue,
     command_parser,
@@ -53,6 +63,7 @@ from ._common import (
 EPILOG = """examples:
   xdp-socket capture -i eth0 -w out.pcap                # queue 0 until Ctrl-C
   xdp-socket capture -i eth0 --all-queues -c 1000 -w out.pcapng --format pcapng
+  xdp-socket capture -i eth0 -q 0-3 --workers -d 10 -w out.pcap  # a process per queue
   xdp-socket capture -i eth0 -q 3 -d 10 --snaplen 128 -w - | tcpdump -nr -
   xdp-socket capture -i eth0 -w dns.pcap udp port 53    # only DNS; the rest reaches the stack
 
@@ -78,9 +89,13 @@ def register(subparsers: Any) -> None:
                        "capture packets from AF_XDP queues into a pcap/pcapng file")
     add_interface(p)
     g = p.add_mutually_exclusive_group()
-    add_queue(g)
+    g.add_argument("-q", "--queue", default="0", metavar="QUEUES",
+                   help="queue id, or several: 0-3, 0,2 (default 0)")
     g.add_argument("--all-queues", action="store_true",
                    help="one socket per RX queue of the interface")
+    p.add_argument("--workers", action="store_true",
+                   help="several queues: a process per queue, each writing its own file, "
+                        "merged by timestamp into -w at the end (see above)")
     p.add_argument("-w", "--write", required=True, metavar="FILE",
                    help="output file (a new or regular file; never through a symlink), "
                         "'-' for stdout")
@@ -131,32 +146,54 @@ def _rows(batch: Any, width: int) -> Any:
         return rows
 
 
-def _drain(rx: Any, writer: Any, totals: _Totals, limit: int | None, snaplen: int) -> int:
+def _drain(rx: Any, writer: Any, totals: _Totals, limit: int | None, snaplen: int,
+           multi_buffer: bool) -> int:
     """Take what is on ``rx``'s RX ring (at most ``limit`` packets) and write it,
     a batch at a time."""
-    import numpy as np
-
     got = 0
     while True:
         want = BATCH if limit is None else min(BATCH, limit - got)
         if want <= 0:
             return got
         batch = rx.receive(want)
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return got
-        ts = time.time_ns()
-        wire = np.array(batch.lens, dtype=np.uint32)  # a copy: the ring slots get reused
-        longest = int(wire.max())
-        width = min(longest, snaplen)
-        rows = _rows(batch, width)
-        # Frames back to the Fill ring before the (slower) file write.
-        batch.release()
-        writer.write_batch(rows, wire if width == longest else np.minimum(wire, width), ts,
-                           wire)
+        n, nbytes = _write_batch(batch, writer, snaplen, multi_buffer,
+                                 None if limit is None else limit - got)
         got += n
         totals.packets += n
-        totals.bytes += int(wire.sum())
+        totals.bytes += nbytes
+
+
+def _write_batch(batch: Any, writer: Any, snaplen: int, multi_buffer: bool = False,
+                 max_packets: int | None = None) -> tuple[int, int]:
+    """Write the non-empty ``batch`` (stamped now), releasing its frames to
+    the Fill ring before the file write; returns its packets and their bytes
+    on the wire. With multi-buffer a batch of descriptors may hold fewer
+    packets; those beyond ``max_packets`` are dropped (-c stays exact)."""
+    import numpy as np
+
+    if multi_buffer and not bool(batch.ends.all()):
+        # Some packet spans several descriptors (a jumbo frame): joined per
+        # packet, which is slow but only for captures that carry them.
+        ts = time.time_ns()
+        packets = batch.payloads()
+        batch.release()
+        if max_packets is not None:
+            packets = packets[:max_packets]
+        for p in packets:
+            writer.write(p, ts)  # (cut to the snaplen there, orig_len kept)
+        return len(packets), sum(len(p) for p in packets)
+    ts = time.time_ns()
+    wire = np.array(batch.lens, dtype=np.uint32)  # a copy: the ring slots get reused
+    longest = int(wire.max())
+    width = min(longest, snaplen)
+    rows = _rows(batch, width)
+    # Frames back to the Fill ring before the (slower) file write.
+    batch.release()
+    writer.write_batch(rows, wire if width == longest else np.minimum(wire, width), ts,
+                       wire)
+    return len(wire), int(wire.sum())
 
 
 def _warn_stack(name: str, index: int) -> None:
@@ -182,18 +219,10 @@ def run(args: argparse.Namespace) -> int:
     if args.buffer > MAX_BUFFER_MIB:
         raise CliError(f"--buffer must be at most {MAX_BUFFER_MIB} MiB", EXIT_USAGE)
     name, index = resolve(args.interface)
-    if args.all_queues:
-        from ..iface import queue_counts
-
-        queues = list(range(queue_counts(index)[0]))
-    else:
-        check_queue(name, index, args.queue, "rx")
-        queues = [args.queue]
+    queues = _queues(args, name, index)
     if not args.no_stack_warning:
         _warn_stack(name, index)
 
-    from .. import XdpConfig, create_rx_socket
-    from ..pcap import PcapngWriter, PcapWriter
 
     to_stdout = args.write == "-"
     report: IO[str] = sys.stderr if to_stdout else sys.stdout
@@ -202,14 +231,22 @@ def run(args: argparse.Namespace) -> int:
     # arrive while the writer is busy: tcpdump's -B for the same reason).
     # Half-size frames hold twice the packets when the MTU lets them (copy mode
     # leaves frame_size - 256 bytes of receive room).
+    from .. import XdpConfig, create_rx_socket
     from ..iface import link_facts
 
-    frame_size = 2048 if link_facts(index).mtu + ETH_OVERHEAD <= 2048 - 256 else 4096
+    mtu = link_facts(index).mtu
+    frame_size = 2048 if mtu + ETH_OVERHEAD <= XdpConfig(frame_size=2048).rx_room else 4096
+    # Packets longer than a frame's receive room (a jumbo MTU) arrive as
+    # descriptor chains on a multi-buffer socket (XDP_USE_SG), else the kernel
+    # drops them: turned on by the MTU, as nothing else tells in advance.
+    multi_buffer = mtu + ETH_OVERHEAD > XdpConfig(frame_size=frame_size).rx_room
     per_queue = args.buffer * (1 << 20) // frame_size // len(queues)
     frames = 1 << max(6, per_queue.bit_length() - 1)
     cfg = XdpConfig(xdp_mode=args.xdp_mode, frame_size=frame_size, frame_count=frames,
-                    rx_size=frames, fill_size=frames,
+                    rx_size=frames, fill_size=frames, multi_buffer=multi_buffer,
                     filter=" ".join(args.expression) or None)
+    if args.workers:
+        return _capture_workers(args, name, queues, cfg, report)
     sockets: list[Any] = []
     writer: Any = None
     out_file: IO[bytes] | None = None
@@ -226,11 +263,7 @@ def run(args: argparse.Namespace) -> int:
             # Our own large buffer on fd 1 (left open): stdout's is 8 KiB.
             out = out_file = open(sys.stdout.fileno(), "wb",  # noqa: SIM115
                                   buffering=OUT_BUFFER, closefd=False)
-        if args.format == "pcapng":
-            writer = PcapngWriter(out, snaplen=args.snaplen, if_name=name,
-                                  if_comment=TIMESTAMP_NOTE)
-        else:
-            writer = PcapWriter(out, snaplen=args.snaplen)
+        writer = _open_writer(args, name, out)
         by_fd = {rx.fileno(): rx for rx in sockets}
         poller = select.poll()
         for fd in by_fd:
@@ -259,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
                         # Let the socket raise its XdpError with step and queue.
                         by_fd[fd].poll_wait(0)
                     left = None if args.count is None else args.count - totals.packets
-                    _drain(by_fd[fd], writer, totals, left, args.snaplen)
+                    _drain(by_fd[fd], writer, totals, left, args.snaplen, cfg.multi_buffer)
                 now = time.monotonic()
                 if not ready or now - last_flush > FLUSH_EVERY_S:
                     writer.flush()
@@ -309,6 +342,169 @@ def run(args: argparse.Namespace) -> int:
             f"kernel: rx_dropped {stats['rx_dropped']}, rx_ring_full {stats['rx_ring_full']}, "
             f"rx_fill_ring_empty_descs {stats['rx_fill_ring_empty_descs']}, "
             f"rx_invalid_descs {stats['rx_invalid_descs']}\n")
+        report.flush()
+    return stop.exit_code
+
+
+def _queues(args: argparse.Namespace, name: str, index: int) -> list[int]:
+    """The queues to capture, from -q (one id or a list) or --all-queues."""
+    from ..iface import queue_counts
+    from ..workers import parse_queues
+
+    spec = str(args.queue)
+    if args.all_queues:
+        return list(range(queue_counts(index)[0]))
+    if spec.isascii() and spec.isdigit():
+        check_queue(name, index, int(spec), "rx")  # (its message names the counts)
+        return [int(spec)]
+    try:
+        return parse_queues(spec, queue_counts(index)[0])
+    except ValueError as e:
+        raise CliError(f"-q {spec}: {e}", EXIT_USAGE) from None
+
+
+def _open_writer(args: argparse.Namespace, name: str, out: Any) -> Any:
+    from ..pcap import PcapngWriter, PcapWriter
+
+    if args.format == "pcapng":
+        return PcapngWriter(out, snaplen=args.snaplen, if_name=name,
+                            if_comment=TIMESTAMP_NOTE)
+    return PcapWriter(out, snaplen=args.snaplen)
+
+
+def _capture_workers(args: argparse.Namespace, name: str, queues: list[int], cfg: Any,
+                     report: IO[str]) -> int:
+    """--workers: one process per queue (xdp_socket.workers), each writing its
+    packets to a pcap of its own in a private directory next to -w; at the
+    end the files are merged into -w in timestamp order (a stable merge: equal
+    stamps keep queue order) and removed. -c counts packets over every
+    queue (each worker publishes its count in shared memory; the workers stop
+    once the sum reaches it) and the file gets the first COUNT by timestamp."""
+    import heapq
+    import mmap
+    import os
+    import shutil
+    import tempfile
+
+    from ..pcap import PcapWriter, read_capture
+    from ..workers import WorkerError, Workers
+
+    to_stdout = args.write == "-"
+    if not to_stdout:
+        # Fail before any worker starts when -w cannot be written (a symlink,
+        # a directory ...): the same checks as the file itself gets below.
+        _open_writer(args, name, args.write).close()
+    where = None if to_stdout else os.path.dirname(os.path.abspath(args.write))
+    tmp = tempfile.mkdtemp(prefix=".xdp-socket-capture-", dir=where)
+    # One 8-byte slot per worker (each writes only its own: aligned stores,
+    # no lock); the parent and every worker read the sum.
+    shared = mmap.mmap(-1, 8 * len(queues))
+    counts = memoryview(shared).cast("q")
+    slot = {q: i for i, q in enumerate(queues)}
+    mine: list[Any] = []  # in a worker: its writer
+    limit = args.count
+    snaplen = args.snaplen
+    multi_buffer = cfg.multi_buffer
+
+    def handler(batch: Any, ctx: Any) -> None:
+        if not mine:
+            mine.append(PcapWriter(os.path.join(tmp, f"q{ctx.queue_id}.pcap"),
+                                   snaplen=snaplen))
+        n, _ = _write_batch(batch, mine[0], snaplen, multi_buffer)
+        counts[slot[ctx.queue_id]] += n
+        if limit is not None and sum(counts) >= limit:
+            ctx.stop()
+
+    def on_stop(ctx: Any) -> None:
+        if mine:
+            mine.pop().close()
+
+    status = Status(enabled=not args.quiet)
+    stop = StopFlag()
+    stopped_by: str | None = None
+    # Pin only when every worker gets a CPU of its own (as bench does).
+    cpus = "auto" if len(queues) <= len(os.sched_getaffinity(0)) else None
+    w = Workers(name, handler, queues, config=cfg, batch=BATCH, cpus=cpus, on_stop=on_stop,
+                count_bytes=True)
+    try:
+        with stop.installed():
+            w.start()
+            start = time.monotonic()
+            deadline = None if args.duration is None else start + args.duration
+            while not stop:
+                if limit is not None and sum(counts) >= limit:
+                    stopped_by = "count"
+                    break
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    stopped_by = "duration"
+                    break
+                if w.wait(0.1):  # every worker done, or one failed
+                    break
+                if status.due():
+                    status.update(f"{sum(counts)} packets, {now - start:.1f} s")
+            elapsed = time.monotonic() - start
+            if stopped_by is None and limit is not None and sum(counts) >= limit:
+                stopped_by = "count"  # the workers stopped themselves there
+            try:
+                stats = w.join()
+            except WorkerError as e:
+                raise CliError(str(e)) from None
+        status.finish()
+        # Merge (each queue's file is in time order: its batches were stamped
+        # as they were taken).
+        paths = [os.path.join(tmp, f"q{q}.pcap") for q in queues]
+        sources = [read_capture(p) for p in paths if os.path.exists(p)]
+        out_file: IO[bytes] | None = None
+        out: Any = args.write
+        if to_stdout:
+            out = out_file = open(sys.stdout.fileno(), "wb",  # noqa: SIM115
+                                  buffering=OUT_BUFFER, closefd=False)
+        try:
+            with _open_writer(args, name, out) as writer:
+                merged = heapq.merge(*sources, key=lambda p: p.timestamp_ns)
+                for pkt in merged:
+                    if limit is not None and writer.packets_written >= limit:
+                        break
+                    writer.write(pkt.data, pkt.timestamp_ns, pkt.orig_len)
+                written = writer.packets_written
+        finally:
+            if out_file is not None:
+                out_file.close()
+    finally:
+        status.finish()
+        shutil.rmtree(tmp, ignore_errors=True)
+        counts.release()
+        shared.close()
+
+    fields = ("rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs", "rx_invalid_descs")
+    kernel = {f: sum(getattr(q.kernel, f) for q in stats.queues if q.kernel) for f in fields}
+    received = stats.packets
+    summary = {
+        "interface": name,
+        "queues": queues,
+        "file": args.write,
+        "format": args.format,
+        "received": received,
+        "written": written,
+        "bytes": stats.bytes,
+        "seconds": round(elapsed, 6),
+        "kernel": kernel,
+        "stopped_by": _stop_reason(stop) or stopped_by,
+        "workers": [{"queue": q.queue_id, "packets": q.packets, "cpu": q.cpu,
+                     "kernel": q.kernel._asdict() if q.kernel else None}
+                    for q in stats.queues],
+    }
+    if args.json:
+        print_json(summary, report)
+    else:
+        per = ", ".join(f"queue {q.queue_id}: {q.packets}" for q in stats.queues)
+        report.write(
+            f"{received} packets received ({per}), {written} written to {args.write} "
+            f"in {elapsed:.2f} s ({human_rate(received / max(elapsed, 1e-9))})\n"
+            f"kernel: rx_dropped {kernel['rx_dropped']}, rx_ring_full {kernel['rx_ring_full']}, "
+            f"rx_fill_ring_empty_descs {kernel['rx_fill_ring_empty_descs']}, "
+            f"rx_invalid_descs {kernel['rx_invalid_descs']}\n")
         report.flush()
     return stop.exit_code
 
