@@ -82,6 +82,8 @@ def test_errors_keep_errno_and_name_step_interface_queue() -> None:
         {"xdp_mode": "hw"},
         {"xskmap_fd": -1},
         {"tx_budget": 0},
+        {"tx_budget": 4096},  # above the 2048-entry TX ring: the kernel says EACCES
+        {"tx_budget": 65, "tx_size": 64},
         {"busy_poll": 0},
     ],
 )

@@ -119,6 +119,11 @@ class XdpConfig:
             check_int("xskmap_fd", self.xskmap_fd, what="a file descriptor (>= 0)")
         if self.tx_budget is not None:
             check_int("tx_budget", self.tx_budget, min=1, what="a positive number of frames")
+            if self.tx_budget > self.tx_size:
+                # the kernel refuses it with EACCES, which reads like a
+                # missing privilege
+                raise ValueError(f"tx_budget {self.tx_budget} exceeds the TX ring "
+                                 f"(tx_size {self.tx_size}): at most a ring's worth per kick")
         if self.busy_poll is not None:
             check_int("busy_poll", self.busy_poll, min=1,
                       what="a positive number of microseconds")
