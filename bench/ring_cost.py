@@ -9,7 +9,10 @@ syscalls (TX kicks) are not part of it: that is the kernel's share.
     PYTHONPATH=src python3 bench/ring_cost.py [-b 64] [-r 5000] [-n 5]
 
 It runs the pure-Python path and, when the extension is built, the C
-accelerator, alternating in one process. Pointing PYTHONPATH at another
+accelerator, alternating in one process. ``--evict MIB`` touches a buffer of
+that size between batches (outside the timed calls), as the kernel's TX kick or
+a context switch does to the caches on a real socket: the library's calls then
+run cache-cold, which is what they cost there. Pointing PYTHONPATH at another
 checkout's src measures that version's Python path.
 """
 
@@ -57,8 +60,12 @@ def transmit(k: FakeKernel) -> None:
     comp.prod += n
 
 
-def run(mode: str, batch: int, rounds: int) -> float:
+def run(mode: str, batch: int, rounds: int, evict: np.ndarray | None = None) -> float:
     k = FakeKernel(frame_size=2048, frame_count=4096, ring=RING)
+
+    def cold() -> None:
+        if evict is not None:
+            evict[::64] += 1  # one write per cache line
     umem = np.frombuffer(k.umem, np.uint8)
     spent = 0
     if mode == "rxdrop":
@@ -66,6 +73,7 @@ def run(mode: str, batch: int, rounds: int) -> float:
         core = FakeCore()
         for _ in range(rounds):
             deliver(k, batch)
+            cold()
             t = time.process_time_ns()
             n = rx.seek(batch)
             with RxBatch(core, rx, n, umem) as b:  # type: ignore[arg-type]
@@ -76,6 +84,7 @@ def run(mode: str, batch: int, rounds: int) -> float:
         core = FakeCore(tx)
         umem2d = umem.reshape(-1, 2048)
         for _ in range(rounds):
+            cold()
             t = time.process_time_ns()
             n = tx.seek(batch, clear_lengths=False)
             b = TxBatch(core, tx, n, umem2d)  # type: ignore[arg-type]
@@ -92,6 +101,7 @@ def run(mode: str, batch: int, rounds: int) -> float:
         half = argparse.Namespace(_core=core)  # what forward() checks: the same socket
         for _ in range(rounds):
             deliver(k, batch)
+            cold()
             t = time.process_time_ns()
             n = rx.seek(batch)
             b = RxBatch(core, rx, n, umem)  # type: ignore[arg-type]
@@ -111,12 +121,17 @@ def main() -> None:
     p.add_argument("--paths", default="python,c",
                    help="which ring paths to run (default python,c; c only when built)")
     p.add_argument("--modes", default="rxdrop,txonly,l2fwd")
+    p.add_argument("--evict", type=int, default=0, metavar="MIB",
+                   help="touch MIB MiB between batches (untimed), so each batch runs "
+                        "cache-cold as after a kernel TX kick (default 0: warm)")
     a = p.parse_args()
+    evict = np.zeros(a.evict << 20, np.uint8) if a.evict else None
     # Both paths in one process, alternating, so that a machine whose load
     # changes during the run slows both alike; the median of the runs counts.
     paths = [path for path in a.paths.split(",")
              if path == "python" or getattr(_ring, "C", None) is not None]
-    print(f"batch {a.batch}, {a.rounds} rounds x {a.repeat} runs per path; "
+    print(f"batch {a.batch}, {a.rounds} rounds x {a.repeat} runs per path"
+          f"{f', {a.evict} MiB touched between batches' if a.evict else ''}; "
           "median us of CPU per batch (ns per frame)")
     print(f"  {'mode':7s} " + "  ".join(f"{path:>18s}" for path in paths))
     for mode in a.modes.split(","):
@@ -125,7 +140,7 @@ def main() -> None:
             for path in paths:
                 if hasattr(_ring, "accel"):
                     _ring.accel = _ring.C if path == "c" else None
-                runs[path].append(run(mode, a.batch, a.rounds))
+                runs[path].append(run(mode, a.batch, a.rounds, evict))
         cells = []
         for path in paths:
             med = statistics.median(runs[path])
