@@ -802,6 +802,13 @@ def test_locked_tx_path_holds_its_lock_and_passes_arguments() -> None:
     assert tx.seek(4, clear_lengths=False) == 4
     assert tx.tx.area.lens[:4].tolist() == [55] * 4
     tx.commit(4)  # the stale lengths count as written (the batch API sets its own)
+    # the batch API's one-step submit publishes too: under the lock
+    k.transmit()
+    tx.reclaim()
+    assert tx.seek(3, clear_lengths=False) == 3
+    blocked(lambda: tx.submit_len(3, 66))
+    assert tx.reserved == 0 and tx.in_flight == 3
+    assert k.transmit() == 3 and [len(f) for f in k.sent[-3:]] == [66] * 3
 
 
 def test_rx_batch_gather_and_swap_boundaries() -> None:

@@ -1132,6 +1132,12 @@ class LockedTxPath(TxPath):
         with self.lock:
             super().commit(n, checked)
 
+    def submit_len(self, n: int, length: int) -> None:
+        # (publishes, like commit: the RX thread's forward moves the same
+        # producer and counters)
+        with self.lock:
+            super().submit_len(n, length)
+
     def forward(self, rx: RxPath, n: int) -> int:
         with self.lock:
             return super().forward(rx, n)
