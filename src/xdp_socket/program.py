@@ -206,13 +206,15 @@ def attach_xsk(
     mode: str = "auto",
     xskmap_fd: int | None = None,
     filter: str | tuple[tuple[int, int, int, int], ...] | None = None,
+    key: int | None = None,
 ) -> XskMapEntry:
     """Make frames received on ``ifname`` queue ``queue_id`` go to socket ``xsk_fd``.
 
     With ``xskmap_fd`` (a user's XSKMAP, used by the user's own program) only
-    the map slot is set. Otherwise the built-in program is attached to the
-    interface (or this process's attachment, or another process's attachment
-    of it, is reused) and the socket goes into its map. ``mode``: ``"native"``
+    the map slot is set: slot ``key``, by default ``queue_id``. Otherwise the
+    built-in program is attached to the interface (or this process's
+    attachment, or another process's attachment of it, is reused) and the
+    socket goes into its map. ``mode``: ``"native"``
     (driver XDP), ``"skb"`` (generic XDP) or ``"auto"`` (native, falling back
     to skb when the driver has no XDP support). ``filter`` (an expression or
     classic BPF) makes the program redirect only the frames that match.
@@ -232,15 +234,15 @@ def attach_xsk(
         info = bpf.map_get_info(xskmap_fd)
         if info.type != C.BPF_MAP_TYPE_XSKMAP:
             raise ValueError(f"xskmap_fd is a BPF map of type {info.type}, not an XSKMAP")
-        if queue_id >= info.max_entries:
-            raise ValueError(
-                f"queue {queue_id} does not fit the XSKMAP ({info.max_entries} entries)"
-            )
-        bpf.map_update_elem(xskmap_fd, queue_id, xsk_fd, ifname=ifname, queue_id=queue_id)
+        slot = queue_id if key is None else key
+        if slot >= info.max_entries:
+            what = f"queue {queue_id}" if key is None else f"xskmap_key {key}"
+            raise ValueError(f"{what} does not fit the XSKMAP ({info.max_entries} entries)")
+        bpf.map_update_elem(xskmap_fd, slot, xsk_fd, ifname=ifname, queue_id=queue_id)
         return XskMapEntry(xskmap_fd, None, None, queue_id, ifname, None)
 
-    key = (_netns_key(), ifindex)
-    att = _attachment_for(key, ifname, ifindex, mode, queue_id, cbpf)
+    reg_key = (_netns_key(), ifindex)
+    att = _attachment_for(reg_key, ifname, ifindex, mode, queue_id, cbpf)
     try:
         if att.filter != cbpf:
             raise XdpBusyError(
