@@ -680,6 +680,10 @@ class TxPath(_FramePath):
         if self.submitted - self.completed >= self._reclaim_at:
             self._reclaim()
         k = min(n, self.tx.free_entries(n))
+        if k < n and rx.multi_buffer:
+            # never part of a packet: the kernel would send its head alone,
+            # and its tail as a packet of its own
+            k = rx.packets_within(k)
         if k:
             rxr = rx.rx
             start = rxr.cached_cons
@@ -696,7 +700,8 @@ class TxPath(_FramePath):
                 rx.received += k
                 return k
             # descriptors are copied as they are: addr (with the kernel's
-            # headroom offset), len, options
+            # headroom offset), len, options (XDP_PKT_CONTD keeps a
+            # multi-buffer packet's chain together on TX)
             copy_circular(tx.area.descs, tx.cached_prod, rxr.area.descs, start, k)
             tx.submit(k)
             self.submitted += k
@@ -951,6 +956,11 @@ class RxPath(_FramePath):
         whole length (0 if it is incomplete)."""
         if not k:
             return 0
+        return self.packets_within(k) or self.packet_span(0)
+
+    def packets_within(self, k: int) -> int:
+        """The largest count <= ``k`` of available descriptors that ends at a
+        packet's end (0 when the first packet is longer than ``k``)."""
         rx = self.rx
         opts = rx.area.options
         start = rx.cached_cons
@@ -958,7 +968,7 @@ class RxPath(_FramePath):
         for j in range(k - 1, -1, -1):
             if not int(opts[(start + j) & rx.mask]) & PKT_CONTD:
                 return j + 1
-        return self.packet_span(0)
+        return 0
 
     def taken_descs(self, n: int) -> np.ndarray[Any, Any]:
         """The first ``n`` available descriptors (a contiguous copy, DESC_DTYPE),

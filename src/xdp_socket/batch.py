@@ -208,15 +208,15 @@ class RxBatch:
         when that one's kernel completes them). Packets that do
         not fit in the TX ring right now (or all of them, while the TX half
         has frames reserved) are released instead of sent; returns how many
-        were forwarded. May run in another thread than the TX half's."""
+        descriptors were forwarded. On a multi-buffer socket a packet's
+        descriptors go together (their ``XDP_PKT_CONTD`` options kept), never
+        part of one. May run in another thread than the TX half's."""
         if not self.count:
             return 0
         if self.released:
             raise ValueError("this batch was released")
         self._check()
         core = self._core
-        if self._path.multi_buffer:
-            raise ValueError("forward is not supported on multi-buffer sockets yet")
         tx_core = getattr(tx, "_core", None)
         if tx_core is not core and (
             not isinstance(tx_core, XskCore) or tx_core.umem is None
