@@ -180,3 +180,31 @@ def test_forward_keeps_chains(veth_factory: Any) -> None:
     finally:
         ftx.close()
         frx.close()
+
+
+def test_filter_on_a_jumbo_link(veth_factory: Any) -> None:
+    """The filter program is loaded frags-aware too, so it attaches at MTU
+    9000; it matches on header bytes (in the first buffer) and on the whole
+    packet's length, which counts every fragment. Matching packets reach the
+    multi-buffer socket whole; the others pass to the kernel stack, where an
+    AF_PACKET socket on the same interface sees them."""
+    link = veth_factory(mtu=MTU)
+    cfg = xs.XdpConfig(multi_buffer=True, xdp_mode="native",
+                       filter="ether[14] == 1 or greater 8000")
+
+    def pkt(first: int, size: int) -> bytes:
+        return testing.make_frame(payload=bytes([first]) + random.randbytes(size - 15))
+
+    sent = [pkt(2, MTU + 14), pkt(1, 60), pkt(2, 5000), pkt(1, 6000), pkt(2, 100)]
+    match = [sent[0], sent[1], sent[3]]  # len >= 8000, or first payload byte 1
+    with xs.create_rx_socket(link.b, 0, cfg) as rx, \
+            testing.AfPacketPeer(link.b) as stack, xs.create_tx_socket(link.a, 0, CFG) as tx:
+        for p in sent:
+            assert tx.send(p)
+        assert tx.flush(timeout=2.0)
+        got = [rx.recv(timeout=2.0) for _ in match]
+        assert got == match
+        assert rx.recv(timeout=0.2) is None
+        passed = stack.recv_matching(lambda f: f[12:14] == b"\x88\xb5", 2, timeout=2.0)
+        assert sorted(passed) == sorted([sent[2], sent[4]])
+        assert_clean(rx)

@@ -503,21 +503,23 @@ def _find_xdp_link(prog_id: int, ifindex: int) -> int | None:
     return None
 
 
-def _load_builtin(map_fd: int, ifname: str, queue_id: int) -> int:
-    """Load the built-in program as frags-aware (``BPF_F_XDP_HAS_FRAGS``) so
-    it attaches to devices whose frames exceed a page (a 9000-byte MTU on
-    veth) and passes multi-buffer packets to ``XDP_USE_SG`` sockets. It never
-    reads packet data, so fragments need no handling. Kernels before 5.18 do
-    not know the flag (EINVAL): then it is loaded without it."""
-    insns = builtin_program_insns(map_fd)
+def _load_frags_aware(insns: bytes, name: str, ifname: str, queue_id: int) -> int:
+    """Load an XDP program as frags-aware (``BPF_F_XDP_HAS_FRAGS``) so it
+    attaches to devices whose frames exceed a page (a 9000-byte MTU on veth)
+    and passes multi-buffer packets to ``XDP_USE_SG`` sockets. The built-in
+    program never reads packet data; the filter program reads only the first
+    buffer directly (a load past it misses, see :mod:`xdp_socket.filter`) and
+    takes ``len`` from ``bpf_xdp_get_buff_len``, which counts every fragment.
+    Kernels before 5.18 do not know the flag (EINVAL): then it is loaded
+    without it."""
     try:
-        return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, BUILTIN_PROG_NAME,
+        return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, name,
                              ifname=ifname, queue_id=queue_id,
                              prog_flags=C.BPF_F_XDP_HAS_FRAGS)
     except XdpError as e:
         if e.errno != errno.EINVAL:
             raise
-    return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, BUILTIN_PROG_NAME,
+    return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, name,
                          ifname=ifname, queue_id=queue_id)
 
 
@@ -539,14 +541,11 @@ def _create(ifname: str, ifindex: int, mode: str, queue_id: int,
     fds = [map_fd]
     try:
         if cbpf is None or isinstance(cbpf, str):
-            prog_fd = _load_builtin(map_fd, ifname, queue_id)
+            prog_fd = _load_frags_aware(builtin_program_insns(map_fd), BUILTIN_PROG_NAME,
+                                        ifname, queue_id)
         else:
-            # (the filter program reads packet bytes and is not checked
-            # against fragmented packets: it is loaded single-buffer)
-            prog_fd = bpf.prog_load(
-                C.BPF_PROG_TYPE_XDP, _filter.filter_program_insns(map_fd, cbpf), _LICENSE,
-                _filter.FILTER_PROG_NAME, ifname=ifname, queue_id=queue_id,
-            )
+            prog_fd = _load_frags_aware(_filter.filter_program_insns(map_fd, cbpf),
+                                        _filter.FILTER_PROG_NAME, ifname, queue_id)
         fds.append(prog_fd)
         tries = ["native", "skb"] if mode == "auto" else [mode]
         link_fd = None
