@@ -784,6 +784,13 @@ class TxPath(_FramePath):
         addr: int = self._q[2 * self.slot(i)]
         return addr
 
+    def set_options_n(self, options: Any, n: int) -> None:
+        """Set the options of the first ``n`` reserved descriptors (``n``
+        values: XDP_PKT_CONTD on every descriptor of a chain but its last)."""
+        if not 0 <= n <= self.reserved:
+            raise ValueError(f"{n} frame(s) asked for, {self.reserved} reserved")
+        scatter_circular(self.tx.area.options, self.tx.cached_prod, options, n)
+
     def set_options(self, i: int, options: int) -> None:
         """Set the i-th reserved descriptor's options (XDP_PKT_CONTD for every
         descriptor of a chain but the last; multi-buffer sockets only)."""
