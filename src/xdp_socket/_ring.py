@@ -1193,6 +1193,10 @@ class GroupRxPath(RxPath):
         with self.lock:
             super().commit(n)
 
+    def release_batch(self, n: int) -> None:
+        with self.lock:
+            super().release_batch(n)
+
 
 class GroupTxPath(LockedTxPath):
     """A TX side whose Completion ring is shared with other sockets bound to
