@@ -421,6 +421,38 @@ def test_forward_partial_when_the_tx_ring_is_short() -> None:
     assert (k.fill.prod - k.fill.cons) & U32 == 16 - 2
 
 
+def test_forward_never_sends_part_of_a_multi_buffer_packet() -> None:
+    """With room for fewer descriptors than the batch has, forward stops at the
+    last packet end that fits; chain options travel to the TX ring."""
+    for room, sent in ((2, 1), (3, 3), (4, 3)):
+        k = FakeKernel(frame_count=32, ring=8, fill=16)
+        k.rx = type(k.rx)(16, "desc")
+        rx = k.rx_path(0, 16)
+        tx = k.tx_path(16, 16)
+        rx.multi_buffer = tx.multi_buffer = True
+        tx.rx_peer, tx.rx_limit = rx, 16 * FS
+        tx.seek(8 - room)
+        tx.set_lengths(60, 8 - room)
+        tx.commit(8 - room)  # room for `room` descriptors
+        # packets: [0], [1, 2], [3, 4]: XDP_PKT_CONTD on 1 and 3
+        k.receive([bytes([i]) * 60 for i in range(5)])
+        for i in (1, 3):
+            k.rx.area.options[i] = _ring.PKT_CONTD
+        core = FakeCore(tx)
+        b = rx_batch(k, rx, 5, core)
+
+        class FakeTx:
+            _core = core
+
+        assert b.forward(FakeTx()) == sent, room
+        assert rx.available == 0 and rx.received == 5
+        opts = [int(k.tx.area.options[(8 - room + i) & 7]) for i in range(sent)]
+        assert opts == [0, _ring.PKT_CONTD, 0][:sent]
+        # the rest went back to the Fill ring, the forwarded ones are in flight
+        assert (k.fill.prod - k.fill.cons) & U32 == 16 - sent
+        assert tx.foreign_in_flight == sent
+
+
 def test_rx_seek_returns_no_more_than_asked() -> None:
     k = FakeKernel(frame_count=16, ring=16)
     path = k.rx_path()
@@ -605,10 +637,12 @@ def test_tx_batch_errors_with_messages() -> None:
             b.write(i, b"z")
         with pytest.raises(IndexError, match=rf"^frame index {i} out of range for a batch of 4$"):
             b.frame(i)
-    for n in (0, FS + 1):
-        with pytest.raises(ValueError, match=rf"^packet of {n} bytes does not fit a {FS}-byte "
-                                             r"frame$"):
-            b.write(0, b"z" * n)
+    with pytest.raises(ValueError, match=rf"^packet of 0 bytes does not fit a {FS}-byte frame$"):
+        b.write(0, b"")
+    with pytest.raises(ValueError, match=rf"^packet of {FS + 1} bytes does not fit a {FS}-byte "
+                                         r"frame \(XdpConfig\(multi_buffer=True\) sends longer "
+                                         r"ones as descriptor chains\)$"):
+        b.write(0, b"z" * (FS + 1))
     b.write(0, b"z" * FS)  # a full frame fits
     with pytest.raises(ValueError, match=r"^expected a \(k <= 4, L\) uint8 array, got "
                                          r"\(5, 10\)$"):

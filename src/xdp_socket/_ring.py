@@ -61,6 +61,8 @@ __all__ = [
     "U32",
     "ConsumerRing",
     "FramePool",
+    "GroupRxPath",
+    "GroupTxPath",
     "LockedTxPath",
     "ProducerRing",
     "RingArea",
@@ -678,6 +680,10 @@ class TxPath(_FramePath):
         if self.submitted - self.completed >= self._reclaim_at:
             self._reclaim()
         k = min(n, self.tx.free_entries(n))
+        if k < n and rx.multi_buffer:
+            # never part of a packet: the kernel would send its head alone,
+            # and its tail as a packet of its own
+            k = rx.packets_within(k)
         if k:
             rxr = rx.rx
             start = rxr.cached_cons
@@ -694,7 +700,8 @@ class TxPath(_FramePath):
                 rx.received += k
                 return k
             # descriptors are copied as they are: addr (with the kernel's
-            # headroom offset), len, options
+            # headroom offset), len, options (XDP_PKT_CONTD keeps a
+            # multi-buffer packet's chain together on TX)
             copy_circular(tx.area.descs, tx.cached_prod, rxr.area.descs, start, k)
             tx.submit(k)
             self.submitted += k
@@ -776,6 +783,13 @@ class TxPath(_FramePath):
     def frame_addr(self, i: int) -> int:
         addr: int = self._q[2 * self.slot(i)]
         return addr
+
+    def set_options_n(self, options: Any, n: int) -> None:
+        """Set the options of the first ``n`` reserved descriptors (``n``
+        values: XDP_PKT_CONTD on every descriptor of a chain but its last)."""
+        if not 0 <= n <= self.reserved:
+            raise ValueError(f"{n} frame(s) asked for, {self.reserved} reserved")
+        scatter_circular(self.tx.area.options, self.tx.cached_prod, options, n)
 
     def set_options(self, i: int, options: int) -> None:
         """Set the i-th reserved descriptor's options (XDP_PKT_CONTD for every
@@ -949,6 +963,11 @@ class RxPath(_FramePath):
         whole length (0 if it is incomplete)."""
         if not k:
             return 0
+        return self.packets_within(k) or self.packet_span(0)
+
+    def packets_within(self, k: int) -> int:
+        """The largest count <= ``k`` of available descriptors that ends at a
+        packet's end (0 when the first packet is longer than ``k``)."""
         rx = self.rx
         opts = rx.area.options
         start = rx.cached_cons
@@ -956,7 +975,7 @@ class RxPath(_FramePath):
         for j in range(k - 1, -1, -1):
             if not int(opts[(start + j) & rx.mask]) & PKT_CONTD:
                 return j + 1
-        return self.packet_span(0)
+        return 0
 
     def taken_descs(self, n: int) -> np.ndarray[Any, Any]:
         """The first ``n`` available descriptors (a contiguous copy, DESC_DTYPE),
@@ -1145,3 +1164,91 @@ class LockedTxPath(TxPath):
     def add_peer(self, rx: RxPath) -> None:
         with self.lock:
             super().add_peer(rx)
+
+
+class GroupRxPath(RxPath):
+    """An RX side whose Fill ring is shared with other sockets bound to the
+    same interface queue (``XDP_SHARED_UMEM`` on one queue: the kernel gives
+    them one buffer pool). ``fill`` and ``pool`` are the group's objects, the
+    same for every member, and each use of them holds the group's lock (the
+    members may run in several threads). Frames are the group's, not the
+    member's: the kernel fills whichever member's RX ring the program picks
+    from the one Fill ring, so this side's frames join the group's pool."""
+
+    def __init__(self, rx: RingArea, fill: ProducerRing, pool: FramePool, lock: Any,
+                 frame_addrs: U64Array, frame_size: int, umem: memoryview) -> None:
+        with lock:
+            self.lock = lock
+            # (no frames of its own: refill() below finds an empty pool)
+            super().__init__(rx, fill.area, frame_addrs[:0], frame_size, umem)
+            self.fill = fill
+            self.pool = pool
+            self.frame_count = len(frame_addrs)
+            pool.push_array(frame_addrs)
+            self.refill()
+
+    def refill(self) -> int:
+        with self.lock:
+            return super().refill()
+
+    def take_returns(self) -> None:
+        with self.lock:
+            super().take_returns()
+
+    def commit(self, n: int) -> None:
+        with self.lock:
+            super().commit(n)
+
+    def release_batch(self, n: int) -> None:
+        with self.lock:
+            super().release_batch(n)
+
+
+class GroupTxPath(LockedTxPath):
+    """A TX side whose Completion ring is shared with other sockets bound to
+    the same interface queue. Each member keeps its own TX frames; whoever
+    reads the shared Completion ring (holding the group's lock) routes every
+    address to the pool of the member whose frame it is (``routes``: the
+    group's list of ``(first address, end address, weakref to the path)``).
+    A closed member's completions are dropped: its frames stay with the group
+    until the group goes (see :mod:`xdp_socket.umem`)."""
+
+    def __init__(self, tx: RingArea, comp: ConsumerRing, routes: list[Any], lock: Any,
+                 frame_addrs: U64Array, frame_size: int, umem: memoryview) -> None:
+        super().__init__(tx, comp.area, frame_addrs, frame_size, umem)
+        self.comp = comp
+        self.group_lock = lock
+        self._routes = routes
+
+    def _reclaim(self) -> int:
+        with self.group_lock:
+            comp = self.comp
+            n = comp.available(comp.entries)
+            if not n:
+                return 0
+            addrs = gather_circular(comp.area.addrs, comp.cached_cons, n)
+            if int(addrs.max()) >= self.umem_size:
+                raise RingCorruptedError(
+                    f"ring corrupted: the Completion ring returned an address beyond the "
+                    f"{self.umem_size}-byte UMEM"
+                )
+            addrs &= np.uint64(self.base_mask)
+            for lo, hi, ref in self._routes:
+                theirs = (addrs >= np.uint64(lo)) & (addrs < np.uint64(hi))
+                k = int(np.count_nonzero(theirs))
+                if not k:
+                    continue
+                path = ref()
+                if path is not None:
+                    # (every producer into a member's pool holds the group
+                    # lock; the member alone pops: one producer, one consumer)
+                    path.pool.push_array(addrs[theirs])
+                    path.completed += k
+            comp.release(n)
+            return n
+
+    def forward(self, rx: RxPath, n: int) -> int:
+        raise ValueError("forward is not supported on sockets that share a queue (xskmap_key)")
+
+    def add_peer(self, rx: RxPath) -> None:
+        raise ValueError("forward is not supported on sockets that share a queue (xskmap_key)")

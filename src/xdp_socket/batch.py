@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _ring
+from ._sys import xsk as _xsk
 from .core import XskCore
 from .errors import SocketClosedError
 
@@ -208,15 +209,15 @@ class RxBatch:
         when that one's kernel completes them). Packets that do
         not fit in the TX ring right now (or all of them, while the TX half
         has frames reserved) are released instead of sent; returns how many
-        were forwarded. May run in another thread than the TX half's."""
+        descriptors were forwarded. On a multi-buffer socket a packet's
+        descriptors go together (their ``XDP_PKT_CONTD`` options kept), never
+        part of one. May run in another thread than the TX half's."""
         if not self.count:
             return 0
         if self.released:
             raise ValueError("this batch was released")
         self._check()
         core = self._core
-        if self._path.multi_buffer:
-            raise ValueError("forward is not supported on multi-buffer sockets yet")
         tx_core = getattr(tx, "_core", None)
         if tx_core is not core and (
             not isinstance(tx_core, XskCore) or tx_core.umem is None
@@ -252,10 +253,19 @@ class TxBatch:
     uint32 array of the lengths to send (0 = not written yet). Write the bytes
     with :meth:`write`, :meth:`write_array`, :meth:`fill` or directly into
     ``frames()``, then :meth:`submit`.
+
+    **Chains** (multi-buffer sockets, ``XdpConfig(multi_buffer=True)``): a
+    packet longer than a frame given to :meth:`write` or
+    :meth:`write_packets` takes as many adjacent frames of the batch as it
+    needs, each but the last flagged ``XDP_PKT_CONTD`` (``options``), and is
+    sent as one packet. ``write`` returns the number of frames it used, so
+    the next packet goes at ``i + used``. At most
+    :func:`~xdp_socket._sys.xsk.max_tx_chain` frames per packet (18 with the
+    kernel's defaults); :meth:`submit` never cuts a chain.
     """
 
-    __slots__ = ("_addrs", "_core", "_len_all", "_lens", "_path", "_start", "count", "done",
-                 "umem2d")
+    __slots__ = ("_addrs", "_core", "_len_all", "_lens", "_opts", "_path", "_start", "count",
+                 "done", "umem2d")
 
     def __init__(self, core: XskCore, path: _ring.TxPath, count: int, umem2d: U8Array) -> None:
         self._core = core
@@ -269,6 +279,7 @@ class TxBatch:
         self._addrs: npt.NDArray[np.uint64] | None = None
         self._lens: npt.NDArray[np.uint32] | None = None
         self._len_all = 0  # one validated length for every frame, while _lens is None
+        self._opts: npt.NDArray[np.uint32] | None = None  # made by the first chain
 
     @property
     def addrs(self) -> npt.NDArray[np.uint64]:
@@ -338,25 +349,67 @@ class TxBatch:
         self._check()
         self.umem2d[rows] = work
 
-    def write(self, i: int, data: bytes | bytearray | memoryview | U8Array) -> None:
-        """Copy one packet into frame ``i`` and set its length."""
+    def write(self, i: int, data: bytes | bytearray | memoryview | U8Array) -> int:
+        """Copy one packet into frame ``i`` and set its length; returns the
+        number of frames it took (1, or a chain's length on a multi-buffer
+        socket: see the class docstring)."""
         self._check()
         if not -self.count <= i < self.count:
             raise IndexError(f"frame index {i} out of range for a batch of {self.count}")
         n = len(data)
-        if not 0 < n <= self.frame_size:
-            raise ValueError(f"packet of {n} bytes does not fit a {self.frame_size}-byte frame")
+        size = self.frame_size
+        if n > size and self._path.multi_buffer:
+            return self._write_chain(i % self.count, data)
+        if not 0 < n <= size:
+            raise ValueError(
+                f"packet of {n} bytes does not fit a {size}-byte frame"
+                + (" (XdpConfig(multi_buffer=True) sends longer ones as descriptor chains)"
+                   if n else ""))
         a = int(self.addrs[i])
         self.umem[a : a + n] = np.frombuffer(data, np.uint8) if not isinstance(
             data, np.ndarray) else data
         self.lens[i] = n
+        if self._opts is not None:
+            self._opts[i] = 0  # (it may have been a chain's frame before)
+        return 1
+
+    def _write_chain(self, i: int, data: bytes | bytearray | memoryview | U8Array) -> int:
+        size = self.frame_size
+        n = len(data)
+        m = -(-n // size)
+        most = _xsk.max_tx_chain()
+        if m > most:
+            raise ValueError(
+                f"packet of {n} bytes needs {m} {size}-byte frames; the kernel sends at most "
+                f"{most} descriptors per packet (up to {most * size} bytes)")
+        if i + m > self.count:
+            raise ValueError(
+                f"packet of {n} bytes needs {m} frames from frame {i}, the batch has "
+                f"{self.count - i}: reserve more, or write it into a later batch")
+        src = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+        addrs = self.addrs
+        lens = self.lens
+        if self._opts is None:
+            self._opts = np.zeros(self.count, np.uint32)
+        for j in range(m):
+            chunk = src[j * size : (j + 1) * size]
+            a = int(addrs[i + j])
+            self.umem[a : a + chunk.shape[0]] = chunk
+            lens[i + j] = chunk.shape[0]
+        self._opts[i : i + m - 1] = _ring.PKT_CONTD
+        self._opts[i + m - 1] = 0
+        return m
 
     def write_packets(self, packets: Sequence[bytes | bytearray | memoryview]) -> int:
-        """Copy up to ``len(batch)`` packets in; returns how many were written."""
-        k = min(len(packets), self.count)
-        for i in range(k):
-            self.write(i, packets[i])
-        return k
+        """Copy packets in, from frame 0, while they fit; returns how many
+        packets were written (a chain takes several frames)."""
+        at = 0
+        for k, p in enumerate(packets):
+            need = -(-len(p) // self.frame_size) if self._path.multi_buffer else 1
+            if at + max(need, 1) > self.count:
+                return k
+            at += self.write(at, p)
+        return len(packets)
 
     def write_array(self, data: U8Array, lens: npt.ArrayLike | None = None) -> None:
         """Copy a ``(k, L)`` uint8 array into the first ``k`` frames in one numpy
@@ -399,6 +452,8 @@ class TxBatch:
 
     def _set_lens(self, k: int, lens: npt.ArrayLike) -> None:
         checked = _ring.check_lengths(lens, k, self.frame_size)
+        if self._opts is not None:
+            self._opts[:k] = 0  # whole frames now, no chain among them
         if isinstance(checked, int) and k == self.count and self._lens is None:
             self._len_all = checked  # fast path: no array at all
         else:
@@ -428,7 +483,12 @@ class TxBatch:
         if not 0 <= k <= self.count:
             raise ValueError(f"count must be 0..{self.count}")
         path = self._path
+        opts = self._opts
+        if opts is not None and k and opts[k - 1] & _ring.PKT_CONTD:
+            raise ValueError(f"frame {k - 1} is inside a chain: submit the whole packet")
         if k:
+            if opts is not None:
+                path.set_options_n(opts[:k], k)
             if self._lens is None:
                 if not self._len_all:
                     raise ValueError("no frame in the submit has a length: write them or "

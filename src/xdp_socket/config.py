@@ -63,7 +63,12 @@ class XdpConfig:
     * ``xdp_mode``: how the built-in XDP program attaches: ``"auto"`` (native
       where the driver supports it, else generic/skb), ``"native"``, ``"skb"``.
     * ``xskmap_fd``: the fd of your own XSKMAP; the library then only inserts
-      the socket at its queue and loads no program.
+      the socket at its queue (or at ``xskmap_key``) and loads no program.
+    * ``xskmap_key``: the key of ``xskmap_fd`` this socket takes (default:
+      its queue id), for programs that pick the socket by something else
+      than the queue. On a shared :class:`~xdp_socket.Umem` it also lets
+      several sockets bind the *same* interface queue: they then share one
+      Fill and one Completion ring (see docs/shared-umem.md).
     * ``tx_budget``: frames the kernel sends per copy-mode kick
       (``XDP_MAX_TX_SKB_BUDGET``, Linux 6.15+); ``None`` keeps the kernel's 32.
     * ``busy_poll``: microseconds of preferred busy polling (``SO_BUSY_POLL``
@@ -94,6 +99,7 @@ class XdpConfig:
     comp_size: int = 2048
     xdp_mode: str = "auto"
     xskmap_fd: int | None = None
+    xskmap_key: int | None = None
     tx_budget: int | None = None
     busy_poll: int | None = None
     filter: str | tuple[tuple[int, int, int, int], ...] | None = None
@@ -117,6 +123,10 @@ class XdpConfig:
                 raise TypeError(f"{name} must be None, True or False")
         if self.xskmap_fd is not None:
             check_int("xskmap_fd", self.xskmap_fd, what="a file descriptor (>= 0)")
+        if self.xskmap_key is not None:
+            check_int("xskmap_key", self.xskmap_key, max=0xFFFFFFFF)
+            if self.xskmap_fd is None:
+                raise ValueError("xskmap_key is a key of your own XSKMAP: set xskmap_fd too")
         if self.tx_budget is not None:
             check_int("tx_budget", self.tx_budget, min=1, what="a positive number of frames")
             if self.tx_budget > self.tx_size:

@@ -59,19 +59,15 @@ from ._sys import consts as C
 from ._sys import xsk as _xsk
 from ._sys.xsk import Statistics
 from .config import Direction, XdpConfig
-from .errors import InterfaceDownError, SocketClosedError, XdpBusyError, xdp_error
+from .errors import InterfaceDownError, SocketClosedError, xdp_error
 from .iface import has_queue, queue_counts, resolve_interface
 from .program import XskMapEntry, attach_xsk
-from .umem import Umem
+from .umem import Umem, bind_retrying
 
 if TYPE_CHECKING:
     import socket
 
 __all__ = ["RingViews", "Statistics", "XskCore"]
-
-# The kernel frees a closed socket's queue slot in deferred work; binding the
-# same queue again right away fails with EBUSY for ~16 ms (32 ms max measured).
-_BIND_BUSY_RETRY_S = 0.5
 
 _POLL_ERR = select.POLLERR | select.POLLNVAL | select.POLLHUP
 
@@ -131,6 +127,7 @@ class XskCore:
         self.rx_path: _ring.RxPath | None = None
         self.xskmap: XskMapEntry | None = None
         self.umem: Umem | None = None
+        self.group: Any = None  # the queue group of a same-queue shared UMEM
         self._shared_umem = umem
         self._lease: tuple[int, int] | None = None  # (first frame, count) of a shared UMEM
         self._maps: list[Any] = []
@@ -169,59 +166,6 @@ class XskCore:
         want_rx = self.direction in (Direction.RX, Direction.BOTH)
         want_tx = self.direction in (Direction.TX, Direction.BOTH)
         self._check_queue(want_rx, want_tx)
-        shared = self._shared_umem
-        source: XskCore | None = None
-        base = 0
-        if shared is None:
-            self.umem = umem = Umem._private(cfg, name, q)
-        else:
-            shared._check_config(cfg, name, q)
-            source = shared._share_source()
-            if source is not None:
-                self._check_share(source, shared)
-            base = shared._lease(cfg.frame_count, name, q)
-            self._lease = (base, cfg.frame_count)
-            self.umem = umem = shared
-        if source is None:
-            umem._register(self.sock, name, q)
-        # Fill and Completion rings are required by bind even for a one-way
-        # socket; each is mapped with exactly the size we asked for.
-        _xsk.set_ring_size(self.sock, C.XDP_UMEM_FILL_RING, cfg.fill_size, "fill", name, q)
-        _xsk.set_ring_size(self.sock, C.XDP_UMEM_COMPLETION_RING, cfg.comp_size, "completion",
-                           name, q)
-        if want_rx:
-            _xsk.set_ring_size(self.sock, C.XDP_RX_RING, cfg.rx_size, "RX", name, q)
-        if want_tx:
-            _xsk.set_ring_size(self.sock, C.XDP_TX_RING, cfg.tx_size, "TX", name, q)
-        off = _xsk.mmap_offsets(self.sock, name, q)
-        fill = self._map(C.XDP_UMEM_PGOFF_FILL_RING, off.fill, cfg.fill_size, "addr", "fill")
-        comp = self._map(C.XDP_UMEM_PGOFF_COMPLETION_RING, off.completion, cfg.comp_size, "addr",
-                         "completion")
-        # Frames: RX-only and TX-only sockets get all of them; a bidirectional
-        # socket splits them in half (RX first). No frame is ever on two rings.
-        n_rx = cfg.frame_count if not want_tx else (cfg.frame_count // 2 if want_rx else 0)
-        n_tx = cfg.frame_count - n_rx if want_tx else 0
-        if want_rx:
-            rx = self._map(C.XDP_PGOFF_RX_RING, off.rx, cfg.rx_size, "desc", "RX")
-            # The Fill ring is filled before bind so the kernel has frames to
-            # receive into from the first packet on.
-            self.rx_path = _ring.RxPath(rx, fill, umem._frame_addrs(base, n_rx),
-                                        umem.frame_size, umem.view)
-            self.rx_path.multi_buffer = cfg.multi_buffer
-        if want_tx:
-            tx = self._map(C.XDP_PGOFF_TX_RING, off.tx, cfg.tx_size, "desc", "TX")
-            # With an RX half, RxBatch.forward (the RX thread) shares the TX
-            # ring; on a shared UMEM, so may another socket's RX thread.
-            locked = want_rx or shared is not None
-            path_type = _ring.LockedTxPath if locked else _ring.TxPath
-            self.tx_path = path_type(tx, comp, umem._frame_addrs(base + n_rx, n_tx),
-                                     umem.frame_size, umem.view)
-            self.tx_path.multi_buffer = cfg.multi_buffer
-            if self.rx_path is not None:
-                # one UMEM: RX frames (addresses below rx_limit) may be
-                # forwarded on TX and must come back to the RX side
-                self.tx_path.rx_peer = self.rx_path
-                self.tx_path.rx_limit = (base + n_rx) * umem.frame_size
         flags = 0
         if cfg.need_wakeup:
             flags |= C.XDP_USE_NEED_WAKEUP
@@ -231,7 +175,89 @@ class XskCore:
             flags |= C.XDP_COPY
         if cfg.multi_buffer:
             flags |= C.XDP_USE_SG
-        if source is None:
+        shared = self._shared_umem
+        source: Any = None
+        group = None
+        base = 0
+        if shared is None:
+            self.umem = umem = Umem._private(cfg, name, q)
+        else:
+            shared._check_config(cfg, name, q)
+            source = shared._share_source()
+            if source is not None:
+                self._check_share(source, shared)
+            base = shared._lease(cfg.frame_count, name, q)
+            if cfg.xskmap_key is None:
+                self._lease = (base, cfg.frame_count)
+            else:
+                # same-queue sharing: the queue's group owns Fill and
+                # Completion, and keeps this socket's frames until it goes
+                try:
+                    group = shared._join_group(name, self.ifindex, q, cfg, flags)
+                except BaseException:
+                    shared._give_back(base, cfg.frame_count)
+                    raise
+                group.join((base, cfg.frame_count))
+                self.group = group
+            self.umem = umem = shared
+        if source is None and group is None:
+            umem._register(self.sock, name, q)
+        if group is None:
+            # Fill and Completion rings are required by bind even for a
+            # one-way socket; each is mapped with exactly the size we asked
+            # for. (A group member must not have its own: EINVAL at bind.)
+            _xsk.set_ring_size(self.sock, C.XDP_UMEM_FILL_RING, cfg.fill_size, "fill", name, q)
+            _xsk.set_ring_size(self.sock, C.XDP_UMEM_COMPLETION_RING, cfg.comp_size,
+                               "completion", name, q)
+        if want_rx:
+            _xsk.set_ring_size(self.sock, C.XDP_RX_RING, cfg.rx_size, "RX", name, q)
+        if want_tx:
+            _xsk.set_ring_size(self.sock, C.XDP_TX_RING, cfg.tx_size, "TX", name, q)
+        off = _xsk.mmap_offsets(self.sock, name, q)
+        if group is None:
+            fill = self._map(C.XDP_UMEM_PGOFF_FILL_RING, off.fill, cfg.fill_size, "addr", "fill")
+            comp = self._map(C.XDP_UMEM_PGOFF_COMPLETION_RING, off.completion, cfg.comp_size,
+                             "addr", "completion")
+        # Frames: RX-only and TX-only sockets get all of them; a bidirectional
+        # socket splits them in half (RX first). No frame is ever on two rings.
+        n_rx = cfg.frame_count if not want_tx else (cfg.frame_count // 2 if want_rx else 0)
+        n_tx = cfg.frame_count - n_rx if want_tx else 0
+        if want_rx:
+            rx = self._map(C.XDP_PGOFF_RX_RING, off.rx, cfg.rx_size, "desc", "RX")
+            # The Fill ring is filled before bind so the kernel has frames to
+            # receive into from the first packet on.
+            rx_addrs = umem._frame_addrs(base, n_rx)
+            if group is None:
+                self.rx_path = _ring.RxPath(rx, fill, rx_addrs, umem.frame_size, umem.view)
+            else:
+                self.rx_path = _ring.GroupRxPath(rx, group.fill, group.rx_pool, group.lock,
+                                                 rx_addrs, umem.frame_size, umem.view)
+            self.rx_path.multi_buffer = cfg.multi_buffer
+        if want_tx:
+            tx = self._map(C.XDP_PGOFF_TX_RING, off.tx, cfg.tx_size, "desc", "TX")
+            tx_addrs = umem._frame_addrs(base + n_rx, n_tx)
+            if group is not None:
+                self.tx_path = _ring.GroupTxPath(tx, group.comp, group.routes, group.lock,
+                                                 tx_addrs, umem.frame_size, umem.view)
+                group.add_route((base + n_rx) * umem.frame_size,
+                                (base + cfg.frame_count) * umem.frame_size, self.tx_path)
+            else:
+                # With an RX half, RxBatch.forward (the RX thread) shares the
+                # TX ring; on a shared UMEM, so may another socket's RX thread.
+                locked = want_rx or shared is not None
+                path_type = _ring.LockedTxPath if locked else _ring.TxPath
+                self.tx_path = path_type(tx, comp, tx_addrs, umem.frame_size, umem.view)
+                if self.rx_path is not None:
+                    # one UMEM: RX frames (addresses below rx_limit) may be
+                    # forwarded on TX and must come back to the RX side
+                    self.tx_path.rx_peer = self.rx_path
+                    self.tx_path.rx_limit = (base + n_rx) * umem.frame_size
+            self.tx_path.multi_buffer = cfg.multi_buffer
+        if group is not None:
+            # the same queue: the kernel shares the group socket's buffer
+            # pool (its Fill and Completion rings) with this one
+            self._bind(C.XDP_SHARED_UMEM, group.sock.fileno())
+        elif source is None:
             self._bind(flags)
         else:
             # The kernel takes need_wakeup, copy mode (and multi-buffer) from
@@ -246,22 +272,32 @@ class XskCore:
             _xsk.set_busy_poll(self.sock, cfg.busy_poll, 64, name, q)
         if want_rx:
             self.xskmap = attach_xsk(name, self.ifindex, q, self.sock.fileno(),
-                                     mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd, filter=cfg.filter)
+                                     mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd, filter=cfg.filter,
+                                     key=cfg.xskmap_key)
 
     def _check_share(self, source: XskCore, umem: Umem) -> None:
         """What the kernel would refuse (or silently change) on a socket that
         joins a UMEM, said before it is tried."""
         cfg, name, q = self.config, self.ifname, self.queue_id
+        grouped = cfg.xskmap_key is not None
         for other in list(umem._sockets):
-            if not other.closed and (other.ifindex, other.queue_id) == (self.ifindex, q):
+            if (not other.closed and (other.ifindex, other.queue_id) == (self.ifindex, q)
+                    and not (grouped and other.group is not None)):
                 # The kernel would share that socket's Fill and Completion
-                # rings with this one; two owners of one ring is what the
-                # library's frame accounting rules out.
+                # rings with this one: only sockets of a queue group (which
+                # owns that pair of rings) may do that.
                 raise xdp_error(
                     errno.EBUSY, "bind xsk (shared UMEM)", name, q,
                     hint=f"a socket of this Umem is already bound to {name} queue {q}; "
-                         "sockets sharing a Umem must use different queues or interfaces",
+                         "sockets of a Umem on one queue must all set XdpConfig(xskmap_key=) "
+                         "(your XDP program picks the socket), or use different queues",
                 )
+        if not grouped and umem._live_group(self.ifindex, q) is not None:
+            raise xdp_error(
+                errno.EBUSY, "bind xsk (shared UMEM)", name, q,
+                hint=f"sockets with xskmap_key share {name} queue {q}; set "
+                     "XdpConfig(xskmap_key=) to join them",
+            )
         first = umem.bind_flags or 0
         if bool(first & C.XDP_USE_NEED_WAKEUP) != cfg.need_wakeup:
             raise ValueError(
@@ -309,18 +345,7 @@ class XskCore:
         return area
 
     def _bind(self, flags: int, shared_umem_fd: int = 0) -> None:
-        deadline = time.monotonic() + _BIND_BUSY_RETRY_S
-        delay = 0.001
-        while True:
-            try:
-                _xsk.bind(self.sock, self.ifindex, self.queue_id, flags, self.ifname,
-                          shared_umem_fd)
-                return
-            except XdpBusyError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
+        bind_retrying(self.sock, self.ifindex, self.queue_id, flags, self.ifname, shared_umem_fd)
 
     # --- lifetime -------------------------------------------------------------
     def open_half(self, name: str) -> None:
@@ -523,6 +548,11 @@ class XskCore:
         tx = self.tx_path
         if tx is None or tx.closed:
             raise SocketClosedError("TX socket")
+        if isinstance(rx, _ring.GroupRxPath):
+            # its frames are the queue group's, not in one range a TX side
+            # could route completions back by
+            raise ValueError("forward is not supported on sockets that share a queue "
+                             "(xskmap_key)")
         if rx is not tx.rx_peer:
             tx.add_peer(rx)
         k = tx.forward(rx, n)

@@ -206,13 +206,15 @@ def attach_xsk(
     mode: str = "auto",
     xskmap_fd: int | None = None,
     filter: str | tuple[tuple[int, int, int, int], ...] | None = None,
+    key: int | None = None,
 ) -> XskMapEntry:
     """Make frames received on ``ifname`` queue ``queue_id`` go to socket ``xsk_fd``.
 
     With ``xskmap_fd`` (a user's XSKMAP, used by the user's own program) only
-    the map slot is set. Otherwise the built-in program is attached to the
-    interface (or this process's attachment, or another process's attachment
-    of it, is reused) and the socket goes into its map. ``mode``: ``"native"``
+    the map slot is set: slot ``key``, by default ``queue_id``. Otherwise the
+    built-in program is attached to the interface (or this process's
+    attachment, or another process's attachment of it, is reused) and the
+    socket goes into its map. ``mode``: ``"native"``
     (driver XDP), ``"skb"`` (generic XDP) or ``"auto"`` (native, falling back
     to skb when the driver has no XDP support). ``filter`` (an expression or
     classic BPF) makes the program redirect only the frames that match.
@@ -232,15 +234,15 @@ def attach_xsk(
         info = bpf.map_get_info(xskmap_fd)
         if info.type != C.BPF_MAP_TYPE_XSKMAP:
             raise ValueError(f"xskmap_fd is a BPF map of type {info.type}, not an XSKMAP")
-        if queue_id >= info.max_entries:
-            raise ValueError(
-                f"queue {queue_id} does not fit the XSKMAP ({info.max_entries} entries)"
-            )
-        bpf.map_update_elem(xskmap_fd, queue_id, xsk_fd, ifname=ifname, queue_id=queue_id)
+        slot = queue_id if key is None else key
+        if slot >= info.max_entries:
+            what = f"queue {queue_id}" if key is None else f"xskmap_key {key}"
+            raise ValueError(f"{what} does not fit the XSKMAP ({info.max_entries} entries)")
+        bpf.map_update_elem(xskmap_fd, slot, xsk_fd, ifname=ifname, queue_id=queue_id)
         return XskMapEntry(xskmap_fd, None, None, queue_id, ifname, None)
 
-    key = (_netns_key(), ifindex)
-    att = _attachment_for(key, ifname, ifindex, mode, queue_id, cbpf)
+    reg_key = (_netns_key(), ifindex)
+    att = _attachment_for(reg_key, ifname, ifindex, mode, queue_id, cbpf)
     try:
         if att.filter != cbpf:
             raise XdpBusyError(
@@ -501,21 +503,23 @@ def _find_xdp_link(prog_id: int, ifindex: int) -> int | None:
     return None
 
 
-def _load_builtin(map_fd: int, ifname: str, queue_id: int) -> int:
-    """Load the built-in program as frags-aware (``BPF_F_XDP_HAS_FRAGS``) so
-    it attaches to devices whose frames exceed a page (a 9000-byte MTU on
-    veth) and passes multi-buffer packets to ``XDP_USE_SG`` sockets. It never
-    reads packet data, so fragments need no handling. Kernels before 5.18 do
-    not know the flag (EINVAL): then it is loaded without it."""
-    insns = builtin_program_insns(map_fd)
+def _load_frags_aware(insns: bytes, name: str, ifname: str, queue_id: int) -> int:
+    """Load an XDP program as frags-aware (``BPF_F_XDP_HAS_FRAGS``) so it
+    attaches to devices whose frames exceed a page (a 9000-byte MTU on veth)
+    and passes multi-buffer packets to ``XDP_USE_SG`` sockets. The built-in
+    program never reads packet data; the filter program reads only the first
+    buffer directly (a load past it misses, see :mod:`xdp_socket.filter`) and
+    takes ``len`` from ``bpf_xdp_get_buff_len``, which counts every fragment.
+    Kernels before 5.18 do not know the flag (EINVAL): then it is loaded
+    without it."""
     try:
-        return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, BUILTIN_PROG_NAME,
+        return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, name,
                              ifname=ifname, queue_id=queue_id,
                              prog_flags=C.BPF_F_XDP_HAS_FRAGS)
     except XdpError as e:
         if e.errno != errno.EINVAL:
             raise
-    return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, BUILTIN_PROG_NAME,
+    return bpf.prog_load(C.BPF_PROG_TYPE_XDP, insns, _LICENSE, name,
                          ifname=ifname, queue_id=queue_id)
 
 
@@ -537,14 +541,11 @@ def _create(ifname: str, ifindex: int, mode: str, queue_id: int,
     fds = [map_fd]
     try:
         if cbpf is None or isinstance(cbpf, str):
-            prog_fd = _load_builtin(map_fd, ifname, queue_id)
+            prog_fd = _load_frags_aware(builtin_program_insns(map_fd), BUILTIN_PROG_NAME,
+                                        ifname, queue_id)
         else:
-            # (the filter program reads packet bytes and is not checked
-            # against fragmented packets: it is loaded single-buffer)
-            prog_fd = bpf.prog_load(
-                C.BPF_PROG_TYPE_XDP, _filter.filter_program_insns(map_fd, cbpf), _LICENSE,
-                _filter.FILTER_PROG_NAME, ifname=ifname, queue_id=queue_id,
-            )
+            prog_fd = _load_frags_aware(_filter.filter_program_insns(map_fd, cbpf),
+                                        _filter.FILTER_PROG_NAME, ifname, queue_id)
         fds.append(prog_fd)
         tries = ["native", "skb"] if mode == "auto" else [mode]
         link_fd = None

@@ -41,6 +41,7 @@ import numpy.typing as npt
 from . import _aio, _ring
 from ._check import check_int
 from ._sys import consts as C
+from ._sys import xsk as _xsk
 from .batch import RxBatch, TxBatch
 from .config import Direction, XdpConfig
 from .core import RingViews, Statistics, XskCore
@@ -59,9 +60,8 @@ __all__ = [
 BytesLike = bytes | bytearray | memoryview
 
 # The longest descriptor chain the kernel's copy-mode TX path builds into one
-# skb: the first descriptor in the linear part, then at most MAX_SKB_FRAGS
-# (17 by default) fragments (net/xdp/xsk.c, xsk_build_skb: EOVERFLOW beyond).
-MAX_TX_CHAIN = 18
+# skb (see _sys.xsk.max_tx_chain: net.core.max_skb_frags + 1, 18 by default).
+MAX_TX_CHAIN = _xsk.max_tx_chain()
 
 
 class _Closed:

@@ -43,10 +43,13 @@ from dataclasses import dataclass
 
 from ._check import check_int
 from ._netdev import outside_event_loop
+from ._sys import bpf as _bpf
+from ._sys import bpf_asm as _asm
 from ._sys import consts
 from ._sys.ns import mount, unshare
+from .config import XDP_MODE_FLAGS
 from .frames import ETH_HLEN, ETH_ZLEN, mac_bytes
-from .iface import queue_counts
+from .iface import queue_counts, resolve_interface
 
 __all__ = [
     "BROADCAST",
@@ -57,6 +60,7 @@ __all__ = [
     "enter_private_netns",
     "in_private_netns",
     "make_frame",
+    "udp_port_steering",
     "veth_pair",
 ]
 
@@ -401,3 +405,73 @@ class AfPacketPeer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _steering_insns(map_fd: int, keys: int) -> bytes:
+    """XDP: IPv4 UDP frames (no IP options) -> XSKMAP key ``dport % keys``;
+    everything else, and keys with no socket, -> XDP_PASS."""
+    A = _asm
+    d, end, tmp = A.R2, A.R3, A.R5
+    head: list[bytes | tuple[str, int, int]] = [
+        A.ldx_w(d, A.R1, consts.XDP_MD_DATA),
+        A.ldx_w(end, A.R1, consts.XDP_MD_DATA_END),
+        A.mov64_reg(A.R4, d),
+        A.alu64_imm("add", A.R4, 38),           # through the UDP destination port
+        ("jgt", A.R4, end),
+        A.ldx_h(tmp, d, 12),                     # ethertype, network order
+        ("jne_imm", tmp, 0x0008),                # 08 00 read little-endian: IPv4
+        A.ldx_b(tmp, d, 14),
+        ("jne_imm", tmp, 0x45),                  # version 4, 20-byte header
+        A.ldx_b(tmp, d, 23),
+        ("jne_imm", tmp, 17),                    # UDP
+        A.ldx_h(tmp, d, 36),
+        A.endian_be(tmp, 16),                    # the destination port
+        A.alu64_imm("mod", tmp, keys),
+        A.ld_map_fd(A.R1, map_fd),
+        A.mov64_reg(A.R2, tmp),
+        A.mov64_imm(A.R3, consts.XDP_PASS),     # no socket at that key: pass
+        A.call(consts.BPF_FUNC_redirect_map),
+        A.exit_(),
+    ]
+    tail = A.mov64_imm(A.R0, consts.XDP_PASS) + A.exit_()
+    # jumps go to the tail: offsets in instructions from the next one
+    sizes = [1 if isinstance(i, tuple) else len(i) // 8 for i in head]
+    total = sum(sizes)
+    out = b""
+    at = 0
+    for i, n in zip(head, sizes, strict=True):
+        at += n
+        if isinstance(i, bytes):
+            out += i
+        elif i[0] == "jgt":
+            out += A.jmp_reg("jgt", i[1], i[2], total - at)
+        else:
+            out += A.jmp_imm("jne", i[1], i[2], total - at)
+    return out + tail
+
+
+@contextlib.contextmanager
+def udp_port_steering(iface: str, keys: int = 2, *, mode: str = "native") -> Iterator[int]:
+    """For tests and examples of sockets that share a queue: attach an XDP
+    program to ``iface`` that redirects every IPv4 UDP frame to key
+    ``destination port % keys`` of an XSKMAP of ``keys`` entries (other
+    frames pass to the kernel stack), and yield that map's fd, to give as
+    ``XdpConfig(xskmap_fd=..., xskmap_key=k)``. Detached, and map and
+    program closed, when the block ends."""
+    check_int("keys", keys, min=1, max=1 << 16)
+    ifname, ifindex = resolve_interface(iface)
+    fds: list[int] = []
+    try:
+        map_fd = _bpf.map_create(consts.BPF_MAP_TYPE_XSKMAP, 4, 4, keys, "xsk_py_steer",
+                                 ifname=ifname)
+        fds.append(map_fd)
+        prog_fd = _bpf.prog_load(consts.BPF_PROG_TYPE_XDP, _steering_insns(map_fd, keys),
+                                 "Dual MIT/GPL", "xsk_py_steer", ifname=ifname,
+                                 prog_flags=consts.BPF_F_XDP_HAS_FRAGS)
+        fds.append(prog_fd)
+        fds.append(_bpf.link_create(prog_fd, ifindex, consts.BPF_XDP, XDP_MODE_FLAGS[mode],
+                                    ifname=ifname))
+        yield map_fd
+    finally:
+        for fd in reversed(fds):  # the link first: that detaches the program
+            os.close(fd)

@@ -22,6 +22,19 @@ umem=u)``). Rules it keeps:
   live socket of the UMEM, and gets its own Fill and Completion rings. Flags
   (need_wakeup, copy/zero-copy, multi-buffer) are the first socket's: a later
   socket whose config asks for others is refused.
+* **Sockets on the same queue** (``XdpConfig(xskmap_key=...)``). The kernel
+  lets several sockets bind one interface queue when they share the UMEM;
+  then they share that queue's buffer pool, so one Fill and one Completion
+  ring serve them all (and a later one must not set up rings of its own:
+  EINVAL). A :class:`_QueueGroup` owns that pair: it is a small socket of
+  its own (an RX ring of one entry, in no XSKMAP, so it never receives)
+  that is bound first and that every member names in
+  ``sxdp_shared_umem_fd``, so any member may close first without leaving
+  the shared rings mapped through a closed socket. RX frames of members go
+  into the group's pool (the kernel fills any member's RX ring from the one
+  Fill ring); TX frames stay each member's own, completions are routed to
+  their owner. Members' leases stay with the group until its last member
+  closes, then all go back to the UMEM.
 * **Lifetime.** Each socket holds a reference to its UMEM (the UMEM refers to
   its sockets only weakly: no cycle). The mapping goes when the last socket is
   closed and the user has closed the :class:`Umem` (or dropped it): whichever
@@ -40,18 +53,40 @@ import mmap
 import resource
 import socket
 import threading
+import time
 import weakref
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from . import _ring
 from ._sys import consts as C
 from ._sys import xsk as _xsk
 from .config import XdpConfig
-from .errors import XdpError, xdp_error
+from .errors import XdpBusyError, XdpError, xdp_error
 
 __all__ = ["Umem"]
+
+# The kernel frees a closed socket's queue slot in deferred work; binding the
+# same queue again right away fails with EBUSY for ~16 ms (32 ms max measured).
+_BIND_BUSY_RETRY_S = 0.5
+
+
+def bind_retrying(sock: socket.socket, ifindex: int, queue_id: int, flags: int, ifname: str,
+                  shared_umem_fd: int = 0) -> None:
+    """``bind()``, retrying EBUSY for up to 0.5 s (a queue just released)."""
+    deadline = time.monotonic() + _BIND_BUSY_RETRY_S
+    delay = 0.001
+    while True:
+        try:
+            _xsk.bind(sock, ifindex, queue_id, flags, ifname, shared_umem_fd)
+            return
+        except XdpBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
 
 class Umem:
@@ -99,6 +134,9 @@ class Umem:
         self._returned: collections.deque[tuple[int, int]] = collections.deque()
         # live sockets on this UMEM (weakly: a socket refers to its UMEM)
         self._sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+        # same-queue groups, by (ifindex, queue) (weakly: their members hold them)
+        self._groups: weakref.WeakValueDictionary[tuple[int, int], _QueueGroup] = (
+            weakref.WeakValueDictionary())
         self.bind_flags: int | None = None  # the first socket's flags, once bound
         self._user_closed = not shared
         self._unmapped = False
@@ -186,10 +224,26 @@ class Umem:
         """A live, bound socket (core) of this UMEM to name in
         ``sxdp_shared_umem_fd``; None when there is none (then the next
         socket registers the memory itself)."""
-        for s in list(self._sockets):
+        for s in [*self._sockets, *self._groups.values()]:
             if not s.closed:
                 return s
         return None
+
+    def _live_group(self, ifindex: int, queue_id: int) -> _QueueGroup | None:
+        g = self._groups.get((ifindex, queue_id))
+        return g if g is not None and not g.closed else None
+
+    def _join_group(self, ifname: str, ifindex: int, queue_id: int, config: XdpConfig,
+                    flags: int) -> _QueueGroup:
+        """The queue's group, made (and bound) if there is none yet."""
+        g = self._live_group(ifindex, queue_id)
+        if g is None:
+            source = self._share_source()
+            g = _QueueGroup(self, ifname, ifindex, queue_id, config, flags, source)
+            if self.bind_flags is None or source is None:
+                self.bind_flags = flags
+            self._groups[(ifindex, queue_id)] = g
+        return g
 
     def _add_socket(self, core: Any, flags: int) -> None:
         if self.bind_flags is None or self._share_source() is None:
@@ -200,6 +254,9 @@ class Umem:
         """``core`` was closed: unmap if it was the last socket and the user
         closed the UMEM (a private UMEM: always)."""
         self._sockets.discard(core)
+        group = getattr(core, "group", None)
+        if group is not None:
+            group.leave()
         if self._user_closed and self._share_source() is None:
             self._unmap()
 
@@ -273,3 +330,118 @@ class Umem:
         addrs: npt.NDArray[np.uint64] = np.arange(first, first + count, dtype=np.uint64)
         addrs *= np.uint64(self.frame_size)
         return addrs
+
+
+def _close_group(sock: socket.socket, umem: Umem, leases: list[tuple[int, int]]) -> None:
+    """A group nobody holds any more: close its socket, give its members'
+    frames back (queued without a lock). A leaf action."""
+    sock.close()
+    for lease in leases:
+        umem._give_back(*lease)
+    leases.clear()
+
+
+class _QueueGroup:
+    """The Fill and Completion ring of one interface queue, shared by every
+    socket of a :class:`Umem` bound there with ``XdpConfig(xskmap_key=)``
+    (see the module docstring). Owns a socket of its own (the first one bound
+    to the queue, named by each member at bind), the two ring mappings, the
+    pool of the members' RX frames and the members' leases.
+
+    Members hold the group; the group holds neither them nor their paths
+    (only weak references in ``routes``), so there is no cycle. It is closed
+    when its last member closes (:meth:`leave`), or, when members are
+    dropped unclosed, by its finalizer once nobody refers to it."""
+
+    def __init__(self, umem: Umem, ifname: str, ifindex: int, queue_id: int,
+                 config: XdpConfig, flags: int, source: Any) -> None:
+        self.ifindex = ifindex
+        self.queue_id = queue_id
+        self.closed = False
+        self.members = 0
+        self.leases: list[tuple[int, int]] = []
+        # completions go home by address: (first address, end address, weakref to a TxPath)
+        self.routes: list[tuple[int, int, Any]] = []
+        # reentrant: a member's commit refills the Fill ring under the same lock
+        self.lock = threading.RLock()
+        self._maps: list[mmap.mmap] = []
+        self._areas: list[_ring.RingArea] = []
+        self.sock = _xsk.create_socket(ifname, queue_id)
+        try:
+            self._setup(umem, ifname, config, flags, source)
+        except BaseException:
+            self._release()
+            self.sock.close()
+            raise
+        self._finalizer = weakref.finalize(self, _close_group, self.sock, umem, self.leases)
+        self._finalizer.atexit = False
+
+    def _setup(self, umem: Umem, ifname: str, config: XdpConfig, flags: int,
+               source: Any) -> None:
+        q, sock = self.queue_id, self.sock
+        if source is None:
+            umem._register(sock, ifname, q)
+        _xsk.set_ring_size(sock, C.XDP_UMEM_FILL_RING, config.fill_size, "fill", ifname, q)
+        _xsk.set_ring_size(sock, C.XDP_UMEM_COMPLETION_RING, config.comp_size, "completion",
+                           ifname, q)
+        # bind needs an RX or a TX ring; an RX ring in no XSKMAP never receives
+        _xsk.set_ring_size(sock, C.XDP_RX_RING, 1, "RX (queue group)", ifname, q)
+        off = _xsk.mmap_offsets(sock, ifname, q)
+        areas = []
+        for pgoff, ro, entries, what in (
+                (C.XDP_UMEM_PGOFF_FILL_RING, off.fill, config.fill_size, "fill"),
+                (C.XDP_UMEM_PGOFF_COMPLETION_RING, off.completion, config.comp_size,
+                 "completion")):
+            mm = _xsk.map_ring(sock, pgoff, ro, entries, 8, what, ifname, q)
+            self._maps.append(mm)
+            area = _ring.RingArea(mm, ro.producer, ro.consumer, ro.flags, ro.desc, entries,
+                                  "addr")
+            self._areas.append(area)
+            areas.append(area)
+        self.fill = _ring.ProducerRing(areas[0])
+        self.comp = _ring.ConsumerRing(areas[1])
+        self.rx_pool = _ring.FramePool(umem.frame_count)
+        if source is None:
+            bind_retrying(sock, self.ifindex, q, flags, ifname)
+        else:
+            # (another queue or interface: the kernel gives this socket a
+            # pool of its own, with the Fill and Completion rings made above)
+            bind_retrying(sock, self.ifindex, q, C.XDP_SHARED_UMEM, ifname,
+                          source.sock.fileno())
+        self.zero_copy = bool(_xsk.options(sock, ifname, q) & C.XDP_OPTIONS_ZEROCOPY)
+
+    def join(self, lease: tuple[int, int]) -> None:
+        """A member bound (or is binding): the group keeps its frames."""
+        with self.lock:
+            self.members += 1
+            self.leases.append(lease)
+
+    def add_route(self, lo: int, hi: int, path: Any) -> None:
+        with self.lock:
+            self.routes.append((lo, hi, weakref.ref(path)))
+
+    def leave(self) -> None:
+        """A member closed; the last one closes the group."""
+        with self.lock:
+            self.members -= 1
+            self.routes[:] = [r for r in self.routes if r[2]() is not None
+                              and not r[2]().closed]
+            last = self.members <= 0
+        if last:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._release()
+        self._finalizer()  # closes the socket, gives the leases back
+
+    def _release(self) -> None:
+        areas, self._areas = self._areas, []
+        for area in areas:
+            area.release()
+        maps, self._maps = self._maps, []
+        for mm in maps:
+            with contextlib.suppress(BufferError):  # a view still alive: unmapped with it
+                mm.close()

@@ -214,6 +214,26 @@ def _bind_hint(code: int, flags: int) -> str | None:
     return None
 
 
+# The kernel's copy-mode TX builds one skb per packet: the first descriptor's
+# bytes in the linear part, each further one a page fragment, at most
+# MAX_SKB_FRAGS of them (net/xdp/xsk.c xsk_build_skb: EOVERFLOW beyond).
+# MAX_SKB_FRAGS is a build option (17 by default); the sysctl
+# net.core.max_skb_frags starts at it and can only be set lower, so reading it
+# gives a limit that is never too high.
+_MAX_SKB_FRAGS_SYSCTL = "/proc/sys/net/core/max_skb_frags"
+_DEFAULT_MAX_SKB_FRAGS = 17
+
+
+def max_tx_chain() -> int:
+    """The most descriptors one packet may take on TX (copy mode):
+    ``net.core.max_skb_frags`` + 1 (18 when /proc does not say)."""
+    try:
+        with open(_MAX_SKB_FRAGS_SYSCTL) as f:
+            return int(f.read()) + 1
+    except (OSError, ValueError):
+        return _DEFAULT_MAX_SKB_FRAGS + 1
+
+
 def statistics(sock: socket.socket, ifname: str, queue_id: int) -> Statistics:
     """``getsockopt(XDP_STATISTICS)``, tolerating the 3-field struct of old kernels."""
     try:
