@@ -110,7 +110,7 @@ def test_run_py_quick_txonly(tmp_path: Path) -> None:
         # The counting drop on the peer saw the frames the sender reported.
         assert x["peer_packets"] >= 0.99 * x["packets"]
     assert data["medians"]["txonly"]["batch"]["pps"]["n"] == 1
-    assert data["meta"]["settings"]["batch"] == 64
+    assert data["meta"]["settings"]["batch"] == 256
 
 
 # --- latency ------------------------------------------------------------------------

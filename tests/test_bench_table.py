@@ -56,7 +56,7 @@ def results(accel: str | None) -> dict[str, Any]:
         "load_before": [0.1, 0.2, 0.3], "load_after": [1.0, 1.0, 1.0], "runs": 3,
         "duration": 3.0, "modes": ["txonly", "latency-poll"], "impls_asked": [],
         "method": True, "pings": 1000, "source_core": 0, "measured_core": 1,
-        "settings": {"frame_bytes": 64, "batch": 64, "umem_frames": 4096,
+        "settings": {"frame_bytes": 64, "batch": 256, "umem_frames": 4096,
                      "umem_frame_size": 4096, "ring_entries": 2048, "copy_mode": True,
                      "need_wakeup": True, "xdp_mode": "native"},
     }  # fmt: skip
@@ -92,7 +92,7 @@ def test_writes_both_files_between_the_markers(tmp_path: Path) -> None:
         assert "9.99" not in text and text.count(START) == text.count(END) == 1
         block = _block(text)
         for fact in ("2031-01-02 03:04 UTC", "Linux 6.18.0-test", "Test CPU @ 1.00GHz",
-                     "2 cores", "commit abc1234", "**batch 64**",
+                     "2 cores", "commit abc1234", "**batch 256**",
                      "`python3 bench/run.py -n 3 -d 3 --modes txonly,latency-poll`"):
             assert fact in block, fact
         # medians (min-max) of the three runs, a failed run marked, the ratio to C
@@ -122,20 +122,20 @@ def test_another_batch_size_writes_its_own_block(tmp_path: Path) -> None:
     """A run at a batch other than the default goes between markers of its
     own, so the default batch's table stays beside it."""
     f = tmp_path / "README.md"
-    s256, e256 = ("<!-- bench/run.py table (batch 256): start -->",
-                  "<!-- bench/run.py table (batch 256): end -->")
-    f.write_text(f"{START}\ndefault 1.11\n{END}\n\n{s256}\nold 2.22\n{e256}\n")
+    s64, e64 = ("<!-- bench/run.py table (batch 64): start -->",
+                "<!-- bench/run.py table (batch 64): end -->")
+    f.write_text(f"{START}\ndefault 1.11\n{END}\n\n{s64}\nold 2.22\n{e64}\n")
     data = results(None)
-    data["meta"]["settings"]["batch"] = 256
+    data["meta"]["settings"]["batch"] = 64
     r = _render(tmp_path, data, "--write-to", str(f))
     assert r.returncode == 0, r.stderr
     text = f.read_text()
     assert "default 1.11" in text and "old 2.22" not in text
-    assert "**batch 256**" in text[text.index(s256): text.index(e256)]
+    assert "**batch 64**" in text[text.index(s64): text.index(e64)]
     # a file with only the default block has nowhere to put it
     f.write_text(f"{START}\ndefault 1.11\n{END}\n")
     r = _render(tmp_path, data, "--write-to", str(f))
-    assert r.returncode == 2 and "(batch 256): start" in r.stderr
+    assert r.returncode == 2 and "(batch 64): start" in r.stderr
     assert f.read_text() == f"{START}\ndefault 1.11\n{END}\n"
 
 
@@ -170,6 +170,9 @@ def test_the_repository_files_have_the_markers() -> None:
     for f in (root / "README.md", root / "bench" / "README.md"):
         text = f.read_text()
         assert text.count(START) == 1 and text.count(END) == 1, f
+        # and the batch-64 table beside the default batch's
+        assert text.count("<!-- bench/run.py table (batch 64): start -->") == 1, f
+        assert text.count("<!-- bench/run.py table (batch 64): end -->") == 1, f
 
 
 def test_plot(tmp_path: Path) -> None:

@@ -486,7 +486,7 @@ class RxSocket(_Half):
         return data
 
     # batch API ------------------------------------------------------------------
-    def receive(self, n: int = 64, timeout: float | None = 0) -> RxBatch:
+    def receive(self, n: int = 256, timeout: float | None = 0) -> RxBatch:
         """Take up to ``n`` received packets in one step, waiting up to
         ``timeout`` seconds for the first (0: don't wait, None: forever). The
         batch may be empty. Release it (or use it as a context manager) to give

@@ -96,8 +96,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("-w", "--wait", type=positive_float, default=10.0, metavar="SECONDS",
                    help="rxdrop/l2fwd: the measurement starts at the first packet; wait at "
                         "most this long for it (default 10)")
-    p.add_argument("-b", "--batch", type=positive_int, default=64,
-                   help="descriptors per batch, at most the ring size 2048 (default 64)")
+    p.add_argument("-b", "--batch", type=positive_int, default=256,
+                   help="descriptors per batch, at most the ring size 2048 (default 256)")
     p.add_argument("-s", "--size", type=positive_int, default=64,
                    help="txonly frame length in bytes, without FCS: 60 up to --frame-size "
                         "(default 64)")
