@@ -62,7 +62,7 @@ def _ours(b: str, nq: int, args: argparse.Namespace) -> list[list[str]]:
         "-d", f"{args.duration:g}", "-w", f"{benchrun.FIRST_PACKET_WAIT:g}",
         "-b", str(args.batch), "-s", str(benchrun.FRAME_BYTES), "--api", "batch",
         "--xdp-mode", "native", "--copy", "--quiet", "--json",
-    ] + (["--no-pin"] if args.no_pin else [])]  # fmt: skip
+    ] + (["--no-pin"] if args.no_pin else []) + (["--poll"] if args.poll else [])]  # fmt: skip
 
 
 def _c(b: str, nq: int, args: argparse.Namespace, xsk_ref: str) -> list[list[str]]:
@@ -75,7 +75,7 @@ def _c(b: str, nq: int, args: argparse.Namespace, xsk_ref: str) -> list[list[str
         # on the interface and adds its socket to its map (xsk_ref's own
         # program, the default, is one per process: the second attach is EBUSY)
         "--prog", "libxdp",
-    ] for q in range(nq)]  # fmt: skip
+    ] + (["--poll"] if args.poll else []) for q in range(nq)]  # fmt: skip
 
 
 def _gen(a: str, cpu: int, args: argparse.Namespace) -> list[str]:
@@ -143,9 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", "--runs", type=int, default=3, help="rounds of every cell (default 3)")
     p.add_argument("-d", "--duration", type=float, default=3.0,
                    help="seconds each receiver measures (default 3)")
-    p.add_argument("-b", "--batch", type=int, default=64, help="descriptors per batch")
+    p.add_argument("-b", "--batch", type=int, default=benchrun.BATCH,
+                   help=f"descriptors per batch (default {benchrun.BATCH}, as bench/run.py)")
     p.add_argument("--no-c", action="store_true", help="leave out the C reference")
     p.add_argument("--no-pin", action="store_true", help="pin no receiver to a CPU")
+    p.add_argument("--poll", action="store_true",
+                   help="receivers wait in poll(2) when their ring is empty (both "
+                        "implementations): with 2 queues each receiver shares its core "
+                        "with a generator, and a spinning one takes the core from it"),
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         _log("scaling.py: needs root (network namespaces, AF_XDP, BPF)")
