@@ -80,12 +80,21 @@ def round_trip(veth: testing.VethPair, tmp_path: Path, n: int, fmt: str,
                 "--xdp-mode", "native", "--json", "--quiet"]
     if snaplen is not None:
         cap_args += ["--snaplen", str(snaplen)]
+    summary = capture_while_replaying(cap_args, veth.b_index,
+                                      [str(src), "-i", veth.a, "--topspeed"], n, 240)
+    return lens, out, summary
+
+
+def capture_while_replaying(cap_args: list[str], ifindex: int, rep_args: list[str], n: int,
+                            timeout: float) -> dict[str, object]:
+    """Start ``capture`` (``cap_args``), wait for its program, ``replay``
+    (``rep_args``) all ``n`` packets, and return the capture's JSON summary."""
     cap = subprocess.Popen([*CLI, "capture", *cap_args], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)
     try:
-        wait_attached(veth.b_index, cap)
-        rep = subprocess.run([*CLI, "replay", str(src), "-i", veth.a, "--topspeed", "--json",
-                              "--quiet"], capture_output=True, text=True, timeout=240)
+        wait_attached(ifindex, cap)
+        rep = subprocess.run([*CLI, "replay", *rep_args, "--json", "--quiet"],
+                             capture_output=True, text=True, timeout=timeout)
         assert rep.returncode == 0, rep.stderr
         assert json.loads(rep.stdout)["sent"] == n
         stdout, stderr = cap.communicate(timeout=60)
@@ -94,8 +103,8 @@ def round_trip(veth: testing.VethPair, tmp_path: Path, n: int, fmt: str,
             cap.kill()
             cap.wait()
     assert cap.returncode == 0, stderr
-    summary = json.loads(stdout)
-    return lens, out, summary
+    summary: dict[str, object] = json.loads(stdout)
+    return summary
 
 
 def check_file(out: Path, lens: np.ndarray, snaplen: int | None, n: int) -> None:
@@ -222,25 +231,11 @@ def test_jumbo_frames_replayed_and_captured(veth_factory: Any, tmp_path: Path,
     assert _tcpdump_hex(src) == pkts  # the input, as tcpdump reads it
     out = tmp_path / f"out.{fmt}"
     # -B 4: 1024 frames of 4096 bytes, so the rings wrap
-    cap = subprocess.Popen([*CLI, "capture", "-i", link.b, "-w", str(out), "-c", str(n),
-                            "-d", "60", "--format", fmt, "-B", "4", "--xdp-mode", "native",
-                            "--json", "--quiet"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        wait_attached(link.b_index, cap)
-        # paced: veth drops silently when the capture's queue overflows
-        rep = subprocess.run([*CLI, "replay", str(src), "-i", link.a, "--pps", "5000",
-                              "--json", "--quiet"], capture_output=True, text=True,
-                             timeout=60)
-        assert rep.returncode == 0, rep.stderr
-        assert json.loads(rep.stdout)["sent"] == n
-        stdout, stderr = cap.communicate(timeout=60)
-    finally:
-        if cap.poll() is None:
-            cap.kill()
-            cap.wait()
-    assert cap.returncode == 0, stderr
-    summary = json.loads(stdout)
+    # paced: veth drops silently when the capture's queue overflows
+    summary: Any = capture_while_replaying(
+        ["-i", link.b, "-w", str(out), "-c", str(n), "-d", "60", "--format", fmt, "-B", "4",
+         "--xdp-mode", "native", "--json", "--quiet"], link.b_index,
+        [str(src), "-i", link.a, "--pps", "5000"], n, 60)
     assert summary["written"] == n and summary["bytes"] == sum(sizes)
     assert summary["kernel"]["rx_dropped"] == summary["kernel"]["rx_ring_full"] == 0
     got = [p.data for p in read_capture(out)]

@@ -62,7 +62,7 @@ from .config import Direction, XdpConfig
 from .errors import InterfaceDownError, SocketClosedError, xdp_error
 from .iface import has_queue, queue_counts, resolve_interface
 from .program import XskMapEntry, attach_xsk
-from .umem import Umem, bind_retrying
+from .umem import Umem, bind_retrying, release_mappings
 
 if TYPE_CHECKING:
     import socket
@@ -426,12 +426,8 @@ class XskCore:
         self.tx_path = self.rx_path = None
         self._pollers.clear()
         areas, self._areas = self._areas, []
-        for area in areas:
-            area.release()
         maps, self._maps = self._maps, []
-        for mm in maps:
-            with contextlib.suppress(BufferError):  # a view still alive: unmapped with it
-                mm.close()
+        release_mappings(areas, maps)
         umem, self.umem = self.umem, None
         self._shared_umem = None  # a closed socket keeps no UMEM alive
         if umem is not None:

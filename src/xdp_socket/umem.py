@@ -341,6 +341,17 @@ def _close_group(sock: socket.socket, umem: Umem, leases: list[tuple[int, int]])
     leases.clear()
 
 
+def release_mappings(areas: list[Any], maps: list[mmap.mmap]) -> None:
+    """Release our views of ring mappings, then unmap them: a ring mapping
+    holds its kernel socket (and queue) until unmapped. A mapping the user
+    still views stays until that view goes (BufferError), never dangling."""
+    for area in areas:
+        area.release()
+    for mm in maps:
+        with contextlib.suppress(BufferError):  # a view still alive: unmapped with it
+            mm.close()
+
+
 class _QueueGroup:
     """The Fill and Completion ring of one interface queue, shared by every
     socket of a :class:`Umem` bound there with ``XdpConfig(xskmap_key=)``
@@ -439,9 +450,5 @@ class _QueueGroup:
 
     def _release(self) -> None:
         areas, self._areas = self._areas, []
-        for area in areas:
-            area.release()
         maps, self._maps = self._maps, []
-        for mm in maps:
-            with contextlib.suppress(BufferError):  # a view still alive: unmapped with it
-                mm.close()
+        release_mappings(areas, maps)
