@@ -51,11 +51,13 @@ ctypes views keep the mapping's own export, which the test does check).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mmap
 
 import numpy as np
 import pytest
-from fake_kernel import U32, FakeCore, FakeKernel
+from fake_kernel import U32, FakeCore, FakeKernel, both_paths  # noqa: F401
 
 from xdp_socket import _ring
 from xdp_socket.batch import RxBatch, TxBatch
@@ -843,6 +845,42 @@ def test_locked_tx_path_holds_its_lock_and_passes_arguments() -> None:
     blocked(lambda: tx.submit_len(3, 66))
     assert tx.reserved == 0 and tx.in_flight == 3
     assert k.transmit() == 3 and [len(f) for f in k.sent[-3:]] == [66] * 3
+
+
+@pytest.mark.usefixtures("both_paths")
+def test_group_rx_path_holds_the_group_lock() -> None:
+    """A same-queue group's members share one Fill ring and one pool, from
+    several threads: every operation of a GroupRxPath that moves frames
+    through them waits for the group's lock (a two-thread system test passes
+    without it, the race window being narrow under the GIL)."""
+    import threading
+
+    k = FakeKernel(frame_count=16, ring=16)
+    lock = threading.RLock()
+    fill = _ring.ProducerRing(k.fill.area)
+    pool = _ring.FramePool(16)
+    rx = _ring.GroupRxPath(k.rx.area, fill, pool, lock, k.addrs(0, 16), FS, k.umem_view)
+    # every frame in the Fill ring, none pooled: release_batch then needs no
+    # refill (whose own lock would hide a release_batch without one)
+    assert k.fill.prod == 16 and pool.count == 0
+    done: list[str] = []
+
+    def blocked(name: str, call: Callable[[], object]) -> None:
+        t = threading.Thread(target=lambda: (call(), done.append(name)))
+        with lock:
+            t.start()
+            t.join(0.05)
+            assert t.is_alive(), f"{name} ran without the group lock"
+        t.join(5)
+        assert not t.is_alive() and done[-1] == name
+
+    k.receive([b"g" * 60] * 6)
+    assert rx.seek(6) == 6
+    blocked("commit", lambda: rx.commit(1))
+    blocked("release_batch", lambda: rx.release_batch(2))
+    blocked("refill", rx.refill)
+    blocked("take_returns", rx.take_returns)
+    assert rx.available == 3
 
 
 def test_rx_batch_gather_and_swap_boundaries() -> None:
