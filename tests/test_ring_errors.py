@@ -51,9 +51,8 @@ ctypes views keep the mapping's own export, which the test does check).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import mmap
+from collections.abc import Callable
 
 import numpy as np
 import pytest
