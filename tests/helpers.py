@@ -13,8 +13,9 @@ import ctypes
 import os
 import random
 import struct
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -188,3 +189,21 @@ def retry_busy(fn: Any, *args: Any, window: float = 1.0, **kwargs: Any) -> Any:
             if e.errno != 16 or time.monotonic() > deadline:  # 16 = EBUSY
                 raise
             time.sleep(0.005)
+
+
+def start_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[BaseException | None]]:
+    """Run ``fn`` in a started daemon thread. The list gets one item when it
+    ends: None if it returned, else what it raised (for tests that a call
+    ends, blocks or raises in time)."""
+    box: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            fn()
+            box.append(None)
+        except BaseException as e:
+            box.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box

@@ -7,30 +7,20 @@ frame, and return at once (no spin)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 from fake_kernel import FakeCore, FakeKernel
+from helpers import start_in_thread
 
 from xdp_socket import _ring
 from xdp_socket.batch import RxBatch, TxBatch
 
 
 def _raises_corrupted_promptly(fn: Callable[[], Any], seconds: float = 2.0) -> str:
-    box: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            fn()
-            box.append(None)
-        except BaseException as e:
-            box.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    t, box = start_in_thread(fn)
     t.join(seconds)
     assert not t.is_alive(), "still running: a corrupted ring value made it spin"
     err = box[0]

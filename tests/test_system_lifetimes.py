@@ -13,7 +13,6 @@ import gc
 import os
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from helpers import (
     mapping_count,
     open_fds,
     parse_test_frame,
+    start_in_thread,
     xdp_prog_id,
 )
 
@@ -122,18 +122,8 @@ def _fd_table() -> dict[str, str]:
 def _within(fn: Callable[[], Any], seconds: float) -> BaseException | None:
     """Run fn in a thread; return what it raised (None if it returned). Fails
     the test if it is still running after ``seconds`` (a spin or a hang)."""
-    box: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            fn()
-            box.append(None)
-        except BaseException as e:
-            box.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
     t0 = time.monotonic()
-    t.start()
+    t, box = start_in_thread(fn)
     t.join(seconds)
     assert not t.is_alive(), f"{fn} still running after {seconds} s (spinning or blocked)"
     assert time.monotonic() - t0 < seconds
@@ -244,17 +234,7 @@ def test_tx_batch_submit_after_close_raises_socket_closed(veth: Any, how: str,
 def _blocked_then_closed(call: Callable[[], Any], close: Callable[[], None]) -> None:
     """Start ``call`` in a thread; once it has blocked for a while, ``close``
     from this thread: the call must end with SocketClosedError soon after."""
-    box: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            call()
-            box.append(None)
-        except BaseException as e:
-            box.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    t, box = start_in_thread(call)
     t.join(0.3)
     assert t.is_alive(), f"the call did not block: {box}"
     t0 = time.monotonic()
