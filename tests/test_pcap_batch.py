@@ -131,6 +131,30 @@ def test_batches_match_iteration(writer: Writer | str, max_packets: int) -> None
     assert got == want
 
 
+@pytest.mark.parametrize("chunk", [997, 1 << 20])
+def test_batches_from_a_file_stay_intact_and_read_only(tmp_path: Path, chunk: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A regular file is read straight into a new buffer per chunk (chunks
+    that end inside records, too): every batch kept until the end still holds
+    its own packets, and views into the buffer cannot be written through."""
+    import xdp_socket.pcap as pcap_mod
+
+    monkeypatch.setattr(pcap_mod, "_BATCH_CHUNK", chunk)
+    pkts = _packets(5, 1500)
+    path = tmp_path / "in.pcap"
+    with PcapWriter(path) as w:
+        for i, p in enumerate(pkts):
+            w.write(p, BASE + i)
+    with open_capture(path) as r:
+        assert r._stream.regular  # the readinto path is the one under test
+        kept = list(r.batches(64))
+    got = [bytes(b.data[i, : b.lens[i]]) for b in kept for i in range(len(b.lens))]
+    assert got == pkts
+    assert [int(t) for b in kept for t in b.timestamps_ns] == [BASE + i for i in range(1500)]
+    with pytest.raises(ValueError, match="read-only"):
+        kept[0].data[0, 0] = 1
+
+
 def test_batches_report_truncation_like_iteration() -> None:
     buf = io.BytesIO()
     with PcapWriter(buf) as w:
