@@ -1084,3 +1084,41 @@ def test_tx_seek_of_one_clears_a_reused_slot_length() -> None:
     with pytest.raises(ValueError, match="frame 0 has no length"):
         tx.commit(1)
     assert tx.tx.area.lens.tolist() == [0, 60, 60, 60]
+
+
+@pytest.mark.usefixtures("both_paths")
+@pytest.mark.parametrize("layout", ["pcap records", "contiguous", "column strided"])
+def test_write_array_copies_strided_rows(layout: str) -> None:
+    """write_array takes rows as the pcap reader hands them out (views into a
+    chunk, a header between rows) on both paths, and a layout the C loop does
+    not take (bytes not adjacent in a row) still goes through numpy."""
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.tx_path()
+    b = tx_batch(k, path, 5)
+    rows = np.arange(5 * 80, dtype=np.uint16).astype(np.uint8).reshape(5, 80)
+    data = {"pcap records": rows[:, 16:76], "contiguous": np.ascontiguousarray(rows[:, :60]),
+            "column strided": rows[:, ::2][:, :30]}[layout]
+    b.write_array(data, 30)
+    assert b.submit() == 5
+    k.transmit()
+    assert k.sent == [bytes(r[:30]) for r in data]
+
+
+def test_write_array_refuses_a_tx_address_it_would_write_past_a_frame_with(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C copy trusts no address in the (shared) TX ring: one outside the
+    UMEM, or so far into its frame that the row would reach the next frame, is
+    RingCorruptedError, and nothing at all is written."""
+    if _ring.C is None:
+        pytest.skip("the C accelerator is not built or is switched off (XDP_SOCKET_NO_ACCEL)")
+    monkeypatch.setattr(_ring, "accel", _ring.C)
+    for bad in (16 * FS, 16 * FS - 10, 3 * FS + FS - 30):
+        k = FakeKernel(frame_count=16, ring=16)
+        path = k.tx_path()
+        b = tx_batch(k, path, 4)
+        slot = (path.tx.cached_prod + 2) & path.tx.mask
+        path.tx.area.addrs[slot] = bad
+        before = bytes(k.umem)
+        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: a TX descriptor"):
+            b.write_array(np.full((4, 60), 0xAB, np.uint8))
+        assert bytes(k.umem) == before

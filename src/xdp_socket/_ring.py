@@ -626,6 +626,21 @@ class TxPath(_FramePath):
         out: U64Array = gather_circular(self.tx.area.addrs, self.tx.cached_prod, n)
         return out
 
+    def write_rows(self, rows: np.ndarray[Any, Any], n: int) -> bool:
+        """Copy the first ``n`` rows of a 2-D uint8 array (rows no wider than
+        a frame; each row's bytes adjacent) into the first ``n`` reserved
+        frames, in one C loop. False when there is no accelerator or the rows
+        are laid out otherwise: the caller copies with numpy then."""
+        if not 0 <= n <= self.reserved:
+            raise ValueError(f"{n} frame(s) asked for, {self.reserved} reserved")
+        tx = self.tx
+        if tx.ref is None or (rows.shape[1] > 1 and rows.strides[1] != 1):
+            return False
+        if C.write_rows(tx.ref, tx.cached_prod, n, self.umem, rows, self.frame_size):
+            raise RingCorruptedError("ring corrupted: a TX descriptor's address is outside "
+                                     "the UMEM or too close to its frame's end for the row")
+        return True
+
     def set_lengths(self, lens: Any, n: int, checked: bool = False) -> None:
         """Set the lengths of the first ``n`` reserved frames (an int for all,
         or ``n`` values). ``checked``: the caller validated them already."""

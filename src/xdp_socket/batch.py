@@ -421,8 +421,9 @@ class TxBatch:
         k, width = arr.shape
         if width > self.frame_size:
             raise ValueError(f"rows of {width} bytes do not fit {self.frame_size}-byte frames")
-        rows = _frame_rows(self.addrs[:k], self.frame_size)
-        self.umem2d[rows, :width] = arr
+        if not self._path.write_rows(arr, k):
+            rows = _frame_rows(self.addrs[:k], self.frame_size)
+            self.umem2d[rows, :width] = arr
         self._set_lens(k, width if lens is None else lens)
 
     def fill(self, template: bytes | U8Array, count: int | None = None) -> None:

@@ -167,13 +167,14 @@ class _Sender:
         self.sent = 0
         self.bytes = 0
 
-    def send(self, data: Any, lens: Any) -> int:
-        """Send rows of ``data`` (lengths ``lens``) from the first on, as many
-        as the TX ring takes now; returns how many (0 only after waiting up
-        to 0.1 s for a free frame, or when stopped)."""
+    def send(self, data: Any, lens: Any, same: int | None = None) -> int:
+        """Send rows of ``data`` (lengths ``lens``; ``same``: their one
+        length, if they all have it) from the first on, as many as the TX ring
+        takes now; returns how many (0 only after waiting up to 0.1 s for a
+        free frame, or when stopped)."""
         tx = self.tx
         if self.chain_above is not None:
-            longest = int(lens.max())
+            longest = int(lens.max()) if same is None else same
             if longest > self.chain_above:
                 return self._send_each(data, lens)
             data = data[:, :longest]  # (the rows are as wide as the file batch's longest)
@@ -184,10 +185,14 @@ class _Sender:
             # in copy mode only while kicked or polled (poll_wait does both).
             tx.poll_wait(0.1)
             return 0
-        batch.write_array(data[:k], lens[:k])
+        if same is None:
+            batch.write_array(data[:k], lens[:k])
+            self.bytes += int(lens[:k].sum())
+        else:
+            batch.write_array(data[:k], same)
+            self.bytes += k * same
         batch.submit()
         self.sent += k
-        self.bytes += int(lens[:k].sum())
         return k
 
     def _send_each(self, data: Any, lens: Any) -> int:
@@ -311,13 +316,19 @@ def _replay(args: argparse.Namespace, name: str, f: Any, size: int | None,
                     _check_linktypes(reader, pb.interfaces)
                     data, lens, ts = pb.data, pb.lens, pb.timestamps_ns
                     prog.truncated += int(np.count_nonzero(lens < pb.orig_lens))
-                    ok = (lens > 0) & (lens <= longest)
-                    if not bool(ok.all()):
+                    lo, hi = int(lens.min()), int(lens.max())
+                    if lo <= 0 or hi > longest:
+                        ok = (lens > 0) & (lens <= longest)
                         prog.skipped += len(lens) - int(np.count_nonzero(ok))
                         data, lens, ts = data[ok], lens[ok], ts[ok]
                         if not len(lens):
                             continue
-                        data = data[:, : int(lens.max())]
+                        lo, hi = int(lens.min()), int(lens.max())
+                        data = data[:, :hi]
+                    # A run of one length (the reader's fast path, and most of
+                    # a uniform stream): the length goes down as one int, so
+                    # the batch needs no per-frame length array.
+                    same = hi if lo == hi else None
                     due = sched.due(ts, lens)
                     i, n = 0, len(lens)
                     while i < n and not stop:
@@ -330,7 +341,7 @@ def _replay(args: argparse.Namespace, name: str, f: Any, size: int | None,
                             if m <= i:
                                 _wait_until(t0 + float(due[i]), stop)
                                 continue
-                        i += sender.send(data[i:m], lens[i:m])
+                        i += sender.send(data[i:m], lens[i:m], same)
                         prog.show(position)
                 if stop:
                     break
