@@ -38,6 +38,7 @@ import itertools
 import os
 import stat
 import struct
+import sys
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -46,6 +47,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from . import _ring
 from ._check import check_int
 
 __all__ = [
@@ -971,6 +973,10 @@ class CaptureReader:
         u4 = np.dtype(order + "u4")
         buf: np.ndarray[Any, Any] = _NO_BYTES
         pos = 0
+        acc = _ring.accel
+        swap = (order == ">") == (sys.byteorder == "little")
+        scan_hdr = np.empty((max_packets if acc is not None else 0, 4), np.uint32)
+        scan_offs = np.empty(scan_hdr.shape[0], np.int64)
         while True:
             if self._file is None:
                 return
@@ -998,6 +1004,23 @@ class CaptureReader:
                                   base + pos + _PCAP_REC_LEN)
                 buf = more
                 pos = 0
+                continue
+            if acc is not None:
+                # The accelerator walks the headers of up to max_packets whole
+                # records, of any lengths, in one call (the first is whole).
+                k, end, lo, hi = acc.pcap_scan(buf, pos, max_packets, swap, MAX_RECORD_LEN,
+                                               scan_hdr, scan_offs)
+                hdr = scan_hdr[:k]
+                ts = hdr[:, 0].astype(np.int64) * _NS_PER_S + hdr[:, 1].astype(np.int64) * frac_ns
+                lens = hdr[:, 2].copy()
+                if lo == hi:  # one length: a strided view, as below
+                    data = np.ndarray((k, lo), np.uint8, buf, pos + _PCAP_REC_LEN,
+                                      (_PCAP_REC_LEN + lo, 1))
+                else:
+                    data = np.zeros((k, hi), np.uint8)
+                    acc.gather_rows(buf, scan_offs, lens, k, data)
+                pos = end
+                yield PacketBatch(ts, data, lens, hdr[:, 3].copy(), np.zeros(k, np.intp))
                 continue
             # A run of records of this same length: one strided view decodes all
             # their headers at once; the first of another length ends the run.

@@ -639,6 +639,129 @@ static PyObject *write_rows(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 }
 
 /*
+ * pcap_scan(buf, pos, max_packets, swap, max_caplen, hdr, offs)
+ *     -> (k, end, shortest, longest)
+ * Walk the classic-pcap records of ``buf`` from byte ``pos``: for each whole
+ * record (16-byte header and its captured bytes), while fewer than
+ * ``max_packets``, write its header words (byte-swapped when ``swap``) to
+ * row k of ``hdr`` (a C-contiguous uint32 (N, 4) array) and the offset of
+ * its data to ``offs[k]`` (int64). Stops before an incomplete record or one
+ * whose captured length exceeds ``max_caplen``: the caller reads more, or
+ * reports that record. ``end`` is the offset after the last record taken;
+ * shortest/longest are its captured lengths' extremes. The offsets depend
+ * on each other, so numpy can only do this one record per call; here it is
+ * one call per batch whatever the lengths.
+ */
+static inline uint32_t bswap_if(uint32_t v, int swap) { return swap ? __builtin_bswap32(v) : v; }
+
+static PyObject *pcap_scan(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Py_buffer bv, hv, ov;
+    Py_ssize_t pos, maxp;
+    int swap;
+    uint32_t max_caplen;
+
+    if (check_nargs(nargs, 7, "pcap_scan") || arg_count(a[1], &pos, PY_SSIZE_T_MAX)
+        || arg_count(a[2], &maxp, PY_SSIZE_T_MAX) || (swap = PyObject_IsTrue(a[3])) < 0
+        || arg_u32(a[4], &max_caplen))
+        return NULL;
+    if (PyObject_GetBuffer(a[0], &bv, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (map_plain(a[5], &hv) < 0) {
+        PyBuffer_Release(&bv);
+        return NULL;
+    }
+    if (map_plain(a[6], &ov) < 0) {
+        PyBuffer_Release(&hv);
+        PyBuffer_Release(&bv);
+        return NULL;
+    }
+    Py_ssize_t room = hv.len / 16 < ov.len / 8 ? hv.len / 16 : ov.len / 8;
+    if (((uintptr_t)hv.buf & 3) || ((uintptr_t)ov.buf & 7) || maxp > room) {
+        PyBuffer_Release(&ov);
+        PyBuffer_Release(&hv);
+        PyBuffer_Release(&bv);
+        PyErr_SetString(PyExc_ValueError, "pcap_scan: output arrays too small or misaligned");
+        return NULL;
+    }
+    const uint8_t *b = bv.buf;
+    Py_ssize_t len = bv.len, k = 0;
+    uint32_t *h = hv.buf;
+    int64_t *o = ov.buf;
+    uint32_t lo = UINT32_MAX, hi = 0;
+    while (k < maxp && pos <= len - 16) {
+        uint32_t w[4];
+        memcpy(w, b + pos, 16); /* unaligned in the file */
+        for (int j = 0; j < 4; j++)
+            w[j] = bswap_if(w[j], swap);
+        if (w[2] > max_caplen || (Py_ssize_t)w[2] > len - pos - 16)
+            break;
+        memcpy(h + 4 * k, w, 16);
+        o[k] = pos + 16;
+        lo = w[2] < lo ? w[2] : lo;
+        hi = w[2] > hi ? w[2] : hi;
+        pos += 16 + (Py_ssize_t)w[2];
+        k++;
+    }
+    PyBuffer_Release(&ov);
+    PyBuffer_Release(&hv);
+    PyBuffer_Release(&bv);
+    return Py_BuildValue("(nnII)", k, pos, k ? lo : 0, hi);
+}
+
+/*
+ * gather_rows(buf, offs, lens, n, out)
+ * Copy ``lens[i]`` bytes from ``buf`` at ``offs[i]`` into row i of ``out``
+ * (a C-contiguous uint8 (>= n, W) array; the rest of the row is left as it
+ * is), for i < n: the packets of a pcap_scan batch of mixed lengths, one
+ * call instead of a numpy copy per packet. Every range is checked.
+ */
+static PyObject *gather_rows(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Py_buffer bv, ov, lv, dv;
+    Py_ssize_t n;
+
+    if (check_nargs(nargs, 5, "gather_rows") || arg_count(a[3], &n, PY_SSIZE_T_MAX))
+        return NULL;
+    if (PyObject_GetBuffer(a[0], &bv, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(a[1], &ov, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&bv);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(a[2], &lv, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&ov);
+        PyBuffer_Release(&bv);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(a[4], &dv, PyBUF_WRITABLE | PyBUF_ND) < 0) {
+        PyBuffer_Release(&lv);
+        PyBuffer_Release(&ov);
+        PyBuffer_Release(&bv);
+        return NULL;
+    }
+    int ok = dv.ndim == 2 && dv.itemsize == 1 && dv.shape[0] >= n && ov.len / 8 >= n
+             && lv.len / 4 >= n && !((uintptr_t)ov.buf & 7) && !((uintptr_t)lv.buf & 3);
+    const int64_t *offs = ov.buf;
+    const uint32_t *lens = lv.buf;
+    Py_ssize_t width = ok ? dv.shape[1] : 0;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        ok = offs[i] >= 0 && offs[i] <= bv.len && (Py_ssize_t)lens[i] <= bv.len - offs[i]
+             && (Py_ssize_t)lens[i] <= width;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        memcpy((uint8_t *)dv.buf + i * width, (const uint8_t *)bv.buf + offs[i], lens[i]);
+    PyBuffer_Release(&dv);
+    PyBuffer_Release(&lv);
+    PyBuffer_Release(&ov);
+    PyBuffer_Release(&bv);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "gather_rows: a range outside the buffer or the row");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/*
  * drive_tx(fd, tx, always) -> (pending, status)
  * Kick the TX ring (zero-length sendto, MSG_DONTWAIT) until the kernel has
  * consumed everything up to our producer word. (The word, not a value passed
@@ -705,6 +828,10 @@ static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
+    {"pcap_scan", (PyCFunction)(void (*)(void))pcap_scan, METH_FASTCALL,
+     "pcap_scan(buf, pos, max_packets, swap, max_caplen, hdr, offs) -> (k, end, shortest, longest)"},
+    {"gather_rows", (PyCFunction)(void (*)(void))gather_rows, METH_FASTCALL,
+     "gather_rows(buf, offs, lens, n, out)"},
     {"write_rows", (PyCFunction)(void (*)(void))write_rows, METH_FASTCALL,
      "write_rows(tx, start, n, umem, rows, frame_size) -> 0 or -1"},
     {"pool_to_ring", (PyCFunction)(void (*)(void))pool_to_ring, METH_FASTCALL,
