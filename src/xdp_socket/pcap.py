@@ -911,10 +911,12 @@ class CaptureReader:
         ``max_packets`` (streaming, like iteration).
 
         For pcap the file is read in large chunks and the record headers of a
-        run of equal-length records are decoded with one numpy operation, so
-        the cost is per run, not per packet; ``data`` is then a view into the
-        chunk. pcapng is parsed block by block and grouped. Do not mix with
-        plain iteration on the same reader.
+        whole batch are decoded by one call of the compiled accelerator
+        (without it: one numpy operation per run of equal-length records), so
+        the cost is per batch, not per packet; ``data`` is a read-only view
+        into the chunk when the batch has one length, a zero-padded copy
+        otherwise. pcapng is parsed block by block and grouped. Do not mix
+        with plain iteration on the same reader.
         """
         check_int("max_packets", max_packets, min=1, max=1 << 20)
         if self._file is None:
