@@ -251,6 +251,7 @@ class XskCore:
                     # one UMEM: RX frames (addresses below rx_limit) may be
                     # forwarded on TX and must come back to the RX side
                     self.tx_path.rx_peer = self.rx_path
+                    self.rx_path.has_returners = True
                     self.tx_path.rx_limit = (base + n_rx) * umem.frame_size
             self.tx_path.multi_buffer = cfg.multi_buffer
         if group is not None:
@@ -471,6 +472,12 @@ class XskCore:
             if err:
                 self.wakeup_error(err, "kick RX")
 
+    def wake_fill(self) -> None:
+        """Wake the kernel for the Fill ring (the caller saw it ask)."""
+        err = _xsk.wakeup_rx(self.sock)
+        if err:
+            self.wakeup_error(err, "kick RX")
+
     def drive_tx(self) -> int:
         """Kick until the kernel has consumed the TX ring, or a kick made no
         progress. Returns the number of entries still pending. (Copy mode
@@ -544,12 +551,14 @@ class XskCore:
         tx = self.tx_path
         if tx is None or tx.closed:
             raise SocketClosedError("TX socket")
-        if isinstance(rx, _ring.GroupRxPath):
-            # its frames are the queue group's, not in one range a TX side
-            # could route completions back by
-            raise ValueError("forward is not supported on sockets that share a queue "
-                             "(xskmap_key)")
         if rx is not tx.rx_peer:
+            # (a queue group's socket has no rx_peer: its TX side is a
+            # GroupTxPath, whose forward refuses)
+            if isinstance(rx, _ring.GroupRxPath):
+                # its frames are the queue group's, not in one range a TX side
+                # could route completions back by
+                raise ValueError("forward is not supported on sockets that share a queue "
+                                 "(xskmap_key)")
             tx.add_peer(rx)
         k = tx.forward(rx, n)
         self.drive_tx()
