@@ -992,7 +992,7 @@ class RxPath(_FramePath):
         if rx.ref is not None:
             # available(n) capped at n, in one call; < 0: a corrupt producer
             # (or n < 0), left to available() to report (or answer)
-            avail = C.peek_fast(rx, n)
+            avail: int = C.peek_fast(rx, n)
             if avail == n:
                 return n
             if avail < 0:
