@@ -1081,15 +1081,17 @@ class RxPath(_FramePath):
         descriptors if the caller has them already). Raises
         RingCorruptedError for a descriptor outside the UMEM, ValueError for
         a packet shorter than 12 bytes; either way nothing is written."""
-        if not n:
-            return
-        if descs is None and self.rx.ref is not None:
-            st = C.swap_macs(self.rx.ref, self.rx.cached_cons, n, umem, self.frame_size)
-            if st == -1:
-                raise RingCorruptedError("ring corrupted: an RX descriptor points outside the "
-                                         "UMEM or is longer than a frame")
-            if st == -2:
+        rx = self.rx
+        if descs is None and rx.ref is not None:
+            # (the ring itself is an accelerator Ring: see _PyRingBase)
+            st = C.swap_macs(rx, rx.cached_cons, n, umem, self.frame_size)
+            if st:
+                if st == -1:
+                    raise RingCorruptedError("ring corrupted: an RX descriptor points outside "
+                                             "the UMEM or is longer than a frame")
                 raise ValueError("a packet is shorter than two MAC addresses")
+            return
+        if not n:
             return
         d = self.taken_descs(n) if descs is None else descs
         if int(d["addr"].max()) > umem.shape[0] - 12:

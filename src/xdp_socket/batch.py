@@ -176,10 +176,12 @@ class RxBatch:
         (one gather and one scatter for the whole batch)."""
         if self.count == 0:
             return
-        self._check()
+        path = self._path
+        if self.released or path.closed or path.rx.cached_cons != self._start:
+            self._check()  # raises, saying which
         # straight from the ring (in C when accelerated), or from the
         # descriptors this batch already read
-        self._path.swap_macs(self.count, self.umem, self._descs)
+        path.swap_macs(self.count, self.umem, self._descs)
 
     def _check(self) -> None:
         if self.released:

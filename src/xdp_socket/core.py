@@ -117,6 +117,7 @@ class XskCore:
         self.config = config
         self.direction = direction
         self.closed = False
+        self._kick_always = not config.need_wakeup  # (drive_tx's per-batch question)
         self._pid = os.getpid()
         # close() runs once: popping the token is atomic, so two threads (or a
         # signal handler and the main thread) cannot both run the teardown.
@@ -486,13 +487,13 @@ class XskCore:
         if path is None:
             raise SocketClosedError("TX socket")
         tx = path.tx
-        always = not self.config.need_wakeup
+        always = self._kick_always
         if tx.ref is not None:
             # the same loop in C (one call, sendto without the GIL)
             left: int
             while True:
-                left, status = _ring.C.drive_tx(self.sock.fileno(), tx.ref, always)
-                if status == 0:
+                left, status = _ring.C.drive_tx(self.sock.fileno(), tx, always)
+                if not status:
                     return left
                 if status == -1:  # no progress: see below
                     if path.reclaim():
