@@ -50,7 +50,7 @@ import contextlib
 import os
 import platform
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -88,6 +88,9 @@ DESC_DTYPE = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
 
 PKT_CONTD = 1
 """``XDP_PKT_CONTD`` (if_xdp.h): more descriptors of this packet follow."""
+
+RING_NEED_WAKEUP = 1
+"""``XDP_RING_NEED_WAKEUP`` (if_xdp.h): the ring's flags word asks for a kick."""
 
 ADDR_DTYPE = np.dtype("<u8")
 """A Fill / Completion ring entry: a UMEM address."""
@@ -202,15 +205,39 @@ class RingArea:
                 mv.release()
 
 
-class _Ring:
+class _PyRingBase:
+    """Where a ring keeps its cached indices on the pure-Python path.
+
+    When the accelerator is built, the rings derive from its ``Ring`` type
+    instead, which keeps them as two C u32 fields with the same names: Python
+    reads and writes them as ints, and the accelerator's one-call steps
+    (``peek_fast``, ``release_fast``, ``forward_fast``) update them in place,
+    so a batch needs no Python code to carry indices in and out of C."""
+
+    __slots__ = ("cached_cons", "cached_prod")
+
+    cached_prod: int
+    cached_cons: int
+
+
+if TYPE_CHECKING:
+    _RingBase = _PyRingBase
+else:
+    _RingBase = _PyRingBase if C is None else C.Ring
+
+
+class _Ring(_RingBase):
     """What both ring directions hold: the area, its size, the shared words."""
 
-    __slots__ = ("_cons", "_prod", "area", "cached_cons", "cached_prod", "entries", "flags", "mask",
-                 "ref")
+    __slots__ = ("_cons", "_prod", "area", "entries", "flags", "mask", "ref")
 
     def __init__(self, area: RingArea) -> None:
         self.area = area
         self.ref = area.ref  # C handle: this ring's loops run in C
+        if area.ref is not None:
+            # this object is then an accelerator Ring too (see _PyRingBase):
+            # the one-call steps take it, with its layout and cached indices
+            C.Ring.adopt(self, area.ref)
         self.entries = area.entries
         self.mask = area.entries - 1
         self._prod = area.producer
@@ -587,6 +614,7 @@ class TxPath(_FramePath):
         if rx is self.rx_peer or any(p is rx for p in self._peer_paths):
             return
         queue = FramePool(rx.frame_count)
+        rx.has_returners = True
         rx.extra_returns.append(queue)
         self._peer_paths.append(rx)
         self.peers.append((rx.frame_lo, rx.frame_hi, queue))
@@ -682,7 +710,28 @@ class TxPath(_FramePath):
         belong to whoever reserved them, possibly another thread).
 
         Runs in the RX half's thread: it also hands frames the TX side gave
-        back to the RX side's Fill ring."""
+        back to the RX side's Fill ring (or leaves that to the caller:
+        ``XskCore.forward`` does it after the kick)."""
+        tx = self.tx
+        if (rx is self.rx_peer and tx.ref is not None and not self.reserved
+                and not rx.multi_buffer):
+            # The usual l2fwd step (this socket's own RX half, accelerated, no
+            # frames reserved, no chains to keep whole): the checks, the
+            # copy, publishing TX and releasing RX are one call. (One socket's
+            # rings are all made on the same path.)
+            returns = rx.returns
+            if returns.tail != returns.head or rx.extra_returns:
+                rx.take_returns()
+            if self.submitted - self.completed >= self._reclaim_at:
+                self._reclaim()
+            k: int = C.forward_fast(rx.rx, tx, n)
+            if k >= 0:
+                self.submitted += k
+                self.foreign_in_flight += k
+                rx.received += k
+                return k
+            # (-4: more than are available, which the code below reports;
+            # -1: a corrupt TX consumer, which free_entries reports)
         if rx is not self.rx_peer and not any(p is rx for p in self._peer_paths):
             raise ValueError("can only forward from an RX half on the same UMEM")
         avail = rx.available
@@ -875,6 +924,12 @@ class RxPath(_FramePath):
         # returns queues from other sockets' TX sides (shared UMEM), one each
         self.extra_returns: list[FramePool] = []
         self.lent = False  # frames were forwarded to another socket's TX ring
+        # A TX side may hand frames back through ``returns`` or
+        # ``extra_returns``: this socket's own TX half (set by the socket),
+        # or another socket's on a shared UMEM (set by its add_peer, in this
+        # side's thread, before it forwards anything). It spares the
+        # receive-only loop the look at those queues.
+        self.has_returners = False
         self.multi_buffer = False  # XDP_USE_SG: packets may span descriptors
         # Frames the TX side gives back after forwarding them (a queue with one
         # producer, the TX side, and one consumer, this side: each moves only
@@ -933,9 +988,21 @@ class RxPath(_FramePath):
             self.refill()
 
     def seek(self, n: int) -> int:
-        avail = self.rx.available(n)
-        if avail >= n:
-            return n
+        rx = self.rx
+        if rx.ref is not None:
+            # available(n) capped at n, in one call; < 0: a corrupt producer
+            # (or n < 0), left to available() to report (or answer)
+            avail: int = C.peek_fast(rx, n)
+            if avail == n:
+                return n
+            if avail < 0:
+                avail = rx.available(n)
+                if avail >= n:
+                    return n
+        else:
+            avail = rx.available(n)
+            if avail >= n:
+                return n
         if self.returns.tail != self.returns.head or self.extra_returns:
             # short of packets: perhaps the Fill ring is short of frames
             self.take_returns()
@@ -1014,15 +1081,17 @@ class RxPath(_FramePath):
         descriptors if the caller has them already). Raises
         RingCorruptedError for a descriptor outside the UMEM, ValueError for
         a packet shorter than 12 bytes; either way nothing is written."""
-        if not n:
-            return
-        if descs is None and self.rx.ref is not None:
-            st = C.swap_macs(self.rx.ref, self.rx.cached_cons, n, umem, self.frame_size)
-            if st == -1:
-                raise RingCorruptedError("ring corrupted: an RX descriptor points outside the "
-                                         "UMEM or is longer than a frame")
-            if st == -2:
+        rx = self.rx
+        if descs is None and rx.ref is not None:
+            # (the ring itself is an accelerator Ring: see _PyRingBase)
+            st = C.swap_macs(rx, rx.cached_cons, n, umem, self.frame_size)
+            if st:
+                if st == -1:
+                    raise RingCorruptedError("ring corrupted: an RX descriptor points outside "
+                                             "the UMEM or is longer than a frame")
                 raise ValueError("a packet is shorter than two MAC addresses")
+            return
+        if not n:
             return
         d = self.taken_descs(n) if descs is None else descs
         if int(d["addr"].max()) > umem.shape[0] - 12:
@@ -1034,32 +1103,31 @@ class RxPath(_FramePath):
         # read bytes 6..11 then 0..5, write them to 0..11
         umem[starts + _ARANGE12] = umem[starts + _SWAP12]
 
-    def release_batch(self, n: int) -> None:
-        """``commit(n)`` for a batch of ``n`` (> 0) available packets. The
-        usual case (accelerated, room in the Fill ring, nothing handed back by
-        a TX side) is done here in one C call; the rest goes to ``commit``."""
+    def release_batch(self, n: int) -> int:
+        """``commit(n)`` for a batch of ``n`` (> 0) available packets; returns
+        non-zero when the Fill ring then asks for a wakeup. The usual case
+        (accelerated, room in the Fill ring) is one C call; the rest, and
+        every error, goes to ``commit``."""
         rx = self.rx
-        fill = self.fill
-        cons = rx.cached_cons
-        prod = fill.cached_prod
-        room = (fill.cached_cons - prod) & U32
-        if room < n:
-            room = fill.free_entries(n)  # a Fill ring kept full: re-read the kernel's index
-        returns = self.returns
-        if (n > 1 and room >= n and rx.ref is not None and fill.ref is not None
-                and n <= ((rx.cached_prod - cons) & U32)
-                and returns.tail == returns.head and not self.extra_returns):
-            # copy, publish Fill, release RX: as in commit's batch case
-            C.rx_to_fill(rx.ref, fill.ref, cons, prod, n, self.base_mask)
-            fill.cached_prod = (prod + n) & U32
-            rx.cached_cons = (cons + n) & U32
-            self.received += n
-            if room > n and self.pool.tail != self.pool.head:
-                # pooled frames (more frames than the Fill ring holds) top up
-                # the room the kernel left
-                self.refill()
-        else:
-            self.commit(n)
+        if rx.ref is not None:
+            # copy to Fill, publish Fill, release RX, read the Fill flags
+            st: int = C.release_fast(rx, self.fill, n, self.base_mask)
+            if st >= 0:
+                self.received += n
+                if st > 1 and self.pool.tail != self.pool.head:
+                    # (flag 2) pooled frames (more frames than the Fill ring
+                    # holds) top up the room the kernel left
+                    self.refill()
+                if self.has_returners:
+                    returns = self.returns
+                    if returns.tail != returns.head or self.extra_returns:
+                        self.take_returns()  # frames a TX side gave back
+                        return self.fill.flags[0] & RING_NEED_WAKEUP
+                return st & 1
+            # (-4: not the usual case; -1: a corrupt Fill consumer, which
+            # commit's free_entries reports)
+        self.commit(n)
+        return self.fill.flags[0] & RING_NEED_WAKEUP
 
     def commit(self, n: int) -> None:
         """Release the first ``n`` available packets: their frames go back to
@@ -1214,9 +1282,9 @@ class GroupRxPath(RxPath):
         with self.lock:
             super().commit(n)
 
-    def release_batch(self, n: int) -> None:
+    def release_batch(self, n: int) -> int:
         with self.lock:
-            super().release_batch(n)
+            return super().release_batch(n)
 
 
 class GroupTxPath(LockedTxPath):

@@ -176,10 +176,12 @@ class RxBatch:
         (one gather and one scatter for the whole batch)."""
         if self.count == 0:
             return
-        self._check()
+        path = self._path
+        if self.released or path.closed or path.rx.cached_cons != self._start:
+            self._check()  # raises, saying which
         # straight from the ring (in C when accelerated), or from the
         # descriptors this batch already read
-        self._path.swap_macs(self.count, self.umem, self._descs)
+        path.swap_macs(self.count, self.umem, self._descs)
 
     def _check(self) -> None:
         if self.released:
@@ -197,8 +199,8 @@ class RxBatch:
         if path.closed or path.rx.cached_cons != self._start:
             self._check()  # raises, saying which
         self.released = True
-        path.release_batch(self.count)
-        self._core.kick_fill()  # (a syscall only if the Fill ring asks for one)
+        if path.release_batch(self.count):
+            self._core.wake_fill()  # the Fill ring asks for a wakeup
 
     def forward(self, tx: Any) -> int:
         """Send every packet of this batch out of ``tx`` (a
@@ -216,7 +218,9 @@ class RxBatch:
             return 0
         if self.released:
             raise ValueError("this batch was released")
-        self._check()
+        path = self._path
+        if path.closed or path.rx.cached_cons != self._start:
+            self._check()  # raises, saying which
         core = self._core
         tx_core = getattr(tx, "_core", None)
         if tx_core is not core and (
@@ -226,10 +230,10 @@ class RxBatch:
             raise ValueError("can only forward to a TX half on the same UMEM (the other half "
                              "of this socket, or a socket created with the same umem=)")
         assert tx_core is not None
-        k: int = tx_core.forward(self._path, self.count)
+        k: int = tx_core.forward(path, self.count)
         self.released = True
         if k < self.count:
-            self._path.commit(self.count - k)  # no room on TX: drop the rest
+            path.commit(self.count - k)  # no room on TX: drop the rest
             core.kick_fill()
         return k
 
@@ -238,9 +242,17 @@ class RxBatch:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc_type is not None and self._path.closed:
-            return  # nothing to give back; let the block's own exception through
-        self.release()
+        # (release()'s body, inlined: this is the receive loop's every batch)
+        if self.released:
+            return
+        path = self._path
+        if path.closed or path.rx.cached_cons != self._start:
+            if exc_type is not None and path.closed:
+                return  # nothing to give back; let the block's own exception through
+            self._check()  # raises, saying which
+        self.released = True
+        if path.release_batch(self.count):
+            self._core.wake_fill()
 
     def __repr__(self) -> str:
         return f"<RxBatch {self.count} packet(s){' released' if self.released else ''}>"

@@ -117,6 +117,7 @@ class XskCore:
         self.config = config
         self.direction = direction
         self.closed = False
+        self._kick_always = not config.need_wakeup  # (drive_tx's per-batch question)
         self._pid = os.getpid()
         # close() runs once: popping the token is atomic, so two threads (or a
         # signal handler and the main thread) cannot both run the teardown.
@@ -251,6 +252,7 @@ class XskCore:
                     # one UMEM: RX frames (addresses below rx_limit) may be
                     # forwarded on TX and must come back to the RX side
                     self.tx_path.rx_peer = self.rx_path
+                    self.rx_path.has_returners = True
                     self.tx_path.rx_limit = (base + n_rx) * umem.frame_size
             self.tx_path.multi_buffer = cfg.multi_buffer
         if group is not None:
@@ -471,6 +473,12 @@ class XskCore:
             if err:
                 self.wakeup_error(err, "kick RX")
 
+    def wake_fill(self) -> None:
+        """Wake the kernel for the Fill ring (the caller saw it ask)."""
+        err = _xsk.wakeup_rx(self.sock)
+        if err:
+            self.wakeup_error(err, "kick RX")
+
     def drive_tx(self) -> int:
         """Kick until the kernel has consumed the TX ring, or a kick made no
         progress. Returns the number of entries still pending. (Copy mode
@@ -479,13 +487,13 @@ class XskCore:
         if path is None:
             raise SocketClosedError("TX socket")
         tx = path.tx
-        always = not self.config.need_wakeup
+        always = self._kick_always
         if tx.ref is not None:
             # the same loop in C (one call, sendto without the GIL)
             left: int
             while True:
-                left, status = _ring.C.drive_tx(self.sock.fileno(), tx.ref, always)
-                if status == 0:
+                left, status = _ring.C.drive_tx(self.sock.fileno(), tx, always)
+                if not status:
                     return left
                 if status == -1:  # no progress: see below
                     if path.reclaim():
@@ -544,12 +552,14 @@ class XskCore:
         tx = self.tx_path
         if tx is None or tx.closed:
             raise SocketClosedError("TX socket")
-        if isinstance(rx, _ring.GroupRxPath):
-            # its frames are the queue group's, not in one range a TX side
-            # could route completions back by
-            raise ValueError("forward is not supported on sockets that share a queue "
-                             "(xskmap_key)")
         if rx is not tx.rx_peer:
+            # (a queue group's socket has no rx_peer: its TX side is a
+            # GroupTxPath, whose forward refuses)
+            if isinstance(rx, _ring.GroupRxPath):
+                # its frames are the queue group's, not in one range a TX side
+                # could route completions back by
+                raise ValueError("forward is not supported on sockets that share a queue "
+                                 "(xskmap_key)")
             tx.add_peer(rx)
         k = tx.forward(rx, n)
         self.drive_tx()

@@ -498,6 +498,9 @@ class RxSocket(_Half):
             raise ValueError("the previous RxBatch is still open: release() it first")
         path = self._path
         k = path.seek(n)
+        if k and not self._multi_buffer:  # the usual case first
+            self._batch = batch = RxBatch(self._core, path, k, self._umem_flat)
+            return batch
         if not k and timeout != 0 and n and self.poll_wait(timeout):
             k = path.seek(n)
         if k and self._multi_buffer:

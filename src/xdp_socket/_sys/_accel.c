@@ -25,6 +25,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <errno.h>
 #include <stdint.h>
@@ -37,6 +38,7 @@
 #define ST_CORRUPT -1 /* a kernel-written value cannot be right */
 #define ST_SHORT -2   /* a packet too short for the operation */
 #define ST_OVERFLOW -3 /* more frames for a pool than it has room for */
+#define ST_FALLBACK -4 /* not the common case: the Python path does it (nothing done) */
 
 typedef struct {
     PyObject_HEAD
@@ -45,6 +47,11 @@ typedef struct {
     Py_ssize_t end;     /* bytes the layout needs: checked on every export */
     uint32_t entries, mask;
     int esize;          /* 8: Fill/Completion (u64 addr), 16: RX/TX (struct xdp_desc) */
+    /* The ring's cached indices (see _ring.ProducerRing / ConsumerRing): the
+     * Python ring classes derive from this type when it is built, so these
+     * are their ``cached_prod`` / ``cached_cons`` attributes, read and written
+     * by Python as ints and updated in place by the *_fast calls below. */
+    uint32_t cached_prod, cached_cons;
 } Ring;
 
 static PyTypeObject RingType;
@@ -104,15 +111,53 @@ static void ring_dealloc(Ring *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* adopt(other): take another (initialised) Ring's buffer and layout. The
+ * Python ring classes derive from Ring and do not run its __init__; a ring
+ * on the accelerated path adopts its RingArea's handle so that the *_fast
+ * calls can take the ring object itself (layout and cached indices). */
+static PyObject *ring_adopt(Ring *self, PyObject *o)
+{
+    if (!PyObject_TypeCheck(o, &RingType) || ((Ring *)o)->buf == NULL) {
+        PyErr_SetString(PyExc_TypeError, "adopt() needs an initialised _accel.Ring");
+        return NULL;
+    }
+    Ring *src = (Ring *)o;
+    Py_INCREF(src->buf);
+    Py_XSETREF(self->buf, src->buf);
+    self->prod_off = src->prod_off;
+    self->cons_off = src->cons_off;
+    self->flags_off = src->flags_off;
+    self->desc_off = src->desc_off;
+    self->end = src->end;
+    self->entries = src->entries;
+    self->mask = src->mask;
+    self->esize = src->esize;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ring_methods[] = {
+    {"adopt", (PyCFunction)ring_adopt, METH_O, "adopt(ring): use another Ring's buffer and layout"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ring_members[] = {
+    {"cached_prod", T_UINT, offsetof(Ring, cached_prod), 0, "cached producer index (u32)"},
+    {"cached_cons", T_UINT, offsetof(Ring, cached_cons), 0, "cached consumer index (u32)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject RingType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "xdp_socket._sys._accel.Ring",
     .tp_basicsize = sizeof(Ring),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "One ring's layout over a buffer (holds no export between calls).",
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "One ring's layout over a buffer (holds no export between calls) and its "
+              "cached indices.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)ring_init,
     .tp_dealloc = (destructor)ring_dealloc,
+    .tp_methods = ring_methods,
+    .tp_members = ring_members,
 };
 
 /* ---- per-call access ---------------------------------------------------- */
@@ -827,6 +872,206 @@ static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
     return Py_BuildValue("(Ii)", pending, status);
 }
 
+/* ---- whole steps on the Python ring objects ------------------------------
+ *
+ * These take the ring objects of xdp_socket._ring themselves (instances of
+ * subclasses of Ring that adopted their area's layout) and read and update
+ * their cached indices in place, so that one call does what ConsumerRing.
+ * available / ProducerRing.free_entries / RxPath.release_batch / TxPath.
+ * forward do in Python for the common case. Every kernel index they load is
+ * checked as the Python code checks it; a bad one is ST_CORRUPT, and then
+ * nothing is written and no cached index moves. ST_FALLBACK means "not the
+ * common case": nothing was done, the Python path takes over.
+ */
+
+/* A count for the *_fast calls: a negative one is not the usual case
+ * (ST_FALLBACK: the Python path reports it in its own words). */
+static int arg_n(PyObject *o, Py_ssize_t *out)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* ConsumerRing.available(wanted): entries ready, re-reading the kernel's
+ * producer (acquire) only when the cache has fewer than ``wanted``. */
+static int cons_avail(Map *m, uint32_t wanted, uint32_t *out)
+{
+    Ring *r = m->r;
+    uint32_t n = r->cached_prod - r->cached_cons;
+    if (n < wanted) {
+        uint32_t prod = load_acquire(word(m, r->prod_off));
+        n = prod - r->cached_cons;
+        if (n > r->entries)
+            return ST_CORRUPT; /* producer too far ahead: not cached */
+        r->cached_prod = prod;
+    }
+    *out = n;
+    return 0;
+}
+
+/* ProducerRing.free_entries(wanted): free slots, re-reading the kernel's
+ * consumer (acquire) only when the cache has fewer than ``wanted``. */
+static int prod_free(Map *m, uint32_t wanted, uint32_t *out)
+{
+    Ring *r = m->r;
+    uint32_t n = r->cached_cons - r->cached_prod;
+    if (n < wanted) {
+        uint32_t cons = load_acquire(word(m, r->cons_off)) + r->entries;
+        n = cons - r->cached_prod;
+        if (n > r->entries)
+            return ST_CORRUPT; /* consumer ahead of our producer: not cached */
+        r->cached_cons = cons;
+    }
+    *out = n;
+    return 0;
+}
+
+/*
+ * peek_fast(ring, n) -> min(n, available) | ST_CORRUPT
+ * ConsumerRing.available(n) for a consumer ring (RX or Completion), capped
+ * at n: what RxPath.seek needs in one call. ST_FALLBACK for n < 0.
+ */
+static PyObject *peek_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map m;
+    Py_ssize_t n;
+    uint32_t avail = 0;
+
+    if (check_nargs(nargs, 2, "peek_fast") || map_ring(a[0], &m) < 0)
+        return NULL;
+    if (arg_n(a[1], &n) < 0) {
+        PyBuffer_Release(&m.view);
+        return NULL;
+    }
+    if (n < 0) {
+        PyBuffer_Release(&m.view);
+        return PyLong_FromLong(ST_FALLBACK);
+    }
+    int st = cons_avail(&m, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n, &avail);
+    PyBuffer_Release(&m.view);
+    if (st < 0)
+        return PyLong_FromLong(st);
+    return PyLong_FromSsize_t((Py_ssize_t)avail < n ? (Py_ssize_t)avail : n);
+}
+
+/*
+ * release_fast(rx, fill, n, and_mask) -> flags | ST_CORRUPT | ST_FALLBACK
+ * RxPath.release_batch's usual case in one call: n >= 2 RX entries
+ * (available) go to the Fill ring (addresses ANDed to their frame start),
+ * which is published, then the RX slots are released; the cached indices of
+ * both rings move. Flags: 1 the Fill ring asks for a wakeup, 2 the Fill ring
+ * had more room than n (pooled frames may top it up). ST_FALLBACK: n < 2,
+ * more than are available, or no room for all n in the Fill ring.
+ */
+static PyObject *release_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx, fill;
+    uint64_t and_mask;
+    Py_ssize_t n;
+    long st = 0;
+
+    if (check_nargs(nargs, 4, "release_fast") || arg_u64(a[3], &and_mask))
+        return NULL;
+    if (map_ring(a[0], &rx) < 0)
+        return NULL;
+    if (map_ring(a[1], &fill) < 0) {
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    if (rx.r->esize != 16 || fill.r->esize != 8) {
+        PyErr_SetString(PyExc_ValueError, "release_fast needs an RX ring and a Fill ring");
+        st = -100;
+    } else if (arg_n(a[2], &n) < 0) {
+        st = -100;
+    }
+    if (st == 0) {
+        Ring *rr = rx.r, *fr = fill.r;
+        uint32_t room = 0;
+        if (n < 2 || (uint64_t)n > (uint32_t)(rr->cached_prod - rr->cached_cons))
+            st = ST_FALLBACK;
+        else if ((st = prod_free(&fill, (uint32_t)n, &room)) == 0 && room < (uint32_t)n)
+            st = ST_FALLBACK;
+        if (st == 0) {
+            uint32_t cons = rr->cached_cons, prod = fr->cached_prod;
+            Slots fs = slots_of(&fill), rs = slots_of(&rx);
+            for (Py_ssize_t i = 0; i < n; i++)
+                *s_addr(fs, prod + (uint32_t)i) = *s_addr(rs, cons + (uint32_t)i) & and_mask;
+            store_release(word(&fill, fr->prod_off), prod + (uint32_t)n);
+            store_release(word(&rx, rr->cons_off), cons + (uint32_t)n);
+            fr->cached_prod = prod + (uint32_t)n;
+            rr->cached_cons = cons + (uint32_t)n;
+            if (load_acquire(word(&fill, fr->flags_off)) & XDP_RING_NEED_WAKEUP)
+                st |= 1;
+            if (room > (uint32_t)n)
+                st |= 2;
+        }
+    }
+    PyBuffer_Release(&fill.view);
+    PyBuffer_Release(&rx.view);
+    if (st == -100)
+        return NULL;
+    return PyLong_FromLong(st);
+}
+
+/*
+ * forward_fast(rx, tx, n) -> k | ST_CORRUPT | ST_FALLBACK
+ * TxPath.forward's move in one call: k = min(n, free TX slots) descriptors
+ * go from the RX ring to the TX ring as they are, the TX producer is
+ * published, then the RX slots are released; both rings' cached indices
+ * move. ST_FALLBACK: n < 0 or more than are available on RX. (Only for sockets
+ * without multi-buffer: a short TX ring must never cut a packet's chain.)
+ */
+static PyObject *forward_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx, tx;
+    Py_ssize_t n;
+    long st = 0;
+    uint32_t k = 0;
+
+    if (check_nargs(nargs, 3, "forward_fast") || map_ring(a[0], &rx) < 0)
+        return NULL;
+    if (map_ring(a[1], &tx) < 0) {
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    if (rx.r->esize != 16 || tx.r->esize != 16) {
+        PyErr_SetString(PyExc_ValueError, "forward_fast needs two descriptor rings");
+        st = -100;
+    } else if (arg_n(a[2], &n) < 0) {
+        st = -100;
+    }
+    if (st == 0) {
+        Ring *rr = rx.r, *tr = tx.r;
+        if (n < 0 || (uint64_t)n > (uint32_t)(rr->cached_prod - rr->cached_cons))
+            st = ST_FALLBACK;
+        else
+            st = prod_free(&tx, (uint32_t)n, &k);
+        if (st == 0) {
+            if (k > (uint32_t)n)
+                k = (uint32_t)n;
+            uint32_t cons = rr->cached_cons, prod = tr->cached_prod;
+            Slots ts = slots_of(&tx), rs = slots_of(&rx);
+            for (uint32_t i = 0; i < k; i++) /* the whole descriptor: addr, len, options */
+                memcpy(s_addr(ts, prod + i), s_addr(rs, cons + i), 16);
+            if (k) {
+                store_release(word(&tx, tr->prod_off), prod + k);
+                store_release(word(&rx, rr->cons_off), cons + k);
+                tr->cached_prod = prod + k;
+                rr->cached_cons = cons + k;
+            }
+            st = (long)k;
+        }
+    }
+    PyBuffer_Release(&tx.view);
+    PyBuffer_Release(&rx.view);
+    if (st == -100)
+        return NULL;
+    return PyLong_FromLong(st);
+}
+
 static PyMethodDef methods[] = {
     {"pcap_scan", (PyCFunction)(void (*)(void))pcap_scan, METH_FASTCALL,
      "pcap_scan(buf, pos, max_packets, swap, max_caplen, hdr, offs) -> (k, end, shortest, longest)"},
@@ -851,6 +1096,12 @@ static PyMethodDef methods[] = {
      "set_lens(tx, start, n, length)"},
     {"drive_tx", (PyCFunction)(void (*)(void))drive_tx, METH_FASTCALL,
      "drive_tx(fd, tx, always) -> (pending, status)"},
+    {"peek_fast", (PyCFunction)(void (*)(void))peek_fast, METH_FASTCALL,
+     "peek_fast(ring, n) -> min(n, available) or -1 (corrupt)"},
+    {"release_fast", (PyCFunction)(void (*)(void))release_fast, METH_FASTCALL,
+     "release_fast(rx, fill, n, and_mask) -> flags (1 wakeup, 2 more room), -1 or -4"},
+    {"forward_fast", (PyCFunction)(void (*)(void))forward_fast, METH_FASTCALL,
+     "forward_fast(rx, tx, n) -> forwarded, -1 (corrupt) or -4 (not the usual case)"},
     {NULL, NULL, 0, NULL},
 };
 
