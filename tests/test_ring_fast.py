@@ -16,6 +16,7 @@ from xdp_socket.batch import RxBatch
 pytestmark = pytest.mark.usefixtures("both_paths")
 
 NEAR_WRAP = [0, 2**32 - 3]
+FS = 2048  # FakeKernel's frame size
 
 
 def rx_batch(k: FakeKernel, path: _ring.RxPath, n: int, core: FakeCore) -> RxBatch:
@@ -142,3 +143,44 @@ def test_fast_calls_refuse_what_they_cannot_do() -> None:
     k.rx.area.release()
     with pytest.raises(ValueError):
         C.peek_fast(path.rx, 1)
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_per_packet_peek_at_bounds_and_bytes(start: int) -> None:
+    """peek_at (a C call per packet when accelerated) sees exactly what seek
+    made available: the right bytes, an IndexError one past the end and for
+    a negative index, and after commits only what is still reserved or
+    unreleased; a TX peek sets the length that commit sends."""
+    k = FakeKernel(frame_count=32, ring=8, start=start)
+    rx = k.rx_path(0, 16)
+    tx = k.tx_path(16, 16)
+    assert k.receive([bytes([i]) * (60 + i) for i in range(3)]) == 3
+    assert rx.seek(8) == 3
+    assert [bytes(rx.peek_at(i)) for i in range(3)] == [bytes([i]) * (60 + i) for i in range(3)]
+    for bad in (3, -1):
+        with pytest.raises(IndexError, match=rf"^packet index {bad} out of range: 3 packet"):
+            rx.peek_at(bad)
+    rx.commit(2)
+    assert bytes(rx.peek_at(0)) == bytes([2]) * 62
+    with pytest.raises(IndexError, match=r"^packet index 1 out of range: 1 packet\(s\) available"):
+        rx.peek_at(1)
+
+    assert tx.seek(4) == 4
+    for i in range(4):
+        tx.peek_at(i, 50 + i)[:] = bytes([0x40 + i]) * (50 + i)
+    for bad in (4, -1):
+        with pytest.raises(IndexError, match=rf"^frame index {bad} out of range: 4 frame"):
+            tx.peek_at(bad, 10)
+    for length in (0, FS + 1):
+        with pytest.raises(ValueError, match=rf"^length must be 1\.\.{FS} \(the frame size\), "
+                                             rf"got {length}$"):
+            tx.peek_at(0, length)
+    tx.commit(3)
+    with pytest.raises(IndexError, match=r"^frame index 1 out of range: 1 frame\(s\) available"):
+        tx.peek_at(1, 10)  # the copy of ``reserved`` the C bound reads moved with commit
+    tx.peek_at(0, 5)[:] = b"last!"
+    tx.commit(1)
+    with pytest.raises(IndexError, match=r"^frame index 0 out of range: 0 frame"):
+        tx.peek_at(0, 10)
+    assert k.transmit() == 4
+    assert k.sent == [bytes([0x40 + i]) * (50 + i) for i in range(3)] + [b"last!"]

@@ -47,6 +47,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import threading
@@ -214,10 +215,11 @@ class _PyRingBase:
     (``peek_fast``, ``release_fast``, ``forward_fast``) update them in place,
     so a batch needs no Python code to carry indices in and out of C."""
 
-    __slots__ = ("cached_cons", "cached_prod")
+    __slots__ = ("cached_cons", "cached_prod", "reserved")
 
     cached_prod: int
     cached_cons: int
+    reserved: int  # TX: TxPath.reserved's copy, which the C tx_peek checks against
 
 
 if TYPE_CHECKING:
@@ -513,7 +515,13 @@ class TxPath(_FramePath):
         super().__init__(frame_addrs, frame_size, umem)
         self.tx = ProducerRing(tx)
         self.comp = ConsumerRing(comp)
-        self.reserved = 0
+        # (kept equal to self.tx.reserved at every change: the C peek_at
+        # bound below checks its index against the ring's copy)
+        self.reserved = self.tx.reserved = 0
+        if self.tx.ref is not None:
+            # The per-packet API's peek_at in one C call (see RxPath's)
+            setattr(self, "peek_at",  # noqa: B010
+                    functools.partial(C.tx_peek, self.tx, umem, frame_size))
         self.submitted = 0  # frames ever committed (Python int, no wrap)
         self.completed = 0  # frames ever reclaimed from the Completion ring
         self._reclaim_at = max(1, self.comp.entries // 2)
@@ -694,7 +702,7 @@ class TxPath(_FramePath):
         else:
             _fill_circular(tx.area.lens, tx.cached_prod, n, length)
         tx.submit(n)
-        self.reserved -= n
+        self.reserved = self.tx.reserved = self.reserved - n
         self.submitted += n
 
     def clear_lengths(self, n: int) -> None:
@@ -822,7 +830,7 @@ class TxPath(_FramePath):
                 if self.multi_buffer:
                     _fill_circular(area.options, start, k, 0)
             reserved += k
-            self.reserved = reserved
+            self.reserved = self.tx.reserved = reserved
         return n if reserved >= n else reserved
 
     def slot(self, i: int) -> int:
@@ -872,7 +880,7 @@ class TxPath(_FramePath):
         tx = self.tx
         if checked:
             tx.submit(n)
-            self.reserved -= n
+            self.reserved = self.tx.reserved = self.reserved - n
             self.submitted += n
             return
         # A zero length means the frame was never peeked: the kernel would
@@ -890,7 +898,7 @@ class TxPath(_FramePath):
             ):
                 raise ValueError("a frame in the commit has no length: call peek_at for each one")
         tx.submit(n)
-        self.reserved -= n
+        self.reserved = self.tx.reserved = self.reserved - n
         self.submitted += n
 
 
@@ -917,6 +925,12 @@ class RxPath(_FramePath):
         super().__init__(frame_addrs, frame_size, umem)
         self.rx = ConsumerRing(rx)
         self.fill = ProducerRing(fill)
+        if self.rx.ref is not None:
+            # The per-packet API's peek_at in one C call instead of a Python
+            # method (a third of its cost; it runs once per packet). Bound
+            # to the ring and the UMEM view, not to this path: no cycle.
+            setattr(self, "peek_at",  # noqa: B010
+                    functools.partial(C.rx_peek, self.rx, umem))
         self.received = 0  # packets ever released back (Python int)
         # this side's frames: byte addresses frame_lo .. frame_hi-1 (adjacent)
         self.frame_lo = int(frame_addrs[0]) if len(frame_addrs) else 0

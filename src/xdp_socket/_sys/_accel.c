@@ -52,6 +52,9 @@ typedef struct {
      * are their ``cached_prod`` / ``cached_cons`` attributes, read and written
      * by Python as ints and updated in place by the *_fast calls below. */
     uint32_t cached_prod, cached_cons;
+    /* TX rings: frames reserved (seek) and not yet committed, the bound of
+     * tx_peek's index; TxPath keeps it in step (its ``reserved``). */
+    uint32_t reserved;
 } Ring;
 
 static PyTypeObject RingType;
@@ -143,6 +146,7 @@ static PyMethodDef ring_methods[] = {
 static PyMemberDef ring_members[] = {
     {"cached_prod", T_UINT, offsetof(Ring, cached_prod), 0, "cached producer index (u32)"},
     {"cached_cons", T_UINT, offsetof(Ring, cached_cons), 0, "cached consumer index (u32)"},
+    {"reserved", T_UINT, offsetof(Ring, reserved), 0, "TX: frames reserved, not committed"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -806,6 +810,95 @@ static PyObject *gather_rows(PyObject *mod, PyObject *const *a, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* ---- the per-packet API's peek_at ----------------------------------------
+ *
+ * RxPath.peek_at / TxPath.peek_at in one call each (bound with
+ * functools.partial to the ring and the UMEM view, so no path object is
+ * held: no reference cycle). The answer is a slice of the UMEM memoryview,
+ * made by the memoryview itself, so it keeps the mapping alive as a Python
+ * slice does and is clipped to the UMEM the same way.
+ */
+static PyObject *umem_slice(PyObject *umem, uint64_t addr, uint64_t len)
+{
+    Py_ssize_t size = PyObject_Length(umem);
+    if (size < 0)
+        return NULL;
+    uint64_t lo = addr < (uint64_t)size ? addr : (uint64_t)size;
+    uint64_t hi = len <= (uint64_t)size - lo ? lo + len : (uint64_t)size;
+    return PySequence_GetSlice(umem, (Py_ssize_t)lo, (Py_ssize_t)hi);
+}
+
+/* rx_peek(rx, umem, i) -> memoryview of the i-th available packet */
+static PyObject *rx_peek(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map m;
+    if (check_nargs(nargs, 3, "rx_peek"))
+        return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(a[2]);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    if (map_ring(a[0], &m) < 0)
+        return NULL;
+    Ring *r = m.r;
+    uint32_t avail = r->cached_prod - r->cached_cons;
+    if (r->esize != 16 || i < 0 || (uint64_t)i >= avail) {
+        PyBuffer_Release(&m.view);
+        if (r->esize != 16)
+            PyErr_SetString(PyExc_ValueError, "rx_peek needs a descriptor ring");
+        else
+            PyErr_Format(PyExc_IndexError, "packet index %zd out of range: %u packet(s) "
+                         "available (call seek_n)", i, avail);
+        return NULL;
+    }
+    Slots rs = slots_of(&m);
+    uint32_t slot = r->cached_cons + (uint32_t)i;
+    uint64_t addr = *s_addr(rs, slot);
+    uint32_t len = *s_len(rs, slot);
+    PyBuffer_Release(&m.view);
+    return umem_slice(a[1], addr, len);
+}
+
+/* tx_peek(tx, umem, frame_size, i, length) -> memoryview of the i-th
+ * reserved frame's first ``length`` bytes; sets its descriptor's length */
+static PyObject *tx_peek(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map m;
+    if (check_nargs(nargs, 5, "tx_peek"))
+        return NULL;
+    Py_ssize_t fs = PyLong_AsSsize_t(a[2]);
+    if (fs == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(a[3]);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t length = PyLong_AsSsize_t(a[4]);
+    if (length == -1 && PyErr_Occurred())
+        return NULL;
+    if (length <= 0 || length > fs) {
+        PyErr_Format(PyExc_ValueError, "length must be 1..%zd (the frame size), got %zd", fs,
+                     length);
+        return NULL;
+    }
+    if (map_ring(a[0], &m) < 0)
+        return NULL;
+    Ring *r = m.r;
+    if (r->esize != 16 || i < 0 || (uint64_t)i >= r->reserved) {
+        PyBuffer_Release(&m.view);
+        if (r->esize != 16)
+            PyErr_SetString(PyExc_ValueError, "tx_peek needs a descriptor ring");
+        else
+            PyErr_Format(PyExc_IndexError, "frame index %zd out of range: %u frame(s) "
+                         "available (call seek_n)", i, r->reserved);
+        return NULL;
+    }
+    Slots ts = slots_of(&m);
+    uint32_t slot = r->cached_prod + (uint32_t)i;
+    uint64_t addr = *s_addr(ts, slot);
+    *s_len(ts, slot) = (uint32_t)length;
+    PyBuffer_Release(&m.view);
+    return umem_slice(a[1], addr, (uint64_t)length);
+}
+
 /*
  * drive_tx(fd, tx, always) -> (pending, status)
  * Kick the TX ring (zero-length sendto, MSG_DONTWAIT) until the kernel has
@@ -1073,6 +1166,10 @@ static PyObject *forward_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
 }
 
 static PyMethodDef methods[] = {
+    {"rx_peek", (PyCFunction)(void (*)(void))rx_peek, METH_FASTCALL,
+     "rx_peek(rx, umem, i) -> memoryview"},
+    {"tx_peek", (PyCFunction)(void (*)(void))tx_peek, METH_FASTCALL,
+     "tx_peek(tx, umem, frame_size, i, length) -> memoryview"},
     {"pcap_scan", (PyCFunction)(void (*)(void))pcap_scan, METH_FASTCALL,
      "pcap_scan(buf, pos, max_packets, swap, max_caplen, hdr, offs) -> (k, end, shortest, longest)"},
     {"gather_rows", (PyCFunction)(void (*)(void))gather_rows, METH_FASTCALL,
