@@ -505,27 +505,28 @@ def test_rx_descriptors_checked_against_the_umem(addr: int, length: int, ok: boo
             path.taken_descs(2)
 
 
-def test_rx_commit_of_one_keeps_pool_order() -> None:
-    """Frames waiting in the pool go to the Fill ring first (FIFO); the
-    released frame waits at the end of the pool."""
-    k = FakeKernel(frame_count=8, ring=4, fill=4)
+def test_rx_commit_returns_frames_to_fill_and_tops_up_at_half() -> None:
+    """Released frames go straight back into the Fill ring while it has
+    room; the spare frames in the pool wait until it is at most half full,
+    then fill it (so the frames in use stay about a Fill ring's worth)."""
+    k = FakeKernel(frame_count=12, ring=8, fill=8)
     path = k.rx_path()
+    assert k.fill_contents() == [i * FS for i in range(8)]
+    assert path.pool.snapshot().tolist() == [8 * FS, 9 * FS, 10 * FS, 11 * FS]
+    k.receive([b"x" * 60] * 3)  # frames 0, 1, 2: the Fill ring holds 5 of 8
+    assert path.seek(3) == 3
+    path.commit(1)  # 6 of 8: more than half, the spares wait
+    assert k.fill_contents() == [3 * FS, 4 * FS, 5 * FS, 6 * FS, 7 * FS, 0]
+    path.commit(2)  # a batch of two likewise: 8 of 8
+    assert k.fill_contents() == [3 * FS, 4 * FS, 5 * FS, 6 * FS, 7 * FS, 0, FS, 2 * FS]
+    assert path.pool.count == 4
+    k.receive([b"y" * 60] * 5)  # 3 of 8 left: below half
+    assert path.seek(5) == 5
+    path.commit(1)  # 4 of 8 after it: half full, so the spares top it up
+    assert k.fill_contents() == [0, FS, 2 * FS, 3 * FS, 8 * FS, 9 * FS, 10 * FS, 11 * FS]
+    assert path.pool.count == 0
+    path.commit(4)  # no room for 4: they wait in the pool
     assert path.pool.snapshot().tolist() == [4 * FS, 5 * FS, 6 * FS, 7 * FS]
-    k.receive([b"x" * 60] * 2)  # frames 0 and 1
-    assert path.seek(2) == 2
-    path.commit(1)
-    assert k.fill_contents() == [2 * FS, 3 * FS, 4 * FS]
-    assert path.pool.snapshot().tolist() == [5 * FS, 6 * FS, 7 * FS, 0]
-    path.commit(1)
-    assert k.fill_contents() == [2 * FS, 3 * FS, 4 * FS, 5 * FS]
-    assert path.pool.snapshot().tolist() == [6 * FS, 7 * FS, 0, FS]
-    k.receive([b"y" * 60] * 4)
-    assert path.seek(4) == 4
-    path.commit(1)  # room for one: the oldest pooled frame goes
-    assert k.fill_contents() == [6 * FS]
-    path.commit(3)  # room for three: the packets' own frames, then topped up from the pool
-    assert k.fill_contents() == [6 * FS, 3 * FS, 4 * FS, 5 * FS]
-    assert path.pool.snapshot().tolist() == [7 * FS, 0, FS, 2 * FS]
 
 
 # --- batches -------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ expects, and the kernel must never see an invalid descriptor.
 
 The model keeps to the documented behaviour: pools are FIFOs; TX ``seek``
 reclaims completions when its pool is short or half the Completion ring is in
-flight; RX ``commit`` of one packet keeps FIFO order through the pool, of
-several puts them straight into the Fill ring when it has room and tops it up
-from the pool; cached ring indices are invisible in every returned count.
+flight; RX ``commit`` puts the frames straight back into the Fill ring when
+it has room (the pool when not), and tops it up from the pool once it is at
+most half full; cached ring indices are invisible in every returned count.
 """
 
 from __future__ import annotations
@@ -162,19 +162,16 @@ class RingModel(RuleBasedStateMachine):
         bases = [self.rxq[i][0] & ~(FS - 1) for i in range(n)]
         free = self.k.fill.entries - len(self.fill)
         if n == 1:
-            a = bases[0]
             if free:
-                if self.rx_pool:
-                    self.rx_pool.append(a)
-                    a = self.rx_pool.popleft()
-                self.fill.append(a)
+                self.fill.append(bases[0])
             else:
-                self.rx_pool.append(a)
+                self.rx_pool.append(bases[0])
         elif free >= n:
             self.fill.extend(bases)
-            self.m_refill()
         else:
             self.rx_pool.extend(bases)
+        # spare frames top the Fill ring up once it is at most half full
+        if self.k.fill.entries - len(self.fill) >= self.k.fill.entries // 2:
             self.m_refill()
         for _ in range(n):
             self.rxq.popleft()

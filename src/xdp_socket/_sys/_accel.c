@@ -1056,7 +1056,7 @@ static PyObject *peek_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
  * (available) go to the Fill ring (addresses ANDed to their frame start),
  * which is published, then the RX slots are released; the cached indices of
  * both rings move. Flags: 1 the Fill ring asks for a wakeup, 2 the Fill ring
- * had more room than n (pooled frames may top it up). ST_FALLBACK: n < 2,
+ * is at most half full (pooled frames top it up then). ST_FALLBACK: n < 2,
  * more than are available, or no room for all n in the Fill ring.
  */
 static PyObject *release_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
@@ -1098,7 +1098,11 @@ static PyObject *release_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
             rr->cached_cons = cons + (uint32_t)n;
             if (load_acquire(word(&fill, fr->flags_off)) & XDP_RING_NEED_WAKEUP)
                 st |= 1;
-            if (room > (uint32_t)n)
+            /* flag 2: the Fill ring is at most half full now (exact: the
+             * kernel's consumer is re-read when the cache says otherwise),
+             * the moment RxPath tops it up from its pool of spare frames */
+            uint32_t half = fr->entries / 2, free_now = 0;
+            if (prod_free(&fill, half, &free_now) == 0 && free_now >= half)
                 st |= 2;
         }
     }
