@@ -61,11 +61,12 @@ from ._sys.xsk import Statistics
 from .config import Direction, XdpConfig
 from .errors import InterfaceDownError, SocketClosedError, xdp_error
 from .iface import has_queue, queue_counts, resolve_interface
-from .program import XskMapEntry, attach_xsk
 from .umem import Umem, bind_retrying, release_mappings
 
 if TYPE_CHECKING:
     import socket
+
+    from .program import XskMapEntry
 
 __all__ = ["RingViews", "Statistics", "XskCore"]
 
@@ -273,6 +274,11 @@ class XskCore:
         if cfg.busy_poll is not None:
             _xsk.set_busy_poll(self.sock, cfg.busy_poll, 64, name, q)
         if want_rx:
+            # (imported here: a TX-only socket needs no XDP program, and the
+            # program, filter and bpf modules are a tenth of the package's
+            # import time, which a short ``replay`` pays in full)
+            from .program import attach_xsk
+
             self.xskmap = attach_xsk(name, self.ifindex, q, self.sock.fileno(),
                                      mode=cfg.xdp_mode, xskmap_fd=cfg.xskmap_fd, filter=cfg.filter,
                                      key=cfg.xskmap_key)
