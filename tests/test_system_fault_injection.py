@@ -46,7 +46,7 @@ TARGETS: list[tuple[Any, str]] = [
     (xs_xsk, "options"),
     (xs_xsk, "set_tx_budget"),
     (xs_xsk, "set_busy_poll"),
-    (xs_core, "attach_xsk"),  # (core imports it by name)
+    (xs_program, "attach_xsk"),  # (core imports it from there when an RX socket attaches)
     (xs_program._iface, "xdp_state"),
     (xs_program._iface, "queue_counts"),
     (xs_bpf, "map_create"),
