@@ -545,6 +545,13 @@ class TxPath(_FramePath):
         self.multi_buffer = False
         self._q = tx.desc_q
         self._i = tx.desc_i
+        # seek's usual case is one C call (C.reserve_fast: reclaim, then
+        # pool frames into TX slots); GroupTxPath reclaims its own way
+        self.fast_reserve = self.tx.ref is not None
+        # TxBatch.submit's usual case is one C call (C.submit_fast, made by
+        # XskCore.submit_tx: lengths, publish, kick); not where publishing
+        # needs a lock (LockedTxPath)
+        self.fast_submit = self.tx.ref is not None
 
     @property
     def in_flight(self) -> int:
@@ -789,6 +796,13 @@ class TxPath(_FramePath):
         returns ``min(n, available)``. Newly reserved slots get length 0
         ("not written", which commit refuses) unless ``clear_lengths`` is
         False: the batch API sets or clears every length itself."""
+        if self.fast_reserve:
+            # everything below in one call; < 0: not the usual case, or a
+            # corrupt kernel value (nothing done): the code below redoes it
+            # and reports
+            got: int = C.reserve_fast(self, self.tx, self.comp, self.pool, n, clear_lengths)
+            if got >= 0:
+                return got
         reserved = self.reserved
         if reserved >= n:
             return n
@@ -1241,6 +1255,7 @@ class LockedTxPath(TxPath):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lock = threading.Lock()
+        self.fast_submit = False  # publishing holds the lock: submit_len below
 
     def reclaim(self) -> int:
         with self.lock:
@@ -1320,6 +1335,7 @@ class GroupTxPath(LockedTxPath):
                  frame_addrs: U64Array, frame_size: int, umem: memoryview) -> None:
         super().__init__(tx, comp.area, frame_addrs, frame_size, umem)
         self.comp = comp
+        self.fast_reserve = False  # the group's Completion ring: _reclaim below
         self.group_lock = lock
         self._routes = routes
 

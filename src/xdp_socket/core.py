@@ -528,6 +528,33 @@ class XskCore:
             pending = left
         return 0
 
+    def submit_tx(self, path: _ring.TxPath, n: int, length: int, kick: bool) -> None:
+        """``path.submit_len(n, length)`` then, with ``kick``, :meth:`drive_tx`:
+        one C call in the usual case (accelerated, no lock to hold)."""
+        if path.fast_submit:
+            st: int = _ring.C.submit_fast(path, path.tx, n, length,
+                                          self.sock.fileno() if kick else -1, self._kick_always)
+            if not st:
+                return
+            if st != -4:  # (-4: not the usual case, nothing done)
+                self._kick_status(path, st)
+                return
+        path.submit_len(n, length)
+        if kick:
+            self.drive_tx()
+
+    def _kick_status(self, path: _ring.TxPath, status: int) -> None:
+        """What a C kick loop's non-zero status asks for (see drive_tx)."""
+        if status == -1:  # no progress: reclaiming may make room
+            if path.reclaim():
+                self.drive_tx()
+            return
+        if status == -3:
+            raise _ring.RingCorruptedError(
+                f"ring corrupted: the TX consumer is more than {path.tx.entries} entries "
+                "behind our producer")
+        self.wakeup_error(status, "kick TX")
+
     def drive_until(self, done: Any, timeout: float | None, what: str) -> bool:
         """Drive the TX ring until ``done()``; back off from 50 us to 5 ms
         between looks. False when ``timeout`` seconds passed first; raises

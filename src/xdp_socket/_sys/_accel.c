@@ -915,6 +915,8 @@ static PyObject *tx_peek(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
  * (status -3). The GIL is released during sendto (the export we hold keeps
  * the mapping alive even if another thread closes the socket meanwhile).
  */
+static int kick_loop(Map *tx, int fd, int always, uint32_t *pending_out);
+
 static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 {
     Map tx;
@@ -927,40 +929,8 @@ static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         return NULL;
     if (map_ring(a[1], &tx) < 0)
         return NULL;
-    uint32_t *cons_w = word(&tx, tx.r->cons_off), *flags_w = word(&tx, tx.r->flags_off);
-    uint32_t *prod_w = word(&tx, tx.r->prod_off);
-    uint32_t pending = load_acquire(prod_w) - load_acquire(cons_w);
-    while (pending) {
-        if (pending > tx.r->entries) {
-            status = -3;
-            break;
-        }
-        if (!always && !(__atomic_load_n(flags_w, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP))
-            break; /* the kernel is polling the ring by itself */
-        ssize_t r;
-        int err = 0;
-        Py_BEGIN_ALLOW_THREADS
-        r = sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
-        if (r < 0)
-            err = errno;
-        Py_END_ALLOW_THREADS
-        if (r < 0 && err != EAGAIN && err != EBUSY && err != ENOBUFS && err != EINTR) {
-            status = err;
-            break;
-        }
-        uint32_t left = load_acquire(prod_w) - load_acquire(cons_w);
-        if (left > tx.r->entries) {
-            pending = left;
-            status = -3;
-            break;
-        }
-        if (left >= pending) {
-            pending = left;
-            status = -1; /* no progress: Completion ring full or driver busy */
-            break;
-        }
-        pending = left;
-    }
+    uint32_t pending = 0;
+    status = kick_loop(&tx, fd, always, &pending);
     PyBuffer_Release(&tx.view);
     return Py_BuildValue("(Ii)", pending, status);
 }
@@ -1169,6 +1139,370 @@ static PyObject *forward_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
     return PyLong_FromLong(st);
 }
 
+/* ---- TX steps on the Python path objects ---------------------------------
+ *
+ * reserve_fast and submit_fast take a TxPath (and its rings and pool) and do
+ * the usual case of TxPath.seek / TxBatch.submit in one call. The path's
+ * Python-int counters (reserved, submitted, completed, foreign_in_flight)
+ * and the pools' head and tail are read and written as attributes; the
+ * rings' cached indices and ``reserved`` copy are the Ring's C fields. On any
+ * negative status nothing was changed (a reclaim already done stays done:
+ * it is a whole step of its own) and the Python path takes over, raising the
+ * error in its own words.
+ */
+
+static PyObject *s_buf, *s_head, *s_tail, *s_reserved, *s_submitted, *s_completed,
+    *s_reclaim_at, *s_base_mask, *s_umem_size, *s_multi_buffer, *s_foreign, *s_rx_peer,
+    *s_returns, *s_rx_limit;
+
+static int get_u64(PyObject *o, PyObject *name, uint64_t *out)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    unsigned long long x = PyLong_AsUnsignedLongLong(v);
+    Py_DECREF(v);
+    if (x == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int set_u64(PyObject *o, PyObject *name, uint64_t v)
+{
+    PyObject *x = PyLong_FromUnsignedLongLong(v);
+    if (x == NULL)
+        return -1;
+    int r = PyObject_SetAttr(o, name, x);
+    Py_DECREF(x);
+    return r;
+}
+
+static int get_truth(PyObject *o, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* A FramePool: its array (exported for the call) and its Python-int indices. */
+typedef struct {
+    PyObject *obj;
+    Py_buffer v;
+    uint64_t *a, mask, head, tail;
+} Pool;
+
+static int pool_open(PyObject *obj, Pool *p)
+{
+    PyObject *buf = PyObject_GetAttr(obj, s_buf);
+    if (buf == NULL)
+        return -1;
+    int r = pool_view(buf, &p->v, &p->a, &p->mask);
+    Py_DECREF(buf);
+    if (r < 0)
+        return -1;
+    p->obj = obj;
+    if (get_u64(obj, s_head, &p->head) < 0 || get_u64(obj, s_tail, &p->tail) < 0) {
+        PyBuffer_Release(&p->v);
+        return -1;
+    }
+    if (p->tail - p->head > p->mask + 1) {
+        PyBuffer_Release(&p->v);
+        PyErr_SetString(PyExc_ValueError, "frame pool indices out of step");
+        return -1;
+    }
+    return 0;
+}
+
+/* TxPath._reclaim (with _reclaim_c) for a path without peers: every
+ * completion goes to this side's pool, or forwarded RX frames (below
+ * rx_limit) to the RX side's ``returns`` queue. Returns the number reclaimed,
+ * ST_CORRUPT (a bad Completion producer or an address beyond the UMEM),
+ * ST_OVERFLOW (a pool would overflow), -100 with a Python error set; on a
+ * negative status nothing moved. */
+static long tx_reclaim(PyObject *path, Map *comp, Pool *pool)
+{
+    uint32_t m = 0;
+    if (cons_avail(comp, comp->r->entries, &m) < 0)
+        return ST_CORRUPT;
+    if (!m)
+        return 0;
+    uint64_t limit, and_mask, foreign;
+    if (get_u64(path, s_umem_size, &limit) < 0 || get_u64(path, s_base_mask, &and_mask) < 0
+        || get_u64(path, s_foreign, &foreign) < 0)
+        return -100;
+    Slots cs = slots_of(comp);
+    uint32_t start = comp->r->cached_cons;
+    uint64_t own = 0, theirs = 0, rx_limit = 0;
+    if (foreign && get_u64(path, s_rx_limit, &rx_limit) < 0)
+        return -100;
+    for (uint32_t i = 0; i < m; i++) { /* check everything before moving anything */
+        uint64_t addr = *s_addr(cs, start + i);
+        if (addr >= limit)
+            return ST_CORRUPT;
+        if ((addr & and_mask) < rx_limit)
+            theirs++;
+    }
+    own = m - theirs;
+    if (own > pool->mask + 1 - (pool->tail - pool->head))
+        return ST_OVERFLOW;
+    Pool ret = {0};
+    if (theirs) {
+        PyObject *peer = PyObject_GetAttr(path, s_rx_peer);
+        if (peer == NULL)
+            return -100;
+        PyObject *q = peer == Py_None ? NULL : PyObject_GetAttr(peer, s_returns);
+        Py_DECREF(peer);
+        if (q == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "forwarded frames in flight without an RX peer");
+            return -100;
+        }
+        int r = pool_open(q, &ret);
+        Py_DECREF(q); /* (the path holds it) */
+        if (r < 0)
+            return -100;
+        if (theirs > ret.mask + 1 - (ret.tail - ret.head) || theirs > foreign) {
+            PyBuffer_Release(&ret.v);
+            return ST_OVERFLOW;
+        }
+    }
+    uint64_t o = pool->tail, t = ret.tail;
+    for (uint32_t i = 0; i < m; i++) {
+        uint64_t addr = *s_addr(cs, start + i) & and_mask;
+        if (addr < rx_limit)
+            ret.a[t++ & ret.mask] = addr;
+        else
+            pool->a[o++ & pool->mask] = addr;
+    }
+    long st = 0;
+    /* single producer (this side) for both queues: the new tails publish */
+    if (set_u64(pool->obj, s_tail, o) < 0)
+        st = -100;
+    pool->tail = o;
+    if (theirs) {
+        if (st == 0 && (set_u64(ret.obj, s_tail, t) < 0 || set_u64(path, s_foreign,
+                                                                  foreign - theirs) < 0))
+            st = -100;
+        PyBuffer_Release(&ret.v);
+    }
+    store_release(word(comp, comp->r->cons_off), start + m);
+    comp->r->cached_cons = start + m;
+    uint64_t completed;
+    if (st == 0 && (get_u64(path, s_completed, &completed) < 0
+                    || set_u64(path, s_completed, completed + m) < 0))
+        st = -100;
+    return st ? st : (long)m;
+}
+
+/*
+ * reserve_fast(path, tx, comp, pool, n, clear_len) -> min(n, reserved) | < 0
+ * TxPath.seek in one call: reclaim completions when the pool is short or
+ * half the Completion ring is in flight, then move pool frames into TX
+ * slots past those already reserved (with clear_len their length 0, on a
+ * multi-buffer socket their options 0), updating path.reserved and the TX
+ * ring's copy. Negative: ST_CORRUPT / ST_OVERFLOW / ST_FALLBACK (n < 0, a
+ * path with peers needing a reclaim): the Python path redoes and reports.
+ */
+static PyObject *reserve_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map tx, comp;
+    Pool pool;
+    Py_ssize_t n;
+    long st = 0;
+    int clear;
+
+    if (check_nargs(nargs, 6, "reserve_fast") || arg_n(a[4], &n) < 0
+        || (clear = PyObject_IsTrue(a[5])) < 0)
+        return NULL;
+    if (n < 0)
+        return PyLong_FromLong(ST_FALLBACK);
+    if (map_ring(a[1], &tx) < 0)
+        return NULL;
+    uint32_t reserved = tx.r->reserved;
+    if ((uint64_t)reserved >= (uint64_t)n) {
+        PyBuffer_Release(&tx.view);
+        return PyLong_FromSsize_t(n);
+    }
+    if (map_ring(a[2], &comp) < 0) {
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    if (tx.r->esize != 16 || comp.r->esize != 8) {
+        PyBuffer_Release(&comp.view);
+        PyBuffer_Release(&tx.view);
+        PyErr_SetString(PyExc_ValueError, "reserve_fast needs a TX ring and a Completion ring");
+        return NULL;
+    }
+    if (pool_open(a[3], &pool) < 0) {
+        PyBuffer_Release(&comp.view);
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    PyObject *path = a[0];
+    uint64_t want = (uint64_t)n - reserved, submitted, completed, reclaim_at;
+    if (get_u64(path, s_submitted, &submitted) < 0 || get_u64(path, s_completed, &completed) < 0
+        || get_u64(path, s_reclaim_at, &reclaim_at) < 0) {
+        st = -100;
+        goto out;
+    }
+    /* (as in seek: also when many are in flight, so that the Completion
+     * ring never fills while the pool still has frames) */
+    if (pool.tail - pool.head < want || submitted - completed >= reclaim_at) {
+        long r = tx_reclaim(path, &comp, &pool);
+        if (r < 0) {
+            st = r;
+            goto out;
+        }
+    }
+    uint32_t free = 0;
+    if ((st = prod_free(&tx, (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n), &free)) < 0)
+        goto out;
+    uint64_t k = pool.tail - pool.head;
+    if (want < k)
+        k = want;
+    if (free < reserved)
+        k = 0;
+    else if ((uint64_t)(free - reserved) < k)
+        k = free - reserved;
+    if (k) {
+        int mb = get_truth(path, s_multi_buffer);
+        if (mb < 0) {
+            st = -100;
+            goto out;
+        }
+        Slots ts = slots_of(&tx);
+        uint32_t start = tx.r->cached_prod + reserved;
+        for (uint32_t i = 0; i < (uint32_t)k; i++) {
+            *s_addr(ts, start + i) = pool.a[(pool.head + i) & pool.mask];
+            if (clear)
+                *s_len(ts, start + i) = 0;
+            if (mb)
+                *s_options(ts, start + i) = 0;
+        }
+        reserved += (uint32_t)k;
+        tx.r->reserved = reserved;
+        if (set_u64(pool.obj, s_head, pool.head + k) < 0
+            || set_u64(path, s_reserved, reserved) < 0) {
+            st = -100;
+            goto out;
+        }
+    }
+    st = (uint64_t)reserved >= (uint64_t)n ? (long)n : (long)reserved;
+out:
+    PyBuffer_Release(&pool.v);
+    PyBuffer_Release(&comp.view);
+    PyBuffer_Release(&tx.view);
+    if (st == -100)
+        return NULL;
+    return PyLong_FromLong(st);
+}
+
+/* The kick loop of drive_tx (see there) on a mapped TX ring; *pending gets
+ * what is left. */
+static int kick_loop(Map *tx, int fd, int always, uint32_t *pending_out)
+{
+    int status = 0;
+    uint32_t *cons_w = word(tx, tx->r->cons_off), *flags_w = word(tx, tx->r->flags_off);
+    uint32_t *prod_w = word(tx, tx->r->prod_off);
+    uint32_t pending = load_acquire(prod_w) - load_acquire(cons_w);
+    while (pending) {
+        if (pending > tx->r->entries) {
+            status = -3;
+            break;
+        }
+        if (!always && !(__atomic_load_n(flags_w, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP))
+            break; /* the kernel is polling the ring by itself */
+        ssize_t r;
+        int err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        r = sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+        if (r < 0)
+            err = errno;
+        Py_END_ALLOW_THREADS
+        if (r < 0 && err != EAGAIN && err != EBUSY && err != ENOBUFS && err != EINTR) {
+            status = err;
+            break;
+        }
+        uint32_t left = load_acquire(prod_w) - load_acquire(cons_w);
+        if (left > tx->r->entries) {
+            pending = left;
+            status = -3;
+            break;
+        }
+        if (left >= pending) {
+            pending = left;
+            status = -1; /* no progress: Completion ring full or driver busy */
+            break;
+        }
+        pending = left;
+    }
+    *pending_out = pending;
+    return status;
+}
+
+/*
+ * submit_fast(path, tx, n, length, fd, always) -> status | ST_FALLBACK
+ * TxPath.submit_len then (fd >= 0) XskCore.drive_tx in one call: the first
+ * n reserved TX slots get ``length`` (validated by the caller), the producer
+ * is published, path.reserved / path.submitted and the ring's reserved copy
+ * move; then the kick loop runs. Status as drive_tx's: 0, -1 no progress,
+ * -3 a corrupt TX consumer, > 0 an errno. ST_FALLBACK (-4): n is not 1..reserved
+ * (nothing done).
+ */
+static PyObject *submit_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map tx;
+    Py_ssize_t n;
+    uint32_t length;
+    int fd, always;
+
+    if (check_nargs(nargs, 6, "submit_fast") || arg_n(a[2], &n) < 0 || arg_u32(a[3], &length)
+        || (always = PyObject_IsTrue(a[5])) < 0)
+        return NULL;
+    fd = (int)PyLong_AsLong(a[4]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (map_ring(a[1], &tx) < 0)
+        return NULL;
+    Ring *r = tx.r;
+    if (r->esize != 16 || n <= 0 || (uint64_t)n > r->reserved) {
+        PyBuffer_Release(&tx.view);
+        if (r->esize != 16) {
+            PyErr_SetString(PyExc_ValueError, "submit_fast needs a TX ring");
+            return NULL;
+        }
+        return PyLong_FromLong(ST_FALLBACK);
+    }
+    PyObject *path = a[0];
+    uint64_t submitted;
+    if (get_u64(path, s_submitted, &submitted) < 0) {
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    Slots ts = slots_of(&tx);
+    uint32_t prod = r->cached_prod;
+    for (uint32_t i = 0; i < (uint32_t)n; i++)
+        *s_len(ts, prod + i) = length;
+    store_release(word(&tx, r->prod_off), prod + (uint32_t)n);
+    r->cached_prod = prod + (uint32_t)n;
+    r->reserved -= (uint32_t)n;
+    if (set_u64(path, s_reserved, r->reserved) < 0
+        || set_u64(path, s_submitted, submitted + (uint64_t)n) < 0) {
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    int status = 0;
+    uint32_t pending = 0;
+    if (fd >= 0)
+        status = kick_loop(&tx, fd, always, &pending);
+    PyBuffer_Release(&tx.view);
+    return PyLong_FromLong(status);
+}
+
 static PyMethodDef methods[] = {
     {"rx_peek", (PyCFunction)(void (*)(void))rx_peek, METH_FASTCALL,
      "rx_peek(rx, umem, i) -> memoryview"},
@@ -1203,6 +1537,10 @@ static PyMethodDef methods[] = {
      "release_fast(rx, fill, n, and_mask) -> flags (1 wakeup, 2 more room), -1 or -4"},
     {"forward_fast", (PyCFunction)(void (*)(void))forward_fast, METH_FASTCALL,
      "forward_fast(rx, tx, n) -> forwarded, -1 (corrupt) or -4 (not the usual case)"},
+    {"reserve_fast", (PyCFunction)(void (*)(void))reserve_fast, METH_FASTCALL,
+     "reserve_fast(path, tx, comp, pool, n, clear_len) -> reserved (<= n) or < 0"},
+    {"submit_fast", (PyCFunction)(void (*)(void))submit_fast, METH_FASTCALL,
+     "submit_fast(path, tx, n, length, fd, always) -> kick status or -4"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1215,6 +1553,16 @@ PyMODINIT_FUNC PyInit__accel(void)
 {
     if (PyType_Ready(&RingType) < 0)
         return NULL;
+    struct { PyObject **p; const char *s; } names[] = {
+        {&s_buf, "buf"}, {&s_head, "head"}, {&s_tail, "tail"}, {&s_reserved, "reserved"},
+        {&s_submitted, "submitted"}, {&s_completed, "completed"}, {&s_reclaim_at, "_reclaim_at"},
+        {&s_base_mask, "base_mask"}, {&s_umem_size, "umem_size"},
+        {&s_multi_buffer, "multi_buffer"}, {&s_foreign, "foreign_in_flight"},
+        {&s_rx_peer, "rx_peer"}, {&s_returns, "returns"}, {&s_rx_limit, "rx_limit"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (*names[i].p == NULL && (*names[i].p = PyUnicode_InternFromString(names[i].s)) == NULL)
+            return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
