@@ -1153,7 +1153,7 @@ static PyObject *forward_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
 
 static PyObject *s_buf, *s_head, *s_tail, *s_reserved, *s_submitted, *s_completed,
     *s_reclaim_at, *s_base_mask, *s_umem_size, *s_multi_buffer, *s_foreign, *s_rx_peer,
-    *s_returns, *s_rx_limit;
+    *s_returns, *s_rx_limit, *s_peers;
 
 static int get_u64(PyObject *o, PyObject *name, uint64_t *out)
 {
@@ -1306,6 +1306,7 @@ static long tx_reclaim(PyObject *path, Map *comp, Pool *pool)
  * multi-buffer socket their options 0), updating path.reserved and the TX
  * ring's copy. Negative: ST_CORRUPT / ST_OVERFLOW / ST_FALLBACK (n < 0, a
  * path with peers needing a reclaim): the Python path redoes and reports.
+ * (Not for GroupTxPath, whose Completion ring is the group's.)
  */
 static PyObject *reserve_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 {
@@ -1352,6 +1353,13 @@ static PyObject *reserve_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
     /* (as in seek: also when many are in flight, so that the Completion
      * ring never fills while the pool still has frames) */
     if (pool.tail - pool.head < want || submitted - completed >= reclaim_at) {
+        /* other sockets' RX sides forward into this ring: their completions
+         * are routed by address ranges in Python (_reclaim_routed) */
+        int peers = get_truth(path, s_peers);
+        if (peers) {
+            st = peers < 0 ? -100 : ST_FALLBACK;
+            goto out;
+        }
         long r = tx_reclaim(path, &comp, &pool);
         if (r < 0) {
             st = r;
@@ -1558,7 +1566,7 @@ PyMODINIT_FUNC PyInit__accel(void)
         {&s_submitted, "submitted"}, {&s_completed, "completed"}, {&s_reclaim_at, "_reclaim_at"},
         {&s_base_mask, "base_mask"}, {&s_umem_size, "umem_size"},
         {&s_multi_buffer, "multi_buffer"}, {&s_foreign, "foreign_in_flight"},
-        {&s_rx_peer, "rx_peer"}, {&s_returns, "returns"}, {&s_rx_limit, "rx_limit"},
+        {&s_rx_peer, "rx_peer"}, {&s_returns, "returns"}, {&s_rx_limit, "rx_limit"}, {&s_peers, "peers"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (*names[i].p == NULL && (*names[i].p = PyUnicode_InternFromString(names[i].s)) == NULL)

@@ -1,0 +1,211 @@
+"""The one-call steps of the TX hot path (``TxPath.seek`` and
+``TxBatch.submit``'s usual case; in C ``reserve_fast`` and ``submit_fast``),
+on both ring paths: a corrupt kernel value (Completion producer, Completion
+address, TX consumer) or a frame returned twice raises and moves nothing (no
+index word, no slot, no pool, no counter), near the 2**32 wrap too; forwarded
+RX frames' completions go back to the RX side."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+import pytest
+from fake_kernel import NEED_WAKEUP, U32, FakeKernel, both_paths  # noqa: F401
+
+from xdp_socket import _ring
+
+pytestmark = pytest.mark.usefixtures("both_paths")
+
+NEAR_WRAP = [0, 2**32 - 3]
+FS = 2048  # FakeKernel's frame size
+
+
+def state(k: FakeKernel, tx: _ring.TxPath) -> tuple[Any, ...]:
+    """Everything reserve may change: ring bytes, cached indices, pools, counters.
+    (Not the Completion ring's cached producer: a valid producer read before
+    a bad address is found may stay cached, it is the kernel's true index.)"""
+    return (bytes(k.tx.buf), bytes(k.comp.buf), tx.tx.cached_prod, tx.tx.cached_cons,
+            tx.tx.reserved, tx.comp.cached_cons, tx.pool.head,
+            tx.pool.tail, tx.pool.snapshot().tolist(), tx.reserved, tx.submitted, tx.completed,
+            tx.foreign_in_flight)
+
+
+def reserve(tx: _ring.TxPath, n: int, clear: bool = True) -> int:
+    """``tx.seek(n)``; on the C path the C call itself, which must not leave
+    the usual case to the Python code (that would hide a C bug)."""
+    if tx.fast_reserve:
+        got: int = _ring.C.reserve_fast(tx, tx.tx, tx.comp, tx.pool, n, clear)
+        assert got >= 0
+        return got
+    return tx.seek(n, clear)
+
+
+def send(tx: _ring.TxPath, n: int) -> None:
+    assert reserve(tx, n) == n
+    tx.submit_len(n, 60)
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_reserve_reclaims_then_reserves(start: int) -> None:
+    k = FakeKernel(frame_count=8, ring=8, start=start)
+    tx = k.tx_path()
+    send(tx, 6)
+    assert k.transmit() == 6
+    # 2 in the pool, 6 completed: reserving 5 reclaims them first
+    assert reserve(tx, 5) == 5
+    assert tx.completed == 6 and tx.reserved == tx.tx.reserved == 5 and tx.pool.count == 3
+    assert k.comp.cons == k.comp.prod
+    addrs = tx.reserved_addrs(5).tolist()
+    assert len(set(addrs)) == 5 and all(a % FS == 0 and a < 8 * FS for a in addrs)
+    # reserved slots carry length 0 ("not written")
+    assert [k.tx.entry(tx.tx.cached_prod + i)[1] for i in range(5)] == [0] * 5
+    assert reserve(tx, 3) == 3 and tx.reserved == 5  # already there: nothing moves
+    assert reserve(tx, 9) == 8 and tx.reserved == 8 and tx.pool.count == 0
+    tx.submit_len(8, 61)
+    assert k.transmit() == 8 and k.sent[-8:] == [bytes(61)] * 8
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_reserve_refuses_a_corrupt_completion_producer(start: int) -> None:
+    k = FakeKernel(frame_count=16, ring=8, start=start)
+    tx = k.tx_path()
+    send(tx, 4)  # half the Completion ring in flight: the next seek reclaims
+    assert k.transmit() == 4
+    k.comp.prod = (k.comp.cons + 9) & U32  # 9 ahead in a ring of 8
+    before = state(k, tx)
+    with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: producer \d+ is 9 "
+                                                       r"entries ahead of consumer \d+ in a "
+                                                       r"ring of 8$"):
+        tx.seek(4)
+    assert state(k, tx) == before
+    k.comp.prod = (k.comp.cons + 4) & U32
+    assert reserve(tx, 4) == 4 and tx.completed == 4 and tx.pool.count == 12
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_reserve_refuses_a_completion_address_beyond_the_umem(start: int) -> None:
+    k = FakeKernel(frame_count=16, ring=8, start=start)
+    tx = k.tx_path()
+    send(tx, 4)
+    assert k.transmit() == 4
+    k.comp.put(k.comp.prod - 2, len(k.umem))  # one byte past the UMEM
+    before = state(k, tx)
+    with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: the Completion ring "
+                                                       r"returned an address beyond the "
+                                                       r"32768-byte UMEM$"):
+        tx.seek(4)
+    assert state(k, tx) == before
+    k.comp.put(k.comp.prod - 2, len(k.umem) - 1)  # inside: the frame's start goes back
+    assert reserve(tx, 4) == 4 and tx.completed == 4
+    assert (len(k.umem) - FS) in tx.pool.snapshot().tolist() + tx.reserved_addrs(4).tolist()
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_reserve_refuses_a_frame_returned_twice(start: int) -> None:
+    k = FakeKernel(frame_count=8, ring=8, start=start)
+    tx = k.tx_path()
+    send(tx, 4)
+    assert k.transmit() == 4
+    for i in range(4):  # the kernel completes the four in-flight frames again
+        k.comp.put(k.comp.prod + i, k.comp.entry(k.comp.prod - 4 + i)[0])
+    k.comp.prod += 4
+    before = state(k, tx)
+    with pytest.raises(RuntimeError, match=r"^frame pool overflow: a frame was returned twice$"):
+        tx.seek(8)
+    assert state(k, tx) == before
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_reserve_refuses_a_corrupt_tx_consumer(start: int) -> None:
+    k = FakeKernel(frame_count=16, ring=8, comp=16, start=start)
+    tx = k.tx_path()
+    send(tx, 8)  # the TX ring is full as far as the cache knows: seek re-reads it
+    k.tx.cons = (k.tx.prod + 1) & U32  # ahead of our producer
+    before = state(k, tx)
+    with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is ahead "
+                                                       r"of producer \d+ in a ring of 8$"):
+        tx.seek(1)
+    assert state(k, tx) == before
+    k.tx.cons = (k.tx.prod - 5) & U32  # the kernel took three
+    assert reserve(tx, 8) == 3 and tx.reserved == 3
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_reserve_routes_forwarded_frames_back_to_the_rx_side(start: int) -> None:
+    k = FakeKernel(frame_count=32, ring=8, comp=8, start=start)
+    rx = k.rx_path(0, 16)
+    tx = k.tx_path(16, 16)
+    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    rx.has_returners = True
+    assert k.receive([bytes([i]) * 60 for i in range(3)]) == 3
+    assert rx.seek(3) == 3
+    rx_frames = [k.rx.entry(k.rx.cons + i)[0] & ~(FS - 1) for i in range(3)]
+    assert tx.forward(rx, 3) == 3 and tx.foreign_in_flight == 3
+    send(tx, 2)
+    assert k.transmit() == 5
+    k.comp.put(k.comp.prod - 5, 32 * FS)  # a forwarded frame's completion, corrupt
+    before = (state(k, tx), rx.returns.tail)
+    with pytest.raises(_ring.RingCorruptedError, match="beyond the 65536-byte UMEM"):
+        tx.seek(4)
+    assert (state(k, tx), rx.returns.tail) == before
+    k.comp.put(k.comp.prod - 5, rx_frames[0] + 256)  # (with the kernel's headroom)
+    assert reserve(tx, 4) == 4
+    assert tx.completed == 5 and tx.foreign_in_flight == 0
+    assert rx.returns.snapshot().tolist() == rx_frames
+    assert tx.pool.count + tx.reserved == 16
+
+
+def test_reserve_fast_and_submit_fast_refuse_what_they_cannot_do() -> None:
+    if _ring.accel is None:
+        pytest.skip("the accelerator's own entry points")
+    C = _ring.C
+    k = FakeKernel(frame_count=16, ring=8)
+    tx = k.tx_path()
+    args = (tx, tx.tx, tx.comp, tx.pool)
+    assert C.reserve_fast(*args, -1, True) == -4
+    send(tx, 4)
+    k.transmit()
+    # the C call itself (not the Python code it falls back to) refuses
+    k.comp.prod = (k.comp.cons + 9) & U32
+    before = state(k, tx)
+    assert C.reserve_fast(*args, 4, True) == -1
+    assert state(k, tx) == before
+    k.comp.prod = (k.comp.cons + 4) & U32
+    k.comp.put(k.comp.prod - 1, len(k.umem))
+    before = state(k, tx)
+    assert C.reserve_fast(*args, 4, True) == -1
+    assert state(k, tx) == before
+    k.comp.put(k.comp.prod - 1, 0)
+    before = state(k, tx)
+    tx.peers.append((0, 0, _ring.FramePool(1)))  # completions routed in Python
+    assert C.reserve_fast(*args, 4, True) == -4
+    assert state(k, tx) == before
+    tx.peers.clear()
+    assert C.reserve_fast(*args, 4, True) == 4 and tx.completed == 4
+    with pytest.raises(ValueError, match="needs a TX ring and a Completion ring"):
+        C.reserve_fast(tx, tx.comp, tx.tx, tx.pool, 5, True)
+
+    # submit_fast: only 1..reserved frames; lengths, publish, counters
+    before = state(k, tx)
+    for n in (0, 5):
+        assert C.submit_fast(tx, tx.tx, n, 60, -1, False) == -4
+    assert state(k, tx) == before
+    with pytest.raises(ValueError, match="needs a TX ring"):
+        C.submit_fast(tx, tx.comp, 1, 60, -1, False)
+    assert C.submit_fast(tx, tx.tx, 3, 70, -1, False) == 0  # fd -1: no kick
+    assert tx.reserved == tx.tx.reserved == 1 and tx.submitted == 7
+    assert k.tx.prod == tx.tx.cached_prod == 7
+    assert k.transmit() == 3 and k.sent[-3:] == [bytes(70)] * 3
+
+    # the kick loop: only while frames are pending and the ring asks (or always)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        k.tx.set_flags(0)
+        assert C.submit_fast(tx, tx.tx, 1, 60, s.fileno(), False) == 0  # not asked: no kick
+        assert tx.seek(2) == 2
+        k.tx.set_flags(NEED_WAKEUP)
+        # (an unconnected UDP socket refuses the kick: proof one was made)
+        assert C.submit_fast(tx, tx.tx, 1, 60, s.fileno(), False) == errno.EDESTADDRREQ
+        k.tx.cons = (k.tx.prod - 9) & U32  # more pending than the ring holds
+        assert C.submit_fast(tx, tx.tx, 1, 60, s.fileno(), True) == -3
