@@ -552,6 +552,11 @@ class TxPath(_FramePath):
         # XskCore.submit_tx: lengths, publish, kick); not where publishing
         # needs a lock (LockedTxPath)
         self.fast_submit = self.tx.ref is not None
+        # XskCore.forward's usual case is one C call (C.forward_kick: reclaim
+        # and forward with ``lock`` held, kick, returned frames to Fill): set
+        # by LockedTxPath, the TX side of every socket that also receives
+        self.fast_forward = False
+        self.lock: Any = None
 
     @property
     def in_flight(self) -> int:
@@ -1256,6 +1261,7 @@ class LockedTxPath(TxPath):
         super().__init__(*args, **kwargs)
         self.lock = threading.Lock()
         self.fast_submit = False  # publishing holds the lock: submit_len below
+        self.fast_forward = self.tx.ref is not None
 
     def reclaim(self) -> int:
         with self.lock:
@@ -1336,6 +1342,7 @@ class GroupTxPath(LockedTxPath):
         super().__init__(tx, comp.area, frame_addrs, frame_size, umem)
         self.comp = comp
         self.fast_reserve = False  # the group's Completion ring: _reclaim below
+        self.fast_forward = False  # (forward refuses)
         self.group_lock = lock
         self._routes = routes
 

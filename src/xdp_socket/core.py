@@ -585,6 +585,26 @@ class XskCore:
         tx = self.tx_path
         if tx is None or tx.closed:
             raise SocketClosedError("TX socket")
+        if rx is tx.rx_peer and tx.fast_forward and not rx.multi_buffer:
+            # The usual l2fwd step (this socket's own RX half, accelerated, no
+            # chains to keep whole) in one C call: what TxPath.forward, the
+            # kick loop below and take_returns do, the lock held as there.
+            res: Any = _ring.C.forward_kick(tx, rx, n, self.sock.fileno(), self._kick_always,
+                                            tx.lock)
+            if res.__class__ is int:
+                if res >= 0:
+                    done: int = res
+                    return done
+                # (< 0: nothing forwarded; not the usual case, or a corrupt
+                # kernel value: the code below redoes it and reports)
+            else:
+                k, status, left = res
+                if status:
+                    self._kick_status(tx, status)
+                if left or rx.returns.tail != rx.returns.head:
+                    rx.take_returns()
+                sent: int = k
+                return sent
         if rx is not tx.rx_peer:
             # (a queue group's socket has no rx_peer: its TX side is a
             # GroupTxPath, whose forward refuses)

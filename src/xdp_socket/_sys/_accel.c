@@ -1153,7 +1153,8 @@ static PyObject *forward_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
 
 static PyObject *s_buf, *s_head, *s_tail, *s_reserved, *s_submitted, *s_completed,
     *s_reclaim_at, *s_base_mask, *s_umem_size, *s_multi_buffer, *s_foreign, *s_rx_peer,
-    *s_returns, *s_rx_limit, *s_peers;
+    *s_returns, *s_rx_limit, *s_peers, *s_tx, *s_comp, *s_rx, *s_pool, *s_fill,
+    *s_received, *s_extra_returns;
 
 static int get_u64(PyObject *o, PyObject *name, uint64_t *out)
 {
@@ -1511,6 +1512,239 @@ static PyObject *submit_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs
     return PyLong_FromLong(status);
 }
 
+/* RxPath.take_returns' usual case (no extra_returns queues): the frames the
+ * TX side gave back, after any older ones waiting in the RX pool, go into the
+ * Fill ring as far as it has room; the rest wait in the pool (as
+ * take_returns then refill do). 0 done, 1 left to the Python code (a corrupt
+ * Fill consumer or a pool overflow, which it reports; nothing moved), -100
+ * a Python error. */
+static int take_returns_c(PyObject *rxp)
+{
+    PyObject *ret_o = NULL, *pool_o = NULL, *fill_o = NULL;
+    Pool ret, pool;
+    Map fill;
+    int st = 0, have_ret = 0, have_pool = 0, have_fill = 0;
+
+    if ((ret_o = PyObject_GetAttr(rxp, s_returns)) == NULL || pool_open(ret_o, &ret) < 0) {
+        st = -100;
+        goto out;
+    }
+    have_ret = 1;
+    uint64_t k = ret.tail - ret.head;
+    if (!k)
+        goto out;
+    if ((pool_o = PyObject_GetAttr(rxp, s_pool)) == NULL || pool_open(pool_o, &pool) < 0) {
+        st = -100;
+        goto out;
+    }
+    have_pool = 1;
+    if ((fill_o = PyObject_GetAttr(rxp, s_fill)) == NULL || map_ring(fill_o, &fill) < 0) {
+        st = -100;
+        goto out;
+    }
+    have_fill = 1;
+    uint64_t pc = pool.tail - pool.head, total = pc + k;
+    uint32_t free = 0;
+    if (fill.r->esize != 8
+        || prod_free(&fill, total > UINT32_MAX ? UINT32_MAX : (uint32_t)total, &free) < 0) {
+        st = 1;
+        goto out;
+    }
+    uint64_t move = total < free ? total : free;
+    uint64_t mp = pc < move ? pc : move, mr = move - mp;
+    if (k - mr > pool.mask + 1 - (pc - mp)) {
+        st = 1; /* more frames than the pool holds: a frame came back twice */
+        goto out;
+    }
+    Slots fs = slots_of(&fill);
+    uint32_t prod = fill.r->cached_prod;
+    for (uint64_t i = 0; i < mp; i++)
+        *s_addr(fs, prod + (uint32_t)i) = pool.a[(pool.head + i) & pool.mask];
+    for (uint64_t i = 0; i < mr; i++)
+        *s_addr(fs, prod + (uint32_t)(mp + i)) = ret.a[(ret.head + i) & ret.mask];
+    uint64_t tail = pool.tail;
+    for (uint64_t i = mr; i < k; i++)
+        pool.a[tail++ & pool.mask] = ret.a[(ret.head + i) & ret.mask];
+    if (move) {
+        store_release(word(&fill, fill.r->prod_off), prod + (uint32_t)move);
+        fill.r->cached_prod = prod + (uint32_t)move;
+    }
+    if (set_u64(pool_o, s_head, pool.head + mp) < 0 || set_u64(pool_o, s_tail, tail) < 0
+        || set_u64(ret_o, s_head, ret.head + k) < 0)
+        st = -100;
+out:
+    if (have_fill)
+        PyBuffer_Release(&fill.view);
+    if (have_pool)
+        PyBuffer_Release(&pool.v);
+    if (have_ret)
+        PyBuffer_Release(&ret.v);
+    Py_XDECREF(fill_o);
+    Py_XDECREF(pool_o);
+    Py_XDECREF(ret_o);
+    return st;
+}
+
+static int add_u64(PyObject *o, PyObject *name, uint64_t d)
+{
+    uint64_t v;
+    if (get_u64(o, name, &v) < 0)
+        return -1;
+    return set_u64(o, name, v + d);
+}
+
+/* The forward itself, with the TX side's lock held: TxPath.forward's usual
+ * case (reclaim when half the Completion ring is in flight, then move
+ * min(n, free TX slots) descriptors). k >= 0 forwarded, or a negative status
+ * with nothing forwarded. */
+static long forward_locked(PyObject *txp, PyObject *rxp, Map *tx, Map *comp, Map *rx,
+                           Py_ssize_t n)
+{
+    if (tx->r->reserved || (uint64_t)n > (uint32_t)(rx->r->cached_prod - rx->r->cached_cons))
+        return ST_FALLBACK; /* (reserved frames come first: forward sends nothing) */
+    uint64_t submitted, completed, reclaim_at;
+    if (get_u64(txp, s_submitted, &submitted) < 0 || get_u64(txp, s_completed, &completed) < 0
+        || get_u64(txp, s_reclaim_at, &reclaim_at) < 0)
+        return -100;
+    if (submitted - completed >= reclaim_at) {
+        int peers = get_truth(txp, s_peers);
+        if (peers)
+            return peers < 0 ? -100 : ST_FALLBACK;
+        PyObject *pool_o = PyObject_GetAttr(txp, s_pool);
+        Pool pool;
+        if (pool_o == NULL || pool_open(pool_o, &pool) < 0) {
+            Py_XDECREF(pool_o);
+            return -100;
+        }
+        long r = tx_reclaim(txp, comp, &pool);
+        PyBuffer_Release(&pool.v);
+        Py_DECREF(pool_o);
+        if (r < 0)
+            return r;
+    }
+    uint32_t k = 0;
+    if (prod_free(tx, (uint32_t)n, &k) < 0)
+        return ST_CORRUPT;
+    if (k > (uint32_t)n)
+        k = (uint32_t)n;
+    if (!k)
+        return 0;
+    Ring *rr = rx->r, *tr = tx->r;
+    uint32_t cons = rr->cached_cons, prod = tr->cached_prod;
+    Slots ts = slots_of(tx), rs = slots_of(rx);
+    for (uint32_t i = 0; i < k; i++) /* the whole descriptor: addr, len, options */
+        memcpy(s_addr(ts, prod + i), s_addr(rs, cons + i), 16);
+    store_release(word(tx, tr->prod_off), prod + k);
+    store_release(word(rx, rr->cons_off), cons + k);
+    tr->cached_prod = prod + k;
+    rr->cached_cons = cons + k;
+    if (add_u64(txp, s_submitted, k) < 0 || add_u64(txp, s_foreign, k) < 0
+        || add_u64(rxp, s_received, k) < 0)
+        return -100;
+    return (long)k;
+}
+
+/*
+ * forward_kick(txpath, rxpath, n, fd, always, lock) -> k | < 0 | (k, kick_status, returns_left)
+ * XskCore.forward's usual case (rxpath is txpath's own RX half, accelerated,
+ * no multi-buffer) in one call: with ``lock`` held (None: no lock), reclaim
+ * if due (forwarded frames' completions to rxpath.returns), then forward
+ * min(n, free TX slots) packets from the RX ring; the lock let go, the kick
+ * loop of drive_tx (GIL released); then the returned frames go into the Fill
+ * ring (take_returns). An int k >= 0: all done. Negative: nothing forwarded
+ * (ST_FALLBACK: not the usual case; ST_CORRUPT, ST_OVERFLOW: the Python path
+ * redoes and reports). A tuple: k forwarded, then the kick's status
+ * (as drive_tx's) and whether take_returns is left to the caller.
+ */
+static PyObject *forward_kick(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    PyObject *txp, *rxp, *lock, *o[3] = {NULL, NULL, NULL};
+    Map tx, comp, rx;
+    int fd, always, mapped = 0;
+    Py_ssize_t n;
+    long k = -100;
+    PyObject *res = NULL;
+
+    if (check_nargs(nargs, 6, "forward_kick") || arg_n(a[2], &n) < 0
+        || (always = PyObject_IsTrue(a[4])) < 0)
+        return NULL;
+    fd = (int)PyLong_AsLong(a[3]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0)
+        return PyLong_FromLong(ST_FALLBACK);
+    txp = a[0];
+    rxp = a[1];
+    lock = a[5];
+    if ((o[0] = PyObject_GetAttr(txp, s_tx)) == NULL || (o[1] = PyObject_GetAttr(txp, s_comp)) == NULL
+        || (o[2] = PyObject_GetAttr(rxp, s_rx)) == NULL)
+        goto out;
+    if (map_ring(o[0], &tx) < 0)
+        goto out;
+    mapped = 1;
+    if (map_ring(o[1], &comp) < 0)
+        goto out;
+    mapped = 2;
+    if (map_ring(o[2], &rx) < 0)
+        goto out;
+    mapped = 3;
+    if (tx.r->esize != 16 || comp.r->esize != 8 || rx.r->esize != 16) {
+        PyErr_SetString(PyExc_ValueError, "forward_kick needs TX, Completion and RX rings");
+        goto out;
+    }
+    if (lock != Py_None) {
+        PyObject *r = PyObject_CallMethod(lock, "acquire", NULL);
+        if (r == NULL)
+            goto out;
+        Py_DECREF(r);
+    }
+    k = forward_locked(txp, rxp, &tx, &comp, &rx, n);
+    if (lock != Py_None) {
+        PyObject *et, *ev, *tb; /* (an error of the locked step waits for the release) */
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *r = PyObject_CallMethod(lock, "release", NULL);
+        if (r == NULL) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(tb);
+            k = -100;
+            goto out;
+        }
+        Py_DECREF(r);
+        PyErr_Restore(et, ev, tb);
+    }
+    if (k < 0) {
+        if (k != -100)
+            res = PyLong_FromLong(k);
+        goto out;
+    }
+    int status = 0, left = 0;
+    uint32_t pending = 0;
+    if (fd >= 0)
+        status = kick_loop(&tx, fd, always, &pending);
+    int extra = get_truth(rxp, s_extra_returns);
+    if (extra < 0)
+        goto out;
+    left = extra ? 1 : take_returns_c(rxp);
+    if (left == -100)
+        goto out;
+    if (!status && !left)
+        res = PyLong_FromLong(k);
+    else
+        res = Py_BuildValue("(lii)", k, status, left);
+out:
+    if (mapped >= 3)
+        PyBuffer_Release(&rx.view);
+    if (mapped >= 2)
+        PyBuffer_Release(&comp.view);
+    if (mapped >= 1)
+        PyBuffer_Release(&tx.view);
+    Py_XDECREF(o[0]);
+    Py_XDECREF(o[1]);
+    Py_XDECREF(o[2]);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"rx_peek", (PyCFunction)(void (*)(void))rx_peek, METH_FASTCALL,
      "rx_peek(rx, umem, i) -> memoryview"},
@@ -1549,6 +1783,8 @@ static PyMethodDef methods[] = {
      "reserve_fast(path, tx, comp, pool, n, clear_len) -> reserved (<= n) or < 0"},
     {"submit_fast", (PyCFunction)(void (*)(void))submit_fast, METH_FASTCALL,
      "submit_fast(path, tx, n, length, fd, always) -> kick status or -4"},
+    {"forward_kick", (PyCFunction)(void (*)(void))forward_kick, METH_FASTCALL,
+     "forward_kick(txpath, rxpath, n, fd, always, lock) -> k, < 0, or (k, status, left)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1567,6 +1803,8 @@ PyMODINIT_FUNC PyInit__accel(void)
         {&s_base_mask, "base_mask"}, {&s_umem_size, "umem_size"},
         {&s_multi_buffer, "multi_buffer"}, {&s_foreign, "foreign_in_flight"},
         {&s_rx_peer, "rx_peer"}, {&s_returns, "returns"}, {&s_rx_limit, "rx_limit"}, {&s_peers, "peers"},
+        {&s_tx, "tx"}, {&s_comp, "comp"}, {&s_rx, "rx"}, {&s_pool, "pool"}, {&s_fill, "fill"},
+        {&s_received, "received"}, {&s_extra_returns, "extra_returns"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (*names[i].p == NULL && (*names[i].p = PyUnicode_InternFromString(names[i].s)) == NULL)
