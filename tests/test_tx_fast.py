@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import errno
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fake_kernel import NEED_WAKEUP, U32, FakeKernel, both_paths  # noqa: F401
 
 from xdp_socket import _ring
+from xdp_socket.core import XskCore
 
 pytestmark = pytest.mark.usefixtures("both_paths")
 
@@ -209,3 +211,170 @@ def test_reserve_fast_and_submit_fast_refuse_what_they_cannot_do() -> None:
         assert C.submit_fast(tx, tx.tx, 1, 60, s.fileno(), False) == errno.EDESTADDRREQ
         k.tx.cons = (k.tx.prod - 9) & U32  # more pending than the ring holds
         assert C.submit_fast(tx, tx.tx, 1, 60, s.fileno(), True) == -3
+
+
+class _Sock:
+    def fileno(self) -> int:
+        return -1  # the C call makes no kick
+
+
+class Core:
+    """XskCore's forward (its C fast path, or the Python steps it falls back
+    to) over the fake kernel, without a socket."""
+
+    forward = XskCore.forward
+    _kick_status = XskCore._kick_status
+
+    def __init__(self, tx: _ring.TxPath) -> None:
+        self.tx_path = tx
+        self.sock = _Sock()
+        self._kick_always = False
+
+    def drive_tx(self) -> int:
+        return 0
+
+
+def fwd(core: Core, rx: _ring.RxPath, n: int) -> int:
+    """``core.forward(rx, n)``; on the C path the C call itself, which must
+    not leave the usual case to the Python code (that would hide a C bug)."""
+    tx = core.tx_path
+    if tx.fast_forward:
+        got = _ring.C.forward_kick(tx, rx, n, -1, False, tx.lock)
+        assert got.__class__ is int and got >= 0
+        return int(got)
+    return core.forward(rx, n)
+
+
+def l2fwd(start: int, comp: int = 8) -> tuple[FakeKernel, _ring.RxPath, _ring.LockedTxPath]:
+    k = FakeKernel(frame_count=32, ring=8, comp=comp, start=start)
+    rx = k.rx_path(0, 16)
+    tx = _ring.LockedTxPath(k.tx.area, k.comp.area, k.addrs(16, 16), FS, k.umem_view)
+    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    rx.has_returners = True
+    return k, rx, tx
+
+
+def fwd_state(k: FakeKernel, rx: _ring.RxPath, tx: _ring.TxPath) -> tuple[Any, ...]:
+    return (state(k, tx), bytes(k.rx.buf), bytes(k.fill.buf), rx.rx.cached_cons,
+            rx.fill.cached_prod, rx.received, rx.returns.head, rx.returns.tail, rx.pool.head,
+            rx.pool.tail)
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_forward_reclaims_and_gives_frames_back_to_the_fill_ring(start: int) -> None:
+    k, rx, tx = l2fwd(start)
+    core = Core(tx)
+    fill_before = k.fill_contents()
+    spare = rx.pool.snapshot().tolist()  # the 8 frames the Fill ring had no room for
+    assert len(fill_before) == len(spare) == 8
+    assert k.receive([bytes([i]) * 60 for i in range(5)]) == 5
+    frames = [k.rx.entry(k.rx.cons + i)[0] & ~(FS - 1) for i in range(5)]
+    assert rx.seek(5) == 5
+    assert fwd(core, rx, 5) == 5
+    assert tx.foreign_in_flight == 5 and rx.received == 5 and rx.available == 0
+    assert k.transmit() == 5 and k.sent == [bytes([i]) * 60 for i in range(5)]
+    # five in flight (>= half the Completion ring): the next forward reclaims
+    # them to the RX side, which puts them back into the Fill ring after the
+    # spare frames that waited longer (as take_returns and refill do)
+    assert k.receive([b"x" * 60]) == 1 and rx.seek(1) == 1
+    assert fwd(core, rx, 1) == 1
+    assert tx.completed == 5 and tx.foreign_in_flight == 1 and rx.returns.count == 0
+    assert not tx.lock.locked()
+    assert k.fill_contents() == fill_before[6:] + spare[:6]
+    assert rx.pool.snapshot().tolist() == spare[6:] + frames
+    # with no spares left, returned frames go straight into the Fill ring
+    k, rx, tx = l2fwd(start)
+    core = Core(tx)
+    rx.pool.head = rx.pool.tail  # (as if the spares were in use)
+    assert k.receive([bytes([i]) * 60 for i in range(5)]) == 5
+    frames = [k.rx.entry(k.rx.cons + i)[0] & ~(FS - 1) for i in range(5)]
+    assert rx.seek(5) == 5 and fwd(core, rx, 5) == 5 and k.transmit() == 5
+    assert k.receive([b"x" * 60]) == 1 and rx.seek(1) == 1
+    assert fwd(core, rx, 1) == 1
+    assert k.fill_contents() == fill_before[6:] + frames and rx.pool.count == 0
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_forward_refuses_corrupt_kernel_values_and_moves_nothing(start: int) -> None:
+    k, rx, tx = l2fwd(start)
+    core = Core(tx)
+    assert k.receive([bytes([i]) * 60 for i in range(8)]) == 8
+    assert rx.seek(4) == 4 and core.forward(rx, 4) == 4 and k.transmit() == 4
+    assert rx.seek(4) == 4
+    good = k.comp.entry(k.comp.prod - 1)[0]
+    k.comp.put(k.comp.prod - 1, len(k.umem))  # a completion beyond the UMEM
+    before = fwd_state(k, rx, tx)
+    with pytest.raises(_ring.RingCorruptedError, match="beyond the 65536-byte UMEM"):
+        core.forward(rx, 4)
+    assert fwd_state(k, rx, tx) == before and not tx.lock.locked()
+    k.comp.put(k.comp.prod - 1, good)
+    k.tx.cons = (k.tx.prod + 1) & U32  # a TX consumer ahead of our producer
+    assert tx.reclaim() == 4
+    rx.take_returns()  # (forward does that first: a step of its own)
+    tx.tx.cached_cons = tx.tx.cached_prod  # (the cache says full: the word is read)
+    before = fwd_state(k, rx, tx)
+    with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is ahead"):
+        core.forward(rx, 4)
+    assert fwd_state(k, rx, tx) == before and not tx.lock.locked()
+    k.tx.cons = k.tx.prod
+    assert core.forward(rx, 4) == 4
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_forward_leaves_a_corrupt_fill_consumer_to_take_returns(start: int) -> None:
+    k, rx, tx = l2fwd(start, comp=4)
+    core = Core(tx)
+    assert k.receive([bytes([i]) * 60 for i in range(3)]) == 3
+    assert rx.seek(2) == 2 and core.forward(rx, 2) == 2 and k.transmit() == 2
+    assert rx.seek(1) == 1
+    k.fill.cons = (k.fill.prod + 1) & U32  # ahead of our producer
+    fill_before = bytes(k.fill.buf)
+    with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is ahead"):
+        core.forward(rx, 1)
+    # the packet went (a step of its own); its frames wait in the returns queue
+    assert k.tx.prod == tx.tx.cached_prod and rx.received == 3 and rx.available == 0
+    assert bytes(k.fill.buf) == fill_before
+    assert tx.completed == 2 and rx.returns.count + rx.pool.count == 8 + 2
+    assert not tx.lock.locked()
+
+
+def test_forward_kick_refuses_what_it_cannot_do() -> None:
+    if _ring.accel is None:
+        pytest.skip("the accelerator's own entry points")
+    C = _ring.C
+    k, rx, tx = l2fwd(0)
+    assert k.receive([b"a" * 60] * 2) == 2 and rx.seek(2) == 2
+    before = fwd_state(k, rx, tx)
+    assert C.forward_kick(tx, rx, -1, -1, False, tx.lock) == -4
+    assert C.forward_kick(tx, rx, 3, -1, False, tx.lock) == -4  # only 2 there
+    assert reserve(tx, 4) == 4
+    before = fwd_state(k, rx, tx)
+    assert C.forward_kick(tx, rx, 2, -1, False, tx.lock) == -4  # reserved frames come first
+    assert fwd_state(k, rx, tx) == before and not tx.lock.locked()
+    tx.submit_len(4, 60)
+    tx.peers.append((0, 0, _ring.FramePool(1)))  # completions routed in Python
+    assert tx.in_flight >= tx._reclaim_at
+    assert C.forward_kick(tx, rx, 2, -1, False, tx.lock) == -4
+    tx.peers.clear()
+    rx.extra_returns.append(_ring.FramePool(4))  # another socket's queue: Python's
+    assert C.forward_kick(tx, rx, 2, -1, False, None) == (2, 0, 1)
+    with pytest.raises(ValueError, match="needs TX, Completion and RX rings"):
+        C.forward_kick(tx, SimpleNamespace(rx=tx.comp), 0, -1, False, None)
+    with pytest.raises(AttributeError):
+        C.forward_kick(tx, tx, 0, -1, False, None)  # (not an RX side)
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_forward_refuses_frames_returned_twice(start: int) -> None:
+    k, rx, tx = l2fwd(start)
+    core = Core(tx)
+    # the Fill ring is full and 8 spare frames wait in the RX pool (of 16):
+    # 9 more "returned" frames cannot all be RX frames in flight
+    rx.returns.push_array(k.addrs(0, 9))
+    before = fwd_state(k, rx, tx)
+    if tx.fast_forward:
+        assert _ring.C.forward_kick(tx, rx, 0, -1, False, tx.lock) == (0, 0, 1)
+        assert fwd_state(k, rx, tx) == before
+    with pytest.raises(RuntimeError, match=r"^frame pool overflow: a frame was returned twice$"):
+        core.forward(rx, 0)
+    assert bytes(k.fill.buf) == before[2] and rx.pool.count == 8
