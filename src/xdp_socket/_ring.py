@@ -968,6 +968,9 @@ class RxPath(_FramePath):
         # producer, the TX side, and one consumer, this side: each moves only
         # its own index, so the two halves need no lock for it).
         self.returns = FramePool(self.frame_count)
+        # RxBatch's release is one C call (C.release_step); not for
+        # GroupRxPath, whose Fill ring and pool need the group's lock
+        self.fast_release = self.rx.ref is not None
         self._q = rx.desc_q
         self._i = rx.desc_i
         self.refill()
@@ -1175,6 +1178,17 @@ class RxPath(_FramePath):
         self.commit(n)
         return self.fill.flags[0] & RING_NEED_WAKEUP
 
+    def finish_release(self) -> int:
+        """What ``C.release_step`` left to the Python code (flag 4: a top-up
+        or returned frames it could not move; this reports why); returns
+        non-zero when the Fill ring asks for a wakeup."""
+        self._top_up()
+        if self.has_returners:
+            returns = self.returns
+            if returns.tail != returns.head or self.extra_returns:
+                self.take_returns()
+        return self.fill.flags[0] & RING_NEED_WAKEUP
+
     def commit(self, n: int) -> None:
         """Release the first ``n`` available packets: their frames go back to
         the Fill ring (via the pool if it is full), then their RX slots."""
@@ -1308,6 +1322,7 @@ class GroupRxPath(RxPath):
             self.fill = fill
             self.pool = pool
             self.frame_count = len(frame_addrs)
+            self.fast_release = False  # (release_batch, with the lock)
             pool.push_array(frame_addrs)
             self.refill()
 

@@ -196,6 +196,16 @@ class RxBatch:
         if self.released:
             return
         path = self._path
+        if path.fast_release:
+            # one C call (the accelerator's: see _ring.RxPath.fast_release),
+            # which also checks that the path is open and the ring did not
+            # move; < 0: nothing done, the code below checks and reports
+            st = _ring.C.release_step(path, self.count, self._start)
+            if st >= 0:
+                self.released = True
+                if st and (st == 1 or path.finish_release()):
+                    self._core.wake_fill()  # the Fill ring asks for a wakeup
+                return
         if path.closed or path.rx.cached_cons != self._start:
             self._check()  # raises, saying which
         self.released = True
@@ -246,6 +256,13 @@ class RxBatch:
         if self.released:
             return
         path = self._path
+        if path.fast_release:  # (as in release())
+            st = _ring.C.release_step(path, self.count, self._start)
+            if st >= 0:
+                self.released = True
+                if st and (st == 1 or path.finish_release()):
+                    self._core.wake_fill()
+                return
         if path.closed or path.rx.cached_cons != self._start:
             if exc_type is not None and path.closed:
                 return  # nothing to give back; let the block's own exception through

@@ -1154,7 +1154,7 @@ static PyObject *forward_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
 static PyObject *s_buf, *s_head, *s_tail, *s_reserved, *s_submitted, *s_completed,
     *s_reclaim_at, *s_base_mask, *s_umem_size, *s_multi_buffer, *s_foreign, *s_rx_peer,
     *s_returns, *s_rx_limit, *s_peers, *s_tx, *s_comp, *s_rx, *s_pool, *s_fill,
-    *s_received, *s_extra_returns;
+    *s_received, *s_extra_returns, *s_has_returners, *s_closed;
 
 static int get_u64(PyObject *o, PyObject *name, uint64_t *out)
 {
@@ -1745,6 +1745,141 @@ out:
     return res;
 }
 
+/* RxPath.refill in C: as many pooled frames as fit go into the Fill ring.
+ * 0 done, 1 left to Python (a corrupt Fill consumer: it reports), -100 error. */
+static int refill_c(PyObject *rxp, Map *fill)
+{
+    PyObject *pool_o = PyObject_GetAttr(rxp, s_pool);
+    Pool pool;
+    if (pool_o == NULL || pool_open(pool_o, &pool) < 0) {
+        Py_XDECREF(pool_o);
+        return -100;
+    }
+    int st = 0;
+    uint64_t want = pool.tail - pool.head;
+    uint32_t free = 0;
+    if (want) {
+        if (prod_free(fill, want > UINT32_MAX ? UINT32_MAX : (uint32_t)want, &free) < 0) {
+            st = 1;
+        } else {
+            uint64_t m = want < free ? want : free;
+            Slots fs = slots_of(fill);
+            uint32_t prod = fill->r->cached_prod;
+            for (uint64_t i = 0; i < m; i++)
+                *s_addr(fs, prod + (uint32_t)i) = pool.a[(pool.head + i) & pool.mask];
+            if (m) {
+                store_release(word(fill, fill->r->prod_off), prod + (uint32_t)m);
+                fill->r->cached_prod = prod + (uint32_t)m;
+                if (set_u64(pool_o, s_head, pool.head + m) < 0)
+                    st = -100;
+            }
+        }
+    }
+    PyBuffer_Release(&pool.v);
+    Py_DECREF(pool_o);
+    return st;
+}
+
+/*
+ * release_step(rxpath, n, start) -> flags | ST_CORRUPT | ST_FALLBACK
+ * RxBatch's release in one call: release_fast's step on rxpath.rx and
+ * rxpath.fill for a batch of n that starts at RX index ``start``
+ * (ST_FALLBACK, nothing done, when the ring moved since or rxpath.closed is
+ * set: the caller's checks report it), then rxpath.received
+ * += n, the spare frames top the Fill ring up once it is at most half full
+ * (_top_up) and, when rxpath.has_returners, the frames its TX side gave back
+ * go into the Fill ring (take_returns). Flags: 1 the Fill ring asks for a
+ * wakeup; 4 the top-up or the returns are left to the Python code (a corrupt
+ * Fill consumer, frames returned twice, or other sockets' queues).
+ */
+static PyObject *release_step(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx, fill;
+    uint64_t and_mask;
+    uint32_t start;
+    Py_ssize_t n;
+    long st = 0;
+
+    if (check_nargs(nargs, 3, "release_step") || arg_n(a[1], &n) < 0 || arg_u32(a[2], &start))
+        return NULL;
+    PyObject *rxp = a[0];
+    int closed = get_truth(rxp, s_closed);
+    if (closed)
+        return closed < 0 ? NULL : PyLong_FromLong(ST_FALLBACK);
+    PyObject *rx_o = PyObject_GetAttr(rxp, s_rx);
+    if (rx_o == NULL)
+        return NULL;
+    PyObject *fill_o = PyObject_GetAttr(rxp, s_fill);
+    if (fill_o == NULL) {
+        Py_DECREF(rx_o);
+        return NULL;
+    }
+    /* (the path holds both rings for the call) */
+    Py_DECREF(rx_o);
+    Py_DECREF(fill_o);
+    if (get_u64(rxp, s_base_mask, &and_mask) < 0 || map_ring(rx_o, &rx) < 0)
+        return NULL;
+    if (map_ring(fill_o, &fill) < 0) {
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    Ring *rr = rx.r, *fr = fill.r;
+    uint32_t room = 0;
+    if (rr->esize != 16 || fr->esize != 8) {
+        PyErr_SetString(PyExc_ValueError, "release_step needs an RX ring and a Fill ring");
+        st = -100;
+    } else if (start != rr->cached_cons || n < 2
+               || (uint64_t)n > (uint32_t)(rr->cached_prod - rr->cached_cons)) {
+        st = ST_FALLBACK;
+    } else if ((st = prod_free(&fill, (uint32_t)n, &room)) == 0 && room < (uint32_t)n) {
+        st = ST_FALLBACK;
+    }
+    if (st == 0) {
+        uint32_t cons = rr->cached_cons, prod = fr->cached_prod;
+        Slots fs = slots_of(&fill), rs = slots_of(&rx);
+        for (Py_ssize_t i = 0; i < n; i++)
+            *s_addr(fs, prod + (uint32_t)i) = *s_addr(rs, cons + (uint32_t)i) & and_mask;
+        store_release(word(&fill, fr->prod_off), prod + (uint32_t)n);
+        store_release(word(&rx, rr->cons_off), cons + (uint32_t)n);
+        fr->cached_prod = prod + (uint32_t)n;
+        rr->cached_cons = cons + (uint32_t)n;
+        if (add_u64(rxp, s_received, (uint64_t)n) < 0) {
+            st = -100;
+            goto out;
+        }
+        /* _top_up: the spares go in once the Fill ring is at most half full */
+        uint32_t half = fr->entries / 2, free_now = 0;
+        int left = 0;
+        if (prod_free(&fill, half, &free_now) < 0)
+            left = 1;
+        else if (free_now >= half)
+            left = refill_c(rxp, &fill);
+        if (left == 0) {
+            int hr = get_truth(rxp, s_has_returners);
+            if (hr < 0) {
+                left = -100;
+            } else if (hr) {
+                int extra = get_truth(rxp, s_extra_returns);
+                left = extra < 0 ? -100 : extra ? 1 : take_returns_c(rxp);
+            }
+        }
+        if (left == -100) {
+            st = -100;
+            goto out;
+        }
+        if (left)
+            st |= 4;
+        if (load_acquire(word(&fill, fr->flags_off)) & XDP_RING_NEED_WAKEUP)
+            st |= 1;
+    }
+out:
+    PyBuffer_Release(&fill.view);
+    PyBuffer_Release(&rx.view);
+    if (st == -100)
+        return NULL;
+    return PyLong_FromLong(st);
+}
+
 static PyMethodDef methods[] = {
     {"rx_peek", (PyCFunction)(void (*)(void))rx_peek, METH_FASTCALL,
      "rx_peek(rx, umem, i) -> memoryview"},
@@ -1785,6 +1920,8 @@ static PyMethodDef methods[] = {
      "submit_fast(path, tx, n, length, fd, always) -> kick status or -4"},
     {"forward_kick", (PyCFunction)(void (*)(void))forward_kick, METH_FASTCALL,
      "forward_kick(txpath, rxpath, n, fd, always, lock) -> k, < 0, or (k, status, left)"},
+    {"release_step", (PyCFunction)(void (*)(void))release_step, METH_FASTCALL,
+     "release_step(rxpath, n, start) -> flags (1 wakeup, 4 left to Python), -1 or -4"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1805,6 +1942,7 @@ PyMODINIT_FUNC PyInit__accel(void)
         {&s_rx_peer, "rx_peer"}, {&s_returns, "returns"}, {&s_rx_limit, "rx_limit"}, {&s_peers, "peers"},
         {&s_tx, "tx"}, {&s_comp, "comp"}, {&s_rx, "rx"}, {&s_pool, "pool"}, {&s_fill, "fill"},
         {&s_received, "received"}, {&s_extra_returns, "extra_returns"},
+        {&s_has_returners, "has_returners"}, {&s_closed, "closed"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (*names[i].p == NULL && (*names[i].p = PyUnicode_InternFromString(names[i].s)) == NULL)
