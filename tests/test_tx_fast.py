@@ -1,9 +1,12 @@
-"""The one-call steps of the TX hot path (``TxPath.seek`` and
-``TxBatch.submit``'s usual case; in C ``reserve_fast`` and ``submit_fast``),
-on both ring paths: a corrupt kernel value (Completion producer, Completion
-address, TX consumer) or a frame returned twice raises and moves nothing (no
-index word, no slot, no pool, no counter), near the 2**32 wrap too; forwarded
-RX frames' completions go back to the RX side."""
+"""The one-call steps of the batch hot paths, on both ring paths:
+``TxPath.seek`` and ``TxBatch.submit``'s usual case (in C ``reserve_fast``,
+``submit_fast``), ``XskCore.forward``'s (``forward_kick``) and
+``RxBatch.release``'s (``release_step``). A corrupt kernel value (Completion
+producer or address, TX or Fill consumer) or a frame returned twice raises
+and moves nothing (no index word, no slot, no pool, no counter), near the
+2**32 wrap too; forwarded RX frames come back to the RX side. On the C path
+the usual case is checked on the C call itself, so that the Python code it
+falls back to cannot hide a C bug."""
 
 from __future__ import annotations
 
@@ -12,11 +15,14 @@ import socket
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
-from fake_kernel import NEED_WAKEUP, U32, FakeKernel, both_paths  # noqa: F401
+from fake_kernel import NEED_WAKEUP, U32, FakeCore, FakeKernel, both_paths  # noqa: F401
 
 from xdp_socket import _ring
+from xdp_socket.batch import RxBatch
 from xdp_socket.core import XskCore
+from xdp_socket.errors import SocketClosedError
 
 pytestmark = pytest.mark.usefixtures("both_paths")
 
@@ -378,3 +384,161 @@ def test_forward_refuses_frames_returned_twice(start: int) -> None:
     with pytest.raises(RuntimeError, match=r"^frame pool overflow: a frame was returned twice$"):
         core.forward(rx, 0)
     assert bytes(k.fill.buf) == before[2] and rx.pool.count == 8
+
+
+def rx_batch(k: FakeKernel, path: _ring.RxPath, n: int, core: FakeCore) -> RxBatch:
+    return RxBatch(core, path, path.seek(n),  # type: ignore[arg-type]
+                   np.frombuffer(k.umem, np.uint8))
+
+
+def rx_state(k: FakeKernel, path: _ring.RxPath) -> tuple[Any, ...]:
+    return (bytes(k.fill.buf), bytes(k.rx.buf), path.rx.cached_cons, path.fill.cached_prod,
+            path.fill.cached_cons, path.received, path.pool.head, path.pool.tail,
+            path.returns.head)
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_release_refuses_a_moved_ring_or_a_closed_path(start: int) -> None:
+    # (no spare frames: the Fill ring has room for the batch, so only the
+    # checks stop the C call)
+    k = FakeKernel(frame_count=8, ring=8, start=start)
+    path = k.rx_path()
+    core = FakeCore()
+    assert k.receive([b"a" * 60] * 6) == 6
+    b = rx_batch(k, path, 3, core)
+    path.commit(1)  # elsewhere: the batch's packets are not the first ones any more
+    before = rx_state(k, path)
+    if path.fast_release:
+        assert _ring.C.release_step(path, 3, b._start) == -4
+    with pytest.raises(ValueError, match="the RX ring moved under this batch"):
+        b.release()
+    assert rx_state(k, path) == before and not b.released
+    b = rx_batch(k, path, 3, core)
+    path.closed = True
+    before = rx_state(k, path)
+    if path.fast_release:
+        assert _ring.C.release_step(path, 3, b._start) == -4
+    with pytest.raises(SocketClosedError):
+        b.release()
+    assert rx_state(k, path) == before
+    path.closed = False
+    b.release()
+    assert path.received == 4 and path.available == 2
+
+
+def release(path: _ring.RxPath, b: RxBatch) -> int:
+    """``b.release()``; on the C path the C call itself, which must not
+    leave the usual case to the Python code."""
+    if path.fast_release:
+        st: int = _ring.C.release_step(path, b.count, b._start)
+        assert 0 <= st < 4
+        b.released = True
+        return st
+    return int(path.release_batch(b.count))
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_release_tops_the_fill_ring_up_and_takes_returned_frames(start: int) -> None:
+    k = FakeKernel(frame_count=32, ring=8, start=start)
+    path = k.rx_path()
+    core = FakeCore()
+    spare = path.pool.snapshot().tolist()
+    assert len(spare) == 24 and k.receive([b"a" * 60] * 8) == 8
+    frames = [k.rx.entry(k.rx.cons + i)[0] & ~(FS - 1) for i in range(8)]
+    assert release(path, rx_batch(k, path, 3, core)) == 1  # (the Fill ring asks)
+    # at most half full (5 of 8 free): the spares fill it up
+    assert k.fill_contents() == frames[:3] + spare[:5]
+    assert path.received == 3 and path.pool.count == 19
+    # frames a TX side gave back go into the Fill ring after the spares that
+    # waited longer (as take_returns and refill do)
+    path.has_returners = True
+    k.fill.set_flags(0)
+    taken = k.fill_contents()[:4]
+    k.fill.cons = (k.fill.cons + 4) & U32  # the kernel took four more
+    path.returns.push_array(path.pool.snapshot()[-2:])  # (as if two were in flight)
+    path.pool.tail -= 2
+    back = path.returns.snapshot().tolist()
+    assert release(path, rx_batch(k, path, 2, core)) == 0  # (not asked: no wakeup)
+    if path.fast_release:
+        assert k.fill_contents()[-4:] == frames[3:5] + spare[5:7]
+        assert path.pool.snapshot().tolist()[-2:] == back
+    # (the Python code takes the returned frames first, so the released ones
+    # wait in the pool: either way every frame is in one place)
+    assert path.returns.count == 0 and path.received == 5
+    free = set(range(0, 32 * FS, FS)) - set(taken) - set(frames[5:8])
+    assert sorted(k.fill_contents() + path.pool.snapshot().tolist()) == sorted(free)
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_release_leaves_a_corrupt_fill_consumer_to_the_top_up(start: int) -> None:
+    k = FakeKernel(frame_count=32, ring=8, fill=16, start=start)
+    path = k.rx_path()
+    core = FakeCore()
+    assert k.receive([b"a" * 60] * 8) == 8
+    rx_batch(k, path, 2, core).release()  # 6 of 16 free: no top-up
+    fill_prod = k.fill.prod
+    # ahead of our producer once the next batch's 2 frames are in: only the
+    # top-up reads it (the release's room is in the cache)
+    k.fill.cons = (k.fill.prod + 3) & U32
+    b = rx_batch(k, path, 2, core)
+    if path.fast_release:
+        assert _ring.C.release_step(path, 2, b._start) & 4  # the top-up is left to Python
+        b.released = True
+        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
+                                                           r"ahead of producer"):
+            path.finish_release()
+    else:
+        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
+                                                           r"ahead of producer"):
+            b.release()
+    assert k.fill.prod == (fill_prod + 2) & U32  # the batch's frames, no spares
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_release_refuses_frames_returned_twice(start: int) -> None:
+    k = FakeKernel(frame_count=16, ring=8, start=start)
+    path = k.rx_path()
+    core = FakeCore()
+    path.has_returners = True
+    assert k.receive([b"a" * 60] * 4) == 4
+    path.returns.push_array(k.addrs(0, 9))  # 8 spares + 9 > 16: some came back twice
+    b = rx_batch(k, path, 4, core)
+    if path.fast_release:
+        assert _ring.C.release_step(path, 4, b._start) & 4
+        b.released = True
+        with pytest.raises(RuntimeError, match=r"^frame pool overflow: a frame was returned "
+                                               r"twice$"):
+            path.finish_release()
+    else:
+        with pytest.raises(RuntimeError, match=r"^frame pool overflow: a frame was returned "
+                                               r"twice$"):
+            b.release()
+
+
+@pytest.mark.parametrize("start", NEAR_WRAP)
+def test_release_top_up_rereads_the_fill_consumer(start: int) -> None:
+    # the top-up wants more room than the cache says: it re-reads the Fill
+    # consumer, and a corrupt one is left to the Python code (nothing more
+    # goes into the Fill ring)
+    k = FakeKernel(frame_count=32, ring=16, start=start)
+    path = k.rx_path()
+    core = FakeCore()
+    spare = path.pool.snapshot()
+    path.pool.head = path.pool.tail  # (the spares are in use)
+    assert k.receive([b"a" * 60] * 12) == 12
+    rx_batch(k, path, 2, core).release()  # 10 of 16 free, in the cache
+    path.pool.push_array(spare[:9])  # back: more than the cache's room
+    k.fill.cons = (k.fill.prod + 3) & U32  # ahead of our producer after the next 2
+    fill_prod = k.fill.prod
+    b = rx_batch(k, path, 2, core)
+    if path.fast_release:
+        assert _ring.C.release_step(path, 2, b._start) == 4 | 1  # (1: the Fill ring asks)
+        b.released = True
+        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
+                                                           r"ahead of producer"):
+            path.finish_release()
+    else:
+        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
+                                                           r"ahead of producer"):
+            b.release()
+    assert k.fill.prod == (fill_prod + 2) & U32 and path.pool.count == 9
