@@ -32,7 +32,11 @@ Rules this module keeps:
   (:mod:`xdp_socket._sys._accel`, built by pip when a compiler is present)
   does the innermost per-batch loops of this module: RX release to the Fill
   ring, RX->TX forwarding, MAC swaps, frame pool <-> ring moves, completion
-  reclaim and the TX kick loop, with the same checks as the Python code here.
+  reclaim and the TX kick loop, with the same checks as the Python code here;
+  the batch API's usual steps (``TxPath.seek``, ``XskCore.submit_tx`` and
+  ``XskCore.forward``, ``RxBatch.release``) are one C call each, which hands
+  anything unusual (and every error) back to the Python code between whole
+  steps (a step it refuses is not begun), for it to redo and report.
   Whether it is used is decided once, here, when this module is imported
   (:data:`accel`; ``XDP_SOCKET_NO_ACCEL=1`` forces pure Python), and each
   ring takes the decision when it is made (``RingArea.ref`` is its C handle
