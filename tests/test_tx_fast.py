@@ -11,7 +11,9 @@ falls back to cannot hide a C bug."""
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -542,3 +544,43 @@ def test_release_top_up_rereads_the_fill_consumer(start: int) -> None:
                                                            r"ahead of producer"):
             b.release()
     assert k.fill.prod == (fill_prod + 2) & U32 and path.pool.count == 9
+
+
+def test_rx_wait_looks_kicks_polls_and_looks_again() -> None:
+    if _ring.accel is None:
+        pytest.skip("the accelerator's own entry points")
+    C = _ring.C
+    k = FakeKernel(frame_count=16, ring=8)
+    path = k.rx_path()
+    wake = os.eventfd(0, os.EFD_NONBLOCK)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        k.fill.set_flags(0)
+        t0 = time.monotonic()
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 50) == 0  # timed out
+        assert time.monotonic() - t0 >= 0.04
+        b.send(b"x")  # the socket is readable but no packet is in the ring: woke
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 50) == 2
+        a.recv(1)
+        k.receive([b"p" * 60])
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 5000) == 1  # no wait
+        assert path.rx.cached_prod == k.rx.prod
+        path.commit(1)
+        os.eventfd_write(wake, 1)  # a close() in another thread
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 5000) == -3
+        os.eventfd_read(wake)
+        k.rx.prod = (k.rx.cons + 9) & U32  # 9 ahead in a ring of 8
+        cached = path.rx.cached_prod
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 0) == -1
+        assert path.rx.cached_prod == cached  # not cached
+        k.rx.prod = k.rx.cons
+        # the Fill ring asks: a kick (recvfrom) first; on a non-socket it fails
+        k.fill.set_flags(NEED_WAKEUP)
+        assert C.rx_wait(path.rx, path.fill, wake, wake, 0) == -(100 + errno.ENOTSOCK)
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 0) == 0  # (EAGAIN is fine)
+        b.close()  # the peer hung up: an error, not a packet
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 5000) == -2
+    finally:
+        a.close()
+        b.close()
+        os.close(wake)

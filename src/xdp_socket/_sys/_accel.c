@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #define XDP_RING_NEED_WAKEUP 1 /* if_xdp.h */
@@ -1880,6 +1881,95 @@ out:
     return PyLong_FromLong(st);
 }
 
+/*
+ * rx_wait(rx, fill, fd, wake_fd, timeout_ms) -> 1 | 0 | 2 | < 0
+ * RxSocket.poll_wait's usual call (a finite timeout, nothing available yet)
+ * in one call: look at the RX ring; kick the Fill ring if it asks (a
+ * zero-length recvfrom); one poll(2) on the socket and the wake eventfd with
+ * the GIL released; look again. 1: a packet is there; 0: the poll timed out
+ * with none; 2: it woke with none (a spurious or interrupted wake: the
+ * caller waits again). Negative, left to the Python code, which redoes the
+ * step and reports: ST_CORRUPT a corrupt RX producer (nothing cached),
+ * -2 POLLERR/POLLHUP/POLLNVAL on the socket, -3 the wake eventfd fired
+ * (the socket is being closed), -(100 + errno) the Fill kick failed.
+ */
+static PyObject *rx_wait(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx, fill;
+    uint32_t avail = 0;
+    int fd, wake_fd, ms;
+    long st = 0;
+
+    if (check_nargs(nargs, 5, "rx_wait"))
+        return NULL;
+    fd = (int)PyLong_AsLong(a[2]);
+    wake_fd = (int)PyLong_AsLong(a[3]);
+    ms = (int)PyLong_AsLong(a[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (map_ring(a[0], &rx) < 0)
+        return NULL;
+    if (map_ring(a[1], &fill) < 0) {
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    if (rx.r->esize != 16 || fill.r->esize != 8) {
+        PyErr_SetString(PyExc_ValueError, "rx_wait needs an RX ring and a Fill ring");
+        st = -100;
+        goto out;
+    }
+    if (cons_avail(&rx, 1, &avail) < 0) {
+        st = ST_CORRUPT;
+        goto out;
+    }
+    if (avail) {
+        st = 1;
+        goto out;
+    }
+    if (load_acquire(word(&fill, fill.r->flags_off)) & XDP_RING_NEED_WAKEUP) {
+        ssize_t r;
+        int err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        r = recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+        if (r < 0)
+            err = errno;
+        Py_END_ALLOW_THREADS
+        if (r < 0 && err != EAGAIN && err != EBUSY && err != ENOBUFS && err != EINTR) {
+            st = -(100 + err);
+            goto out;
+        }
+    }
+    struct pollfd pf[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    n = poll(pf, 2, ms < 0 ? 0 : ms);
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        st = 2; /* (EINTR: signals first, then the caller waits again) */
+        if (PyErr_CheckSignals() < 0)
+            st = -100;
+        goto out;
+    }
+    if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+        st = -2;
+        goto out;
+    }
+    if (pf[1].revents) {
+        st = -3;
+        goto out;
+    }
+    if (cons_avail(&rx, 1, &avail) < 0)
+        st = ST_CORRUPT;
+    else
+        st = avail ? 1 : n ? 2 : 0;
+out:
+    PyBuffer_Release(&fill.view);
+    PyBuffer_Release(&rx.view);
+    if (st == -100)
+        return NULL;
+    return PyLong_FromLong(st);
+}
+
 static PyMethodDef methods[] = {
     {"rx_peek", (PyCFunction)(void (*)(void))rx_peek, METH_FASTCALL,
      "rx_peek(rx, umem, i) -> memoryview"},
@@ -1920,6 +2010,8 @@ static PyMethodDef methods[] = {
      "submit_fast(path, tx, n, length, fd, always) -> kick status or -4"},
     {"forward_kick", (PyCFunction)(void (*)(void))forward_kick, METH_FASTCALL,
      "forward_kick(txpath, rxpath, n, fd, always, lock) -> k, < 0, or (k, status, left)"},
+    {"rx_wait", (PyCFunction)(void (*)(void))rx_wait, METH_FASTCALL,
+     "rx_wait(rx, fill, fd, wake_fd, timeout_ms) -> 1 ready, 0 timed out, 2 woke, < 0"},
     {"release_step", (PyCFunction)(void (*)(void))release_step, METH_FASTCALL,
      "release_step(rxpath, n, start) -> flags (1 wakeup, 4 left to Python), -1 or -4"},
     {NULL, NULL, 0, NULL},
