@@ -737,7 +737,7 @@ class TxPath(_FramePath):
         back to the RX side's Fill ring (or leaves that to the caller:
         ``XskCore.forward`` does it after the kick)."""
         tx = self.tx
-        if (rx is self.rx_peer and tx.ref is not None and not self.reserved
+        if (tx.ref is not None and rx is self.rx_peer and not self.reserved
                 and not rx.multi_buffer):
             # The usual l2fwd step (this socket's own RX half, accelerated, no
             # frames reserved, no chains to keep whole): the checks, the
@@ -1198,15 +1198,15 @@ class RxPath(_FramePath):
         the Fill ring (via the pool if it is full), then their RX slots."""
         rx = self.rx
         avail = (rx.cached_prod - rx.cached_cons) & U32
-        if not 0 <= n <= avail:
+        if not 0 < n <= avail:
+            if n == 0:
+                return
             raise ValueError(f"cannot commit {n} packet(s): {avail} available (call seek_n first)")
-        if n == 0:
-            return
         if self.returns.tail != self.returns.head or self.extra_returns:
             self.take_returns()
-        pool = self.pool
         fill = self.fill
         if n == 1:
+            pool = self.pool
             # per-packet path, scalar only: the frame goes back to the Fill
             # ring (the pool when it is full)
             addr = self._q[2 * (rx.cached_cons & rx.mask)] & self.base_mask
@@ -1233,7 +1233,7 @@ class RxPath(_FramePath):
             fill.submit(n)
             self._top_up()
         else:
-            pool.push_from(rx.area.addrs, rx.cached_cons, n, self.base_mask)
+            self.pool.push_from(rx.area.addrs, rx.cached_cons, n, self.base_mask)
             self._top_up()
         # the RX slots are read; only now may the kernel reuse them
         rx.release(n)

@@ -585,7 +585,7 @@ class XskCore:
         tx = self.tx_path
         if tx is None or tx.closed:
             raise SocketClosedError("TX socket")
-        if rx is tx.rx_peer and tx.fast_forward and not rx.multi_buffer:
+        if tx.fast_forward and rx is tx.rx_peer and not rx.multi_buffer:
             # The usual l2fwd step (this socket's own RX half, accelerated, no
             # chains to keep whole) in one C call: what TxPath.forward, the
             # kick loop below and take_returns do, the lock held as there.
