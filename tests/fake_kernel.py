@@ -169,6 +169,11 @@ class FakeCore:
         self.tx_kicks += 1
         return 0
 
+    def submit_tx(self, path: _ring.TxPath, n: int, length: int, kick: bool) -> None:
+        path.submit_len(n, length)
+        if kick:
+            self.drive_tx()
+
     def kick_fill(self) -> None:
         self.fill_kicks += 1
 

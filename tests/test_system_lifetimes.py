@@ -249,6 +249,9 @@ RX_WAITS: dict[str, Callable[[Any], Any]] = {
     "poll_wait": lambda rx: rx.poll_wait(None),
     "recv": lambda rx: rx.recv(None),
     "receive": lambda rx: rx.receive(64, timeout=None),
+    # a finite timeout: the accelerator's one-call wait (poll(2) without the GIL)
+    "poll_wait_10s": lambda rx: rx.poll_wait(10.0),
+    "receive_10s": lambda rx: rx.receive(64, timeout=10.0),
 }
 
 

@@ -32,7 +32,11 @@ Rules this module keeps:
   (:mod:`xdp_socket._sys._accel`, built by pip when a compiler is present)
   does the innermost per-batch loops of this module: RX release to the Fill
   ring, RX->TX forwarding, MAC swaps, frame pool <-> ring moves, completion
-  reclaim and the TX kick loop, with the same checks as the Python code here.
+  reclaim and the TX kick loop, with the same checks as the Python code here;
+  the batch API's usual steps (``TxPath.seek``, ``XskCore.submit_tx`` and
+  ``XskCore.forward``, ``RxBatch.release``) are one C call each, which hands
+  anything unusual (and every error) back to the Python code between whole
+  steps (a step it refuses is not begun), for it to redo and report.
   Whether it is used is decided once, here, when this module is imported
   (:data:`accel`; ``XDP_SOCKET_NO_ACCEL=1`` forces pure Python), and each
   ring takes the decision when it is made (``RingArea.ref`` is its C handle
@@ -545,6 +549,18 @@ class TxPath(_FramePath):
         self.multi_buffer = False
         self._q = tx.desc_q
         self._i = tx.desc_i
+        # seek's usual case is one C call (C.reserve_fast: reclaim, then
+        # pool frames into TX slots); GroupTxPath reclaims its own way
+        self.fast_reserve = self.tx.ref is not None
+        # TxBatch.submit's usual case is one C call (C.submit_fast, made by
+        # XskCore.submit_tx: lengths, publish, kick); not where publishing
+        # needs a lock (LockedTxPath)
+        self.fast_submit = self.tx.ref is not None
+        # XskCore.forward's usual case is one C call (C.forward_kick: reclaim
+        # and forward with ``lock`` held, kick, returned frames to Fill): set
+        # by LockedTxPath, the TX side of every socket that also receives
+        self.fast_forward = False
+        self.lock: Any = None
 
     @property
     def in_flight(self) -> int:
@@ -721,7 +737,7 @@ class TxPath(_FramePath):
         back to the RX side's Fill ring (or leaves that to the caller:
         ``XskCore.forward`` does it after the kick)."""
         tx = self.tx
-        if (rx is self.rx_peer and tx.ref is not None and not self.reserved
+        if (tx.ref is not None and rx is self.rx_peer and not self.reserved
                 and not rx.multi_buffer):
             # The usual l2fwd step (this socket's own RX half, accelerated, no
             # frames reserved, no chains to keep whole): the checks, the
@@ -789,6 +805,13 @@ class TxPath(_FramePath):
         returns ``min(n, available)``. Newly reserved slots get length 0
         ("not written", which commit refuses) unless ``clear_lengths`` is
         False: the batch API sets or clears every length itself."""
+        if self.fast_reserve:
+            # everything below in one call; < 0: not the usual case, or a
+            # corrupt kernel value (nothing done): the code below redoes it
+            # and reports
+            got: int = C.reserve_fast(self, self.tx, self.comp, self.pool, n, clear_lengths)
+            if got >= 0:
+                return got
         reserved = self.reserved
         if reserved >= n:
             return n
@@ -949,6 +972,9 @@ class RxPath(_FramePath):
         # producer, the TX side, and one consumer, this side: each moves only
         # its own index, so the two halves need no lock for it).
         self.returns = FramePool(self.frame_count)
+        # RxBatch's release is one C call (C.release_step); not for
+        # GroupRxPath, whose Fill ring and pool need the group's lock
+        self.fast_release = self.rx.ref is not None
         self._q = rx.desc_q
         self._i = rx.desc_i
         self.refill()
@@ -1156,20 +1182,31 @@ class RxPath(_FramePath):
         self.commit(n)
         return self.fill.flags[0] & RING_NEED_WAKEUP
 
+    def finish_release(self) -> int:
+        """What ``C.release_step`` left to the Python code (flag 4: a top-up
+        or returned frames it could not move; this reports why); returns
+        non-zero when the Fill ring asks for a wakeup."""
+        self._top_up()
+        if self.has_returners:
+            returns = self.returns
+            if returns.tail != returns.head or self.extra_returns:
+                self.take_returns()
+        return self.fill.flags[0] & RING_NEED_WAKEUP
+
     def commit(self, n: int) -> None:
         """Release the first ``n`` available packets: their frames go back to
         the Fill ring (via the pool if it is full), then their RX slots."""
         rx = self.rx
         avail = (rx.cached_prod - rx.cached_cons) & U32
-        if not 0 <= n <= avail:
+        if not 0 < n <= avail:
+            if n == 0:
+                return
             raise ValueError(f"cannot commit {n} packet(s): {avail} available (call seek_n first)")
-        if n == 0:
-            return
         if self.returns.tail != self.returns.head or self.extra_returns:
             self.take_returns()
-        pool = self.pool
         fill = self.fill
         if n == 1:
+            pool = self.pool
             # per-packet path, scalar only: the frame goes back to the Fill
             # ring (the pool when it is full)
             addr = self._q[2 * (rx.cached_cons & rx.mask)] & self.base_mask
@@ -1196,7 +1233,7 @@ class RxPath(_FramePath):
             fill.submit(n)
             self._top_up()
         else:
-            pool.push_from(rx.area.addrs, rx.cached_cons, n, self.base_mask)
+            self.pool.push_from(rx.area.addrs, rx.cached_cons, n, self.base_mask)
             self._top_up()
         # the RX slots are read; only now may the kernel reuse them
         rx.release(n)
@@ -1241,6 +1278,8 @@ class LockedTxPath(TxPath):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lock = threading.Lock()
+        self.fast_submit = False  # publishing holds the lock: submit_len below
+        self.fast_forward = self.tx.ref is not None
 
     def reclaim(self) -> int:
         with self.lock:
@@ -1287,6 +1326,7 @@ class GroupRxPath(RxPath):
             self.fill = fill
             self.pool = pool
             self.frame_count = len(frame_addrs)
+            self.fast_release = False  # (release_batch, with the lock)
             pool.push_array(frame_addrs)
             self.refill()
 
@@ -1320,6 +1360,8 @@ class GroupTxPath(LockedTxPath):
                  frame_addrs: U64Array, frame_size: int, umem: memoryview) -> None:
         super().__init__(tx, comp.area, frame_addrs, frame_size, umem)
         self.comp = comp
+        self.fast_reserve = False  # the group's Completion ring: _reclaim below
+        self.fast_forward = False  # (forward refuses)
         self.group_lock = lock
         self._routes = routes
 

@@ -196,6 +196,16 @@ class RxBatch:
         if self.released:
             return
         path = self._path
+        if path.fast_release:
+            # one C call (the accelerator's: see _ring.RxPath.fast_release),
+            # which also checks that the path is open and the ring did not
+            # move; < 0: nothing done, the code below checks and reports
+            st = _ring.C.release_step(path, self.count, self._start)
+            if st >= 0:
+                self.released = True
+                if st and (st == 1 or path.finish_release()):
+                    self._core.wake_fill()  # the Fill ring asks for a wakeup
+                return
         if path.closed or path.rx.cached_cons != self._start:
             self._check()  # raises, saying which
         self.released = True
@@ -246,6 +256,13 @@ class RxBatch:
         if self.released:
             return
         path = self._path
+        if path.fast_release:  # (as in release())
+            st = _ring.C.release_step(path, self.count, self._start)
+            if st >= 0:
+                self.released = True
+                if st and (st == 1 or path.finish_release()):
+                    self._core.wake_fill()
+                return
         if path.closed or path.rx.cached_cons != self._start:
             if exc_type is not None and path.closed:
                 return  # nothing to give back; let the block's own exception through
@@ -453,11 +470,13 @@ class TxBatch:
 
     def set_lengths(self, lens: npt.ArrayLike, count: int | None = None) -> None:
         """Set the lengths of the first ``count`` frames (scalar or array)."""
+        path = self._path
         if (lens.__class__ is int and count is None and self._lens is None
-                and 0 < lens <= self._path.frame_size):
+                and 0 < lens <= path.frame_size):
             # the txonly loop's call: one length for the whole batch, kept
             # as an int until submit (no array, no ring write yet)
-            self._check()
+            if self.done or path.closed or (self.count and path.tx.cached_prod != self._start):
+                self._refuse()  # (_check, inlined)
             self._len_all = lens
             return
         self._check()
@@ -491,11 +510,18 @@ class TxBatch:
         """Send the first ``count`` frames (default: all); each must have a
         length. The rest stay reserved for the next :meth:`TxSocket.reserve`.
         Returns how many were submitted."""
+        path = self._path
+        if (count is None and self._len_all and self._lens is None and self._opts is None
+                and not self.done and not path.closed and path.tx.cached_prod == self._start):
+            # the usual case (every frame, one length; _check passed):
+            # lengths, publish and kick in one step
+            self.done = True
+            self._core.submit_tx(path, self.count, self._len_all, kick)
+            return self.count
         self._check()
         k = self.count if count is None else count
         if not 0 <= k <= self.count:
             raise ValueError(f"count must be 0..{self.count}")
-        path = self._path
         opts = self._opts
         if opts is not None and k and opts[k - 1] & _ring.PKT_CONTD:
             raise ValueError(f"frame {k - 1} is inside a chain: submit the whole packet")
@@ -507,11 +533,9 @@ class TxBatch:
                     raise ValueError("no frame in the submit has a length: write them or "
                                      "set_lengths()")
                 if k == self.count:
-                    # the usual case: every frame, one length, one call
-                    path.submit_len(k, self._len_all)
+                    # every frame, one length
                     self.done = True
-                    if kick:
-                        self._core.drive_tx()
+                    self._core.submit_tx(path, k, self._len_all, kick)
                     return k
                 path.set_lengths(self._len_all, k, checked=True)
             else:

@@ -528,6 +528,33 @@ class XskCore:
             pending = left
         return 0
 
+    def submit_tx(self, path: _ring.TxPath, n: int, length: int, kick: bool) -> None:
+        """``path.submit_len(n, length)`` then, with ``kick``, :meth:`drive_tx`:
+        one C call in the usual case (accelerated, no lock to hold)."""
+        if path.fast_submit:
+            st: int = _ring.C.submit_fast(path, path.tx, n, length,
+                                          self.sock.fileno() if kick else -1, self._kick_always)
+            if not st:
+                return
+            if st != -4:  # (-4: not the usual case, nothing done)
+                self._kick_status(path, st)
+                return
+        path.submit_len(n, length)
+        if kick:
+            self.drive_tx()
+
+    def _kick_status(self, path: _ring.TxPath, status: int) -> None:
+        """What a C kick loop's non-zero status asks for (see drive_tx)."""
+        if status == -1:  # no progress: reclaiming may make room
+            if path.reclaim():
+                self.drive_tx()
+            return
+        if status == -3:
+            raise _ring.RingCorruptedError(
+                f"ring corrupted: the TX consumer is more than {path.tx.entries} entries "
+                "behind our producer")
+        self.wakeup_error(status, "kick TX")
+
     def drive_until(self, done: Any, timeout: float | None, what: str) -> bool:
         """Drive the TX ring until ``done()``; back off from 50 us to 5 ms
         between looks. False when ``timeout`` seconds passed first; raises
@@ -558,6 +585,26 @@ class XskCore:
         tx = self.tx_path
         if tx is None or tx.closed:
             raise SocketClosedError("TX socket")
+        if tx.fast_forward and rx is tx.rx_peer and not rx.multi_buffer:
+            # The usual l2fwd step (this socket's own RX half, accelerated, no
+            # chains to keep whole) in one C call: what TxPath.forward, the
+            # kick loop below and take_returns do, the lock held as there.
+            res: Any = _ring.C.forward_kick(tx, rx, n, self.sock.fileno(), self._kick_always,
+                                            tx.lock)
+            if res.__class__ is int:
+                if res >= 0:
+                    done: int = res
+                    return done
+                # (< 0: nothing forwarded; not the usual case, or a corrupt
+                # kernel value: the code below redoes it and reports)
+            else:
+                k, status, left = res
+                if status:
+                    self._kick_status(tx, status)
+                if left or rx.returns.tail != rx.returns.head:
+                    rx.take_returns()
+                sent: int = k
+                return sent
         if rx is not tx.rx_peer:
             # (a queue group's socket has no rx_peer: its TX side is a
             # GroupTxPath, whose forward refuses)
@@ -589,6 +636,15 @@ class XskCore:
             rx=rx.rx.area.descs if rx else empty_d,
             tx=tx.tx.area.descs if tx else empty_d,
         )
+
+    def wait_rx(self, path: _ring.RxPath, ms: int) -> int:
+        """RxSocket.poll_wait's usual step in one C call (look at the RX
+        ring, kick the Fill ring if it asks, one poll(2) of up to ``ms``
+        milliseconds on the socket and the wake eventfd, look again): 1 a
+        packet is there, 0 timed out, 2 woke with none, < 0 left to the
+        caller's Python steps (they redo it and report; see _accel.rx_wait)."""
+        st: int = _ring.C.rx_wait(path.rx, path.fill, self.sock.fileno(), self._wake_fd, ms)
+        return st
 
     def poll(self, events: int, timeout: float | None, what: str) -> bool:
         """One poll(2) on the fd; True if an asked-for event is ready. Returns

@@ -439,6 +439,19 @@ class RxSocket(_Half):
         path = self._path
         if path.seek(1):
             return True
+        if path.fast_release and timeout is not None and 0 < timeout < 1e6:
+            # a poll loop's usual call: one C call (look, kick, poll, look)
+            core = self._core
+            st = core.wait_rx(path, int(timeout * 1000 + 0.999))
+            if st == 1:
+                return True
+            if st == 0:  # timed out
+                if core.closed or path.closed:
+                    raise SocketClosedError(self._what)
+                return False
+            # (2: woke with nothing, a rare spurious wake: the loop below
+            # waits again, the whole timeout; < 0: the steps below redo it
+            # and report)
         self.kick()
         deadline = None if timeout is None else time.monotonic() + timeout
         if deadline is not None and timeout:

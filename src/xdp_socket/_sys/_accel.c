@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #define XDP_RING_NEED_WAKEUP 1 /* if_xdp.h */
@@ -915,6 +916,8 @@ static PyObject *tx_peek(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
  * (status -3). The GIL is released during sendto (the export we hold keeps
  * the mapping alive even if another thread closes the socket meanwhile).
  */
+static int kick_loop(Map *tx, int fd, int always, uint32_t *pending_out);
+
 static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 {
     Map tx;
@@ -927,40 +930,8 @@ static PyObject *drive_tx(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         return NULL;
     if (map_ring(a[1], &tx) < 0)
         return NULL;
-    uint32_t *cons_w = word(&tx, tx.r->cons_off), *flags_w = word(&tx, tx.r->flags_off);
-    uint32_t *prod_w = word(&tx, tx.r->prod_off);
-    uint32_t pending = load_acquire(prod_w) - load_acquire(cons_w);
-    while (pending) {
-        if (pending > tx.r->entries) {
-            status = -3;
-            break;
-        }
-        if (!always && !(__atomic_load_n(flags_w, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP))
-            break; /* the kernel is polling the ring by itself */
-        ssize_t r;
-        int err = 0;
-        Py_BEGIN_ALLOW_THREADS
-        r = sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
-        if (r < 0)
-            err = errno;
-        Py_END_ALLOW_THREADS
-        if (r < 0 && err != EAGAIN && err != EBUSY && err != ENOBUFS && err != EINTR) {
-            status = err;
-            break;
-        }
-        uint32_t left = load_acquire(prod_w) - load_acquire(cons_w);
-        if (left > tx.r->entries) {
-            pending = left;
-            status = -3;
-            break;
-        }
-        if (left >= pending) {
-            pending = left;
-            status = -1; /* no progress: Completion ring full or driver busy */
-            break;
-        }
-        pending = left;
-    }
+    uint32_t pending = 0;
+    status = kick_loop(&tx, fd, always, &pending);
     PyBuffer_Release(&tx.view);
     return Py_BuildValue("(Ii)", pending, status);
 }
@@ -1169,6 +1140,836 @@ static PyObject *forward_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
     return PyLong_FromLong(st);
 }
 
+/* ---- TX steps on the Python path objects ---------------------------------
+ *
+ * reserve_fast and submit_fast take a TxPath (and its rings and pool) and do
+ * the usual case of TxPath.seek / TxBatch.submit in one call. The path's
+ * Python-int counters (reserved, submitted, completed, foreign_in_flight)
+ * and the pools' head and tail are read and written as attributes; the
+ * rings' cached indices and ``reserved`` copy are the Ring's C fields. On any
+ * negative status nothing was changed (a reclaim already done stays done:
+ * it is a whole step of its own) and the Python path takes over, raising the
+ * error in its own words.
+ */
+
+static PyObject *s_buf, *s_head, *s_tail, *s_reserved, *s_submitted, *s_completed,
+    *s_reclaim_at, *s_base_mask, *s_umem_size, *s_multi_buffer, *s_foreign, *s_rx_peer,
+    *s_returns, *s_rx_limit, *s_peers, *s_tx, *s_comp, *s_rx, *s_pool, *s_fill,
+    *s_received, *s_extra_returns, *s_has_returners, *s_closed;
+
+static int get_u64(PyObject *o, PyObject *name, uint64_t *out)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    unsigned long long x = PyLong_AsUnsignedLongLong(v);
+    Py_DECREF(v);
+    if (x == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int set_u64(PyObject *o, PyObject *name, uint64_t v)
+{
+    PyObject *x = PyLong_FromUnsignedLongLong(v);
+    if (x == NULL)
+        return -1;
+    int r = PyObject_SetAttr(o, name, x);
+    Py_DECREF(x);
+    return r;
+}
+
+static int get_truth(PyObject *o, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* A FramePool: its array (exported for the call) and its Python-int indices. */
+typedef struct {
+    PyObject *obj;
+    Py_buffer v;
+    uint64_t *a, mask, head, tail;
+} Pool;
+
+static int pool_open(PyObject *obj, Pool *p)
+{
+    PyObject *buf = PyObject_GetAttr(obj, s_buf);
+    if (buf == NULL)
+        return -1;
+    int r = pool_view(buf, &p->v, &p->a, &p->mask);
+    Py_DECREF(buf);
+    if (r < 0)
+        return -1;
+    p->obj = obj;
+    if (get_u64(obj, s_head, &p->head) < 0 || get_u64(obj, s_tail, &p->tail) < 0) {
+        PyBuffer_Release(&p->v);
+        return -1;
+    }
+    if (p->tail - p->head > p->mask + 1) {
+        PyBuffer_Release(&p->v);
+        PyErr_SetString(PyExc_ValueError, "frame pool indices out of step");
+        return -1;
+    }
+    return 0;
+}
+
+/* TxPath._reclaim (with _reclaim_c) for a path without peers: every
+ * completion goes to this side's pool, or forwarded RX frames (below
+ * rx_limit) to the RX side's ``returns`` queue. Returns the number reclaimed,
+ * ST_CORRUPT (a bad Completion producer or an address beyond the UMEM),
+ * ST_OVERFLOW (a pool would overflow), -100 with a Python error set; on a
+ * negative status nothing moved. */
+static long tx_reclaim(PyObject *path, Map *comp, Pool *pool)
+{
+    uint32_t m = 0;
+    if (cons_avail(comp, comp->r->entries, &m) < 0)
+        return ST_CORRUPT;
+    if (!m)
+        return 0;
+    uint64_t limit, and_mask, foreign;
+    if (get_u64(path, s_umem_size, &limit) < 0 || get_u64(path, s_base_mask, &and_mask) < 0
+        || get_u64(path, s_foreign, &foreign) < 0)
+        return -100;
+    Slots cs = slots_of(comp);
+    uint32_t start = comp->r->cached_cons;
+    uint64_t own = 0, theirs = 0, rx_limit = 0;
+    if (foreign && get_u64(path, s_rx_limit, &rx_limit) < 0)
+        return -100;
+    for (uint32_t i = 0; i < m; i++) { /* check everything before moving anything */
+        uint64_t addr = *s_addr(cs, start + i);
+        if (addr >= limit)
+            return ST_CORRUPT;
+        if ((addr & and_mask) < rx_limit)
+            theirs++;
+    }
+    own = m - theirs;
+    if (own > pool->mask + 1 - (pool->tail - pool->head))
+        return ST_OVERFLOW;
+    Pool ret = {0};
+    if (theirs) {
+        PyObject *peer = PyObject_GetAttr(path, s_rx_peer);
+        if (peer == NULL)
+            return -100;
+        PyObject *q = peer == Py_None ? NULL : PyObject_GetAttr(peer, s_returns);
+        Py_DECREF(peer);
+        if (q == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "forwarded frames in flight without an RX peer");
+            return -100;
+        }
+        int r = pool_open(q, &ret);
+        Py_DECREF(q); /* (the path holds it) */
+        if (r < 0)
+            return -100;
+        if (theirs > ret.mask + 1 - (ret.tail - ret.head) || theirs > foreign) {
+            PyBuffer_Release(&ret.v);
+            return ST_OVERFLOW;
+        }
+    }
+    uint64_t o = pool->tail, t = ret.tail;
+    for (uint32_t i = 0; i < m; i++) {
+        uint64_t addr = *s_addr(cs, start + i) & and_mask;
+        if (addr < rx_limit)
+            ret.a[t++ & ret.mask] = addr;
+        else
+            pool->a[o++ & pool->mask] = addr;
+    }
+    long st = 0;
+    /* single producer (this side) for both queues: the new tails publish */
+    if (set_u64(pool->obj, s_tail, o) < 0)
+        st = -100;
+    pool->tail = o;
+    if (theirs) {
+        if (st == 0 && (set_u64(ret.obj, s_tail, t) < 0 || set_u64(path, s_foreign,
+                                                                  foreign - theirs) < 0))
+            st = -100;
+        PyBuffer_Release(&ret.v);
+    }
+    store_release(word(comp, comp->r->cons_off), start + m);
+    comp->r->cached_cons = start + m;
+    uint64_t completed;
+    if (st == 0 && (get_u64(path, s_completed, &completed) < 0
+                    || set_u64(path, s_completed, completed + m) < 0))
+        st = -100;
+    return st ? st : (long)m;
+}
+
+/*
+ * reserve_fast(path, tx, comp, pool, n, clear_len) -> min(n, reserved) | < 0
+ * TxPath.seek in one call: reclaim completions when the pool is short or
+ * half the Completion ring is in flight, then move pool frames into TX
+ * slots past those already reserved (with clear_len their length 0, on a
+ * multi-buffer socket their options 0), updating path.reserved and the TX
+ * ring's copy. Negative: ST_CORRUPT / ST_OVERFLOW / ST_FALLBACK (n < 0, a
+ * path with peers needing a reclaim): the Python path redoes and reports.
+ * (Not for GroupTxPath, whose Completion ring is the group's.)
+ */
+static PyObject *reserve_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map tx, comp;
+    Pool pool;
+    Py_ssize_t n;
+    long st = 0;
+    int clear;
+
+    if (check_nargs(nargs, 6, "reserve_fast") || arg_n(a[4], &n) < 0
+        || (clear = PyObject_IsTrue(a[5])) < 0)
+        return NULL;
+    if (n < 0)
+        return PyLong_FromLong(ST_FALLBACK);
+    if (map_ring(a[1], &tx) < 0)
+        return NULL;
+    uint32_t reserved = tx.r->reserved;
+    if ((uint64_t)reserved >= (uint64_t)n) {
+        PyBuffer_Release(&tx.view);
+        return PyLong_FromSsize_t(n);
+    }
+    if (map_ring(a[2], &comp) < 0) {
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    if (tx.r->esize != 16 || comp.r->esize != 8) {
+        PyBuffer_Release(&comp.view);
+        PyBuffer_Release(&tx.view);
+        PyErr_SetString(PyExc_ValueError, "reserve_fast needs a TX ring and a Completion ring");
+        return NULL;
+    }
+    if (pool_open(a[3], &pool) < 0) {
+        PyBuffer_Release(&comp.view);
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    PyObject *path = a[0];
+    uint64_t want = (uint64_t)n - reserved, submitted, completed, reclaim_at;
+    if (get_u64(path, s_submitted, &submitted) < 0 || get_u64(path, s_completed, &completed) < 0
+        || get_u64(path, s_reclaim_at, &reclaim_at) < 0) {
+        st = -100;
+        goto out;
+    }
+    /* (as in seek: also when many are in flight, so that the Completion
+     * ring never fills while the pool still has frames) */
+    if (pool.tail - pool.head < want || submitted - completed >= reclaim_at) {
+        /* other sockets' RX sides forward into this ring: their completions
+         * are routed by address ranges in Python (_reclaim_routed) */
+        int peers = get_truth(path, s_peers);
+        if (peers) {
+            st = peers < 0 ? -100 : ST_FALLBACK;
+            goto out;
+        }
+        long r = tx_reclaim(path, &comp, &pool);
+        if (r < 0) {
+            st = r;
+            goto out;
+        }
+    }
+    uint32_t free = 0;
+    if ((st = prod_free(&tx, (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n), &free)) < 0)
+        goto out;
+    uint64_t k = pool.tail - pool.head;
+    if (want < k)
+        k = want;
+    if (free < reserved)
+        k = 0;
+    else if ((uint64_t)(free - reserved) < k)
+        k = free - reserved;
+    if (k) {
+        int mb = get_truth(path, s_multi_buffer);
+        if (mb < 0) {
+            st = -100;
+            goto out;
+        }
+        Slots ts = slots_of(&tx);
+        uint32_t start = tx.r->cached_prod + reserved;
+        for (uint32_t i = 0; i < (uint32_t)k; i++) {
+            *s_addr(ts, start + i) = pool.a[(pool.head + i) & pool.mask];
+            if (clear)
+                *s_len(ts, start + i) = 0;
+            if (mb)
+                *s_options(ts, start + i) = 0;
+        }
+        reserved += (uint32_t)k;
+        tx.r->reserved = reserved;
+        if (set_u64(pool.obj, s_head, pool.head + k) < 0
+            || set_u64(path, s_reserved, reserved) < 0) {
+            st = -100;
+            goto out;
+        }
+    }
+    st = (uint64_t)reserved >= (uint64_t)n ? (long)n : (long)reserved;
+out:
+    PyBuffer_Release(&pool.v);
+    PyBuffer_Release(&comp.view);
+    PyBuffer_Release(&tx.view);
+    if (st == -100)
+        return NULL;
+    return PyLong_FromLong(st);
+}
+
+/* The kick loop of drive_tx (see there) on a mapped TX ring; *pending gets
+ * what is left. */
+static int kick_loop(Map *tx, int fd, int always, uint32_t *pending_out)
+{
+    int status = 0;
+    uint32_t *cons_w = word(tx, tx->r->cons_off), *flags_w = word(tx, tx->r->flags_off);
+    uint32_t *prod_w = word(tx, tx->r->prod_off);
+    uint32_t pending = load_acquire(prod_w) - load_acquire(cons_w);
+    while (pending) {
+        if (pending > tx->r->entries) {
+            status = -3;
+            break;
+        }
+        if (!always && !(__atomic_load_n(flags_w, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP))
+            break; /* the kernel is polling the ring by itself */
+        ssize_t r;
+        int err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        r = sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+        if (r < 0)
+            err = errno;
+        Py_END_ALLOW_THREADS
+        if (r < 0 && err != EAGAIN && err != EBUSY && err != ENOBUFS && err != EINTR) {
+            status = err;
+            break;
+        }
+        uint32_t left = load_acquire(prod_w) - load_acquire(cons_w);
+        if (left > tx->r->entries) {
+            pending = left;
+            status = -3;
+            break;
+        }
+        if (left >= pending) {
+            pending = left;
+            status = -1; /* no progress: Completion ring full or driver busy */
+            break;
+        }
+        pending = left;
+    }
+    *pending_out = pending;
+    return status;
+}
+
+/*
+ * submit_fast(path, tx, n, length, fd, always) -> status | ST_FALLBACK
+ * TxPath.submit_len then (fd >= 0) XskCore.drive_tx in one call: the first
+ * n reserved TX slots get ``length`` (validated by the caller), the producer
+ * is published, path.reserved / path.submitted and the ring's reserved copy
+ * move; then the kick loop runs. Status as drive_tx's: 0, -1 no progress,
+ * -3 a corrupt TX consumer, > 0 an errno. ST_FALLBACK (-4): n is not 1..reserved
+ * (nothing done).
+ */
+static PyObject *submit_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map tx;
+    Py_ssize_t n;
+    uint32_t length;
+    int fd, always;
+
+    if (check_nargs(nargs, 6, "submit_fast") || arg_n(a[2], &n) < 0 || arg_u32(a[3], &length)
+        || (always = PyObject_IsTrue(a[5])) < 0)
+        return NULL;
+    fd = (int)PyLong_AsLong(a[4]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (map_ring(a[1], &tx) < 0)
+        return NULL;
+    Ring *r = tx.r;
+    if (r->esize != 16 || n <= 0 || (uint64_t)n > r->reserved) {
+        PyBuffer_Release(&tx.view);
+        if (r->esize != 16) {
+            PyErr_SetString(PyExc_ValueError, "submit_fast needs a TX ring");
+            return NULL;
+        }
+        return PyLong_FromLong(ST_FALLBACK);
+    }
+    PyObject *path = a[0];
+    uint64_t submitted;
+    if (get_u64(path, s_submitted, &submitted) < 0) {
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    Slots ts = slots_of(&tx);
+    uint32_t prod = r->cached_prod;
+    for (uint32_t i = 0; i < (uint32_t)n; i++)
+        *s_len(ts, prod + i) = length;
+    store_release(word(&tx, r->prod_off), prod + (uint32_t)n);
+    r->cached_prod = prod + (uint32_t)n;
+    r->reserved -= (uint32_t)n;
+    if (set_u64(path, s_reserved, r->reserved) < 0
+        || set_u64(path, s_submitted, submitted + (uint64_t)n) < 0) {
+        PyBuffer_Release(&tx.view);
+        return NULL;
+    }
+    int status = 0;
+    uint32_t pending = 0;
+    if (fd >= 0)
+        status = kick_loop(&tx, fd, always, &pending);
+    PyBuffer_Release(&tx.view);
+    return PyLong_FromLong(status);
+}
+
+/* RxPath.take_returns' usual case (no extra_returns queues): the frames the
+ * TX side gave back, after any older ones waiting in the RX pool, go into the
+ * Fill ring as far as it has room; the rest wait in the pool (as
+ * take_returns then refill do). 0 done, 1 left to the Python code (a corrupt
+ * Fill consumer or a pool overflow, which it reports; nothing moved), -100
+ * a Python error. */
+static int take_returns_c(PyObject *rxp)
+{
+    PyObject *ret_o = NULL, *pool_o = NULL, *fill_o = NULL;
+    Pool ret, pool;
+    Map fill;
+    int st = 0, have_ret = 0, have_pool = 0, have_fill = 0;
+
+    if ((ret_o = PyObject_GetAttr(rxp, s_returns)) == NULL || pool_open(ret_o, &ret) < 0) {
+        st = -100;
+        goto out;
+    }
+    have_ret = 1;
+    uint64_t k = ret.tail - ret.head;
+    if (!k)
+        goto out;
+    if ((pool_o = PyObject_GetAttr(rxp, s_pool)) == NULL || pool_open(pool_o, &pool) < 0) {
+        st = -100;
+        goto out;
+    }
+    have_pool = 1;
+    if ((fill_o = PyObject_GetAttr(rxp, s_fill)) == NULL || map_ring(fill_o, &fill) < 0) {
+        st = -100;
+        goto out;
+    }
+    have_fill = 1;
+    uint64_t pc = pool.tail - pool.head, total = pc + k;
+    uint32_t free = 0;
+    if (fill.r->esize != 8
+        || prod_free(&fill, total > UINT32_MAX ? UINT32_MAX : (uint32_t)total, &free) < 0) {
+        st = 1;
+        goto out;
+    }
+    uint64_t move = total < free ? total : free;
+    uint64_t mp = pc < move ? pc : move, mr = move - mp;
+    if (k - mr > pool.mask + 1 - (pc - mp)) {
+        st = 1; /* more frames than the pool holds: a frame came back twice */
+        goto out;
+    }
+    Slots fs = slots_of(&fill);
+    uint32_t prod = fill.r->cached_prod;
+    for (uint64_t i = 0; i < mp; i++)
+        *s_addr(fs, prod + (uint32_t)i) = pool.a[(pool.head + i) & pool.mask];
+    for (uint64_t i = 0; i < mr; i++)
+        *s_addr(fs, prod + (uint32_t)(mp + i)) = ret.a[(ret.head + i) & ret.mask];
+    uint64_t tail = pool.tail;
+    for (uint64_t i = mr; i < k; i++)
+        pool.a[tail++ & pool.mask] = ret.a[(ret.head + i) & ret.mask];
+    if (move) {
+        store_release(word(&fill, fill.r->prod_off), prod + (uint32_t)move);
+        fill.r->cached_prod = prod + (uint32_t)move;
+    }
+    if (set_u64(pool_o, s_head, pool.head + mp) < 0 || set_u64(pool_o, s_tail, tail) < 0
+        || set_u64(ret_o, s_head, ret.head + k) < 0)
+        st = -100;
+out:
+    if (have_fill)
+        PyBuffer_Release(&fill.view);
+    if (have_pool)
+        PyBuffer_Release(&pool.v);
+    if (have_ret)
+        PyBuffer_Release(&ret.v);
+    Py_XDECREF(fill_o);
+    Py_XDECREF(pool_o);
+    Py_XDECREF(ret_o);
+    return st;
+}
+
+static int add_u64(PyObject *o, PyObject *name, uint64_t d)
+{
+    uint64_t v;
+    if (get_u64(o, name, &v) < 0)
+        return -1;
+    return set_u64(o, name, v + d);
+}
+
+/* The forward itself, with the TX side's lock held: TxPath.forward's usual
+ * case (reclaim when half the Completion ring is in flight, then move
+ * min(n, free TX slots) descriptors). k >= 0 forwarded, or a negative status
+ * with nothing forwarded. */
+static long forward_locked(PyObject *txp, PyObject *rxp, Map *tx, Map *comp, Map *rx,
+                           Py_ssize_t n)
+{
+    if (tx->r->reserved || (uint64_t)n > (uint32_t)(rx->r->cached_prod - rx->r->cached_cons))
+        return ST_FALLBACK; /* (reserved frames come first: forward sends nothing) */
+    uint64_t submitted, completed, reclaim_at;
+    if (get_u64(txp, s_submitted, &submitted) < 0 || get_u64(txp, s_completed, &completed) < 0
+        || get_u64(txp, s_reclaim_at, &reclaim_at) < 0)
+        return -100;
+    if (submitted - completed >= reclaim_at) {
+        int peers = get_truth(txp, s_peers);
+        if (peers)
+            return peers < 0 ? -100 : ST_FALLBACK;
+        PyObject *pool_o = PyObject_GetAttr(txp, s_pool);
+        Pool pool;
+        if (pool_o == NULL || pool_open(pool_o, &pool) < 0) {
+            Py_XDECREF(pool_o);
+            return -100;
+        }
+        long r = tx_reclaim(txp, comp, &pool);
+        PyBuffer_Release(&pool.v);
+        Py_DECREF(pool_o);
+        if (r < 0)
+            return r;
+    }
+    uint32_t k = 0;
+    if (prod_free(tx, (uint32_t)n, &k) < 0)
+        return ST_CORRUPT;
+    if (k > (uint32_t)n)
+        k = (uint32_t)n;
+    if (!k)
+        return 0;
+    Ring *rr = rx->r, *tr = tx->r;
+    uint32_t cons = rr->cached_cons, prod = tr->cached_prod;
+    Slots ts = slots_of(tx), rs = slots_of(rx);
+    for (uint32_t i = 0; i < k; i++) /* the whole descriptor: addr, len, options */
+        memcpy(s_addr(ts, prod + i), s_addr(rs, cons + i), 16);
+    store_release(word(tx, tr->prod_off), prod + k);
+    store_release(word(rx, rr->cons_off), cons + k);
+    tr->cached_prod = prod + k;
+    rr->cached_cons = cons + k;
+    if (add_u64(txp, s_submitted, k) < 0 || add_u64(txp, s_foreign, k) < 0
+        || add_u64(rxp, s_received, k) < 0)
+        return -100;
+    return (long)k;
+}
+
+/*
+ * forward_kick(txpath, rxpath, n, fd, always, lock) -> k | < 0 | (k, kick_status, returns_left)
+ * XskCore.forward's usual case (rxpath is txpath's own RX half, accelerated,
+ * no multi-buffer) in one call: with ``lock`` held (None: no lock), reclaim
+ * if due (forwarded frames' completions to rxpath.returns), then forward
+ * min(n, free TX slots) packets from the RX ring; the lock let go, the kick
+ * loop of drive_tx (GIL released); then the returned frames go into the Fill
+ * ring (take_returns). An int k >= 0: all done. Negative: nothing forwarded
+ * (ST_FALLBACK: not the usual case; ST_CORRUPT, ST_OVERFLOW: the Python path
+ * redoes and reports). A tuple: k forwarded, then the kick's status
+ * (as drive_tx's) and whether take_returns is left to the caller.
+ */
+static PyObject *forward_kick(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    PyObject *txp, *rxp, *lock, *o[3] = {NULL, NULL, NULL};
+    Map tx, comp, rx;
+    int fd, always, mapped = 0;
+    Py_ssize_t n;
+    long k = -100;
+    PyObject *res = NULL;
+
+    if (check_nargs(nargs, 6, "forward_kick") || arg_n(a[2], &n) < 0
+        || (always = PyObject_IsTrue(a[4])) < 0)
+        return NULL;
+    fd = (int)PyLong_AsLong(a[3]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0)
+        return PyLong_FromLong(ST_FALLBACK);
+    txp = a[0];
+    rxp = a[1];
+    lock = a[5];
+    if ((o[0] = PyObject_GetAttr(txp, s_tx)) == NULL || (o[1] = PyObject_GetAttr(txp, s_comp)) == NULL
+        || (o[2] = PyObject_GetAttr(rxp, s_rx)) == NULL)
+        goto out;
+    if (map_ring(o[0], &tx) < 0)
+        goto out;
+    mapped = 1;
+    if (map_ring(o[1], &comp) < 0)
+        goto out;
+    mapped = 2;
+    if (map_ring(o[2], &rx) < 0)
+        goto out;
+    mapped = 3;
+    if (tx.r->esize != 16 || comp.r->esize != 8 || rx.r->esize != 16) {
+        PyErr_SetString(PyExc_ValueError, "forward_kick needs TX, Completion and RX rings");
+        goto out;
+    }
+    if (lock != Py_None) {
+        PyObject *r = PyObject_CallMethod(lock, "acquire", NULL);
+        if (r == NULL)
+            goto out;
+        Py_DECREF(r);
+    }
+    k = forward_locked(txp, rxp, &tx, &comp, &rx, n);
+    if (lock != Py_None) {
+        PyObject *et, *ev, *tb; /* (an error of the locked step waits for the release) */
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *r = PyObject_CallMethod(lock, "release", NULL);
+        if (r == NULL) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(tb);
+            k = -100;
+            goto out;
+        }
+        Py_DECREF(r);
+        PyErr_Restore(et, ev, tb);
+    }
+    if (k < 0) {
+        if (k != -100)
+            res = PyLong_FromLong(k);
+        goto out;
+    }
+    int status = 0, left = 0;
+    uint32_t pending = 0;
+    if (fd >= 0)
+        status = kick_loop(&tx, fd, always, &pending);
+    int extra = get_truth(rxp, s_extra_returns);
+    if (extra < 0)
+        goto out;
+    left = extra ? 1 : take_returns_c(rxp);
+    if (left == -100)
+        goto out;
+    if (!status && !left)
+        res = PyLong_FromLong(k);
+    else
+        res = Py_BuildValue("(lii)", k, status, left);
+out:
+    if (mapped >= 3)
+        PyBuffer_Release(&rx.view);
+    if (mapped >= 2)
+        PyBuffer_Release(&comp.view);
+    if (mapped >= 1)
+        PyBuffer_Release(&tx.view);
+    Py_XDECREF(o[0]);
+    Py_XDECREF(o[1]);
+    Py_XDECREF(o[2]);
+    return res;
+}
+
+/* RxPath.refill in C: as many pooled frames as fit go into the Fill ring.
+ * 0 done, 1 left to Python (a corrupt Fill consumer: it reports), -100 error. */
+static int refill_c(PyObject *rxp, Map *fill)
+{
+    PyObject *pool_o = PyObject_GetAttr(rxp, s_pool);
+    Pool pool;
+    if (pool_o == NULL || pool_open(pool_o, &pool) < 0) {
+        Py_XDECREF(pool_o);
+        return -100;
+    }
+    int st = 0;
+    uint64_t want = pool.tail - pool.head;
+    uint32_t free = 0;
+    if (want) {
+        if (prod_free(fill, want > UINT32_MAX ? UINT32_MAX : (uint32_t)want, &free) < 0) {
+            st = 1;
+        } else {
+            uint64_t m = want < free ? want : free;
+            Slots fs = slots_of(fill);
+            uint32_t prod = fill->r->cached_prod;
+            for (uint64_t i = 0; i < m; i++)
+                *s_addr(fs, prod + (uint32_t)i) = pool.a[(pool.head + i) & pool.mask];
+            if (m) {
+                store_release(word(fill, fill->r->prod_off), prod + (uint32_t)m);
+                fill->r->cached_prod = prod + (uint32_t)m;
+                if (set_u64(pool_o, s_head, pool.head + m) < 0)
+                    st = -100;
+            }
+        }
+    }
+    PyBuffer_Release(&pool.v);
+    Py_DECREF(pool_o);
+    return st;
+}
+
+/*
+ * release_step(rxpath, n, start) -> flags | ST_CORRUPT | ST_FALLBACK
+ * RxBatch's release in one call: release_fast's step on rxpath.rx and
+ * rxpath.fill for a batch of n that starts at RX index ``start``
+ * (ST_FALLBACK, nothing done, when the ring moved since or rxpath.closed is
+ * set: the caller's checks report it), then rxpath.received
+ * += n, the spare frames top the Fill ring up once it is at most half full
+ * (_top_up) and, when rxpath.has_returners, the frames its TX side gave back
+ * go into the Fill ring (take_returns). Flags: 1 the Fill ring asks for a
+ * wakeup; 4 the top-up or the returns are left to the Python code (a corrupt
+ * Fill consumer, frames returned twice, or other sockets' queues).
+ */
+static PyObject *release_step(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx, fill;
+    uint64_t and_mask;
+    uint32_t start;
+    Py_ssize_t n;
+    long st = 0;
+
+    if (check_nargs(nargs, 3, "release_step") || arg_n(a[1], &n) < 0 || arg_u32(a[2], &start))
+        return NULL;
+    PyObject *rxp = a[0];
+    int closed = get_truth(rxp, s_closed);
+    if (closed)
+        return closed < 0 ? NULL : PyLong_FromLong(ST_FALLBACK);
+    PyObject *rx_o = PyObject_GetAttr(rxp, s_rx);
+    if (rx_o == NULL)
+        return NULL;
+    PyObject *fill_o = PyObject_GetAttr(rxp, s_fill);
+    if (fill_o == NULL) {
+        Py_DECREF(rx_o);
+        return NULL;
+    }
+    /* (the path holds both rings for the call) */
+    Py_DECREF(rx_o);
+    Py_DECREF(fill_o);
+    if (get_u64(rxp, s_base_mask, &and_mask) < 0 || map_ring(rx_o, &rx) < 0)
+        return NULL;
+    if (map_ring(fill_o, &fill) < 0) {
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    Ring *rr = rx.r, *fr = fill.r;
+    uint32_t room = 0;
+    if (rr->esize != 16 || fr->esize != 8) {
+        PyErr_SetString(PyExc_ValueError, "release_step needs an RX ring and a Fill ring");
+        st = -100;
+    } else if (start != rr->cached_cons || n < 2
+               || (uint64_t)n > (uint32_t)(rr->cached_prod - rr->cached_cons)) {
+        st = ST_FALLBACK;
+    } else if ((st = prod_free(&fill, (uint32_t)n, &room)) == 0 && room < (uint32_t)n) {
+        st = ST_FALLBACK;
+    }
+    if (st == 0) {
+        uint32_t cons = rr->cached_cons, prod = fr->cached_prod;
+        Slots fs = slots_of(&fill), rs = slots_of(&rx);
+        for (Py_ssize_t i = 0; i < n; i++)
+            *s_addr(fs, prod + (uint32_t)i) = *s_addr(rs, cons + (uint32_t)i) & and_mask;
+        store_release(word(&fill, fr->prod_off), prod + (uint32_t)n);
+        store_release(word(&rx, rr->cons_off), cons + (uint32_t)n);
+        fr->cached_prod = prod + (uint32_t)n;
+        rr->cached_cons = cons + (uint32_t)n;
+        if (add_u64(rxp, s_received, (uint64_t)n) < 0) {
+            st = -100;
+            goto out;
+        }
+        /* _top_up: the spares go in once the Fill ring is at most half full */
+        uint32_t half = fr->entries / 2, free_now = 0;
+        int left = 0;
+        if (prod_free(&fill, half, &free_now) < 0)
+            left = 1;
+        else if (free_now >= half)
+            left = refill_c(rxp, &fill);
+        if (left == 0) {
+            int hr = get_truth(rxp, s_has_returners);
+            if (hr < 0) {
+                left = -100;
+            } else if (hr) {
+                int extra = get_truth(rxp, s_extra_returns);
+                left = extra < 0 ? -100 : extra ? 1 : take_returns_c(rxp);
+            }
+        }
+        if (left == -100) {
+            st = -100;
+            goto out;
+        }
+        if (left)
+            st |= 4;
+        if (load_acquire(word(&fill, fr->flags_off)) & XDP_RING_NEED_WAKEUP)
+            st |= 1;
+    }
+out:
+    PyBuffer_Release(&fill.view);
+    PyBuffer_Release(&rx.view);
+    if (st == -100)
+        return NULL;
+    return PyLong_FromLong(st);
+}
+
+/*
+ * rx_wait(rx, fill, fd, wake_fd, timeout_ms) -> 1 | 0 | 2 | < 0
+ * RxSocket.poll_wait's usual call (a finite timeout, nothing available yet)
+ * in one call: look at the RX ring; kick the Fill ring if it asks (a
+ * zero-length recvfrom); one poll(2) on the socket and the wake eventfd with
+ * the GIL released; look again. 1: a packet is there; 0: the poll timed out
+ * with none; 2: it woke with none (a spurious or interrupted wake: the
+ * caller waits again). Negative, left to the Python code, which redoes the
+ * step and reports: ST_CORRUPT a corrupt RX producer (nothing cached),
+ * -2 POLLERR/POLLHUP/POLLNVAL on the socket, -3 the wake eventfd fired
+ * (the socket is being closed), -(100 + errno) the Fill kick failed.
+ */
+static PyObject *rx_wait(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map rx, fill;
+    uint32_t avail = 0;
+    int fd, wake_fd, ms;
+    long st = 0;
+
+    if (check_nargs(nargs, 5, "rx_wait"))
+        return NULL;
+    fd = (int)PyLong_AsLong(a[2]);
+    wake_fd = (int)PyLong_AsLong(a[3]);
+    ms = (int)PyLong_AsLong(a[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (map_ring(a[0], &rx) < 0)
+        return NULL;
+    if (map_ring(a[1], &fill) < 0) {
+        PyBuffer_Release(&rx.view);
+        return NULL;
+    }
+    if (rx.r->esize != 16 || fill.r->esize != 8) {
+        PyErr_SetString(PyExc_ValueError, "rx_wait needs an RX ring and a Fill ring");
+        st = -100;
+        goto out;
+    }
+    if (cons_avail(&rx, 1, &avail) < 0) {
+        st = ST_CORRUPT;
+        goto out;
+    }
+    if (avail) {
+        st = 1;
+        goto out;
+    }
+    if (load_acquire(word(&fill, fill.r->flags_off)) & XDP_RING_NEED_WAKEUP) {
+        ssize_t r;
+        int err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        r = recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+        if (r < 0)
+            err = errno;
+        Py_END_ALLOW_THREADS
+        if (r < 0 && err != EAGAIN && err != EBUSY && err != ENOBUFS && err != EINTR) {
+            st = -(100 + err);
+            goto out;
+        }
+    }
+    struct pollfd pf[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    n = poll(pf, 2, ms < 0 ? 0 : ms);
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        st = 2; /* (EINTR: signals first, then the caller waits again) */
+        if (PyErr_CheckSignals() < 0)
+            st = -100;
+        goto out;
+    }
+    if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+        st = -2;
+        goto out;
+    }
+    if (pf[1].revents) {
+        st = -3;
+        goto out;
+    }
+    if (cons_avail(&rx, 1, &avail) < 0)
+        st = ST_CORRUPT;
+    else
+        st = avail ? 1 : n ? 2 : 0;
+out:
+    PyBuffer_Release(&fill.view);
+    PyBuffer_Release(&rx.view);
+    if (st == -100)
+        return NULL;
+    return PyLong_FromLong(st);
+}
+
 static PyMethodDef methods[] = {
     {"rx_peek", (PyCFunction)(void (*)(void))rx_peek, METH_FASTCALL,
      "rx_peek(rx, umem, i) -> memoryview"},
@@ -1203,6 +2004,16 @@ static PyMethodDef methods[] = {
      "release_fast(rx, fill, n, and_mask) -> flags (1 wakeup, 2 more room), -1 or -4"},
     {"forward_fast", (PyCFunction)(void (*)(void))forward_fast, METH_FASTCALL,
      "forward_fast(rx, tx, n) -> forwarded, -1 (corrupt) or -4 (not the usual case)"},
+    {"reserve_fast", (PyCFunction)(void (*)(void))reserve_fast, METH_FASTCALL,
+     "reserve_fast(path, tx, comp, pool, n, clear_len) -> reserved (<= n) or < 0"},
+    {"submit_fast", (PyCFunction)(void (*)(void))submit_fast, METH_FASTCALL,
+     "submit_fast(path, tx, n, length, fd, always) -> kick status or -4"},
+    {"forward_kick", (PyCFunction)(void (*)(void))forward_kick, METH_FASTCALL,
+     "forward_kick(txpath, rxpath, n, fd, always, lock) -> k, < 0, or (k, status, left)"},
+    {"rx_wait", (PyCFunction)(void (*)(void))rx_wait, METH_FASTCALL,
+     "rx_wait(rx, fill, fd, wake_fd, timeout_ms) -> 1 ready, 0 timed out, 2 woke, < 0"},
+    {"release_step", (PyCFunction)(void (*)(void))release_step, METH_FASTCALL,
+     "release_step(rxpath, n, start) -> flags (1 wakeup, 4 left to Python), -1 or -4"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1215,6 +2026,19 @@ PyMODINIT_FUNC PyInit__accel(void)
 {
     if (PyType_Ready(&RingType) < 0)
         return NULL;
+    struct { PyObject **p; const char *s; } names[] = {
+        {&s_buf, "buf"}, {&s_head, "head"}, {&s_tail, "tail"}, {&s_reserved, "reserved"},
+        {&s_submitted, "submitted"}, {&s_completed, "completed"}, {&s_reclaim_at, "_reclaim_at"},
+        {&s_base_mask, "base_mask"}, {&s_umem_size, "umem_size"},
+        {&s_multi_buffer, "multi_buffer"}, {&s_foreign, "foreign_in_flight"},
+        {&s_rx_peer, "rx_peer"}, {&s_returns, "returns"}, {&s_rx_limit, "rx_limit"}, {&s_peers, "peers"},
+        {&s_tx, "tx"}, {&s_comp, "comp"}, {&s_rx, "rx"}, {&s_pool, "pool"}, {&s_fill, "fill"},
+        {&s_received, "received"}, {&s_extra_returns, "extra_returns"},
+        {&s_has_returners, "has_returners"}, {&s_closed, "closed"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (*names[i].p == NULL && (*names[i].p = PyUnicode_InternFromString(names[i].s)) == NULL)
+            return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
