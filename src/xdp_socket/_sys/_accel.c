@@ -1021,6 +1021,34 @@ static PyObject *peek_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
     return PyLong_FromSsize_t((Py_ssize_t)avail < n ? (Py_ssize_t)avail : n);
 }
 
+/* The usual release of n (>= 2) available RX entries, shared by release_fast
+ * and release_step: their frames (addresses ANDed to frame starts) go into
+ * the Fill ring, which is published, then the RX slots are released; both
+ * rings' cached indices move. ST_FALLBACK, nothing done: n < 2, more than are
+ * available, or no room for all n; ST_CORRUPT, nothing done: a corrupt Fill
+ * consumer. */
+static int rx_release_step(Map *rx, Map *fill, Py_ssize_t n, uint64_t and_mask)
+{
+    Ring *rr = rx->r, *fr = fill->r;
+    uint32_t room = 0;
+    if (n < 2 || (uint64_t)n > (uint32_t)(rr->cached_prod - rr->cached_cons))
+        return ST_FALLBACK;
+    int st = prod_free(fill, (uint32_t)n, &room);
+    if (st)
+        return st;
+    if (room < (uint32_t)n)
+        return ST_FALLBACK;
+    uint32_t cons = rr->cached_cons, prod = fr->cached_prod;
+    Slots fs = slots_of(fill), rs = slots_of(rx);
+    for (Py_ssize_t i = 0; i < n; i++)
+        *s_addr(fs, prod + (uint32_t)i) = *s_addr(rs, cons + (uint32_t)i) & and_mask;
+    store_release(word(fill, fr->prod_off), prod + (uint32_t)n);
+    store_release(word(rx, rr->cons_off), cons + (uint32_t)n);
+    fr->cached_prod = prod + (uint32_t)n;
+    rr->cached_cons = cons + (uint32_t)n;
+    return 0;
+}
+
 /*
  * release_fast(rx, fill, n, and_mask) -> flags | ST_CORRUPT | ST_FALLBACK
  * RxPath.release_batch's usual case in one call: n >= 2 RX entries
@@ -1052,21 +1080,9 @@ static PyObject *release_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
         st = -100;
     }
     if (st == 0) {
-        Ring *rr = rx.r, *fr = fill.r;
-        uint32_t room = 0;
-        if (n < 2 || (uint64_t)n > (uint32_t)(rr->cached_prod - rr->cached_cons))
-            st = ST_FALLBACK;
-        else if ((st = prod_free(&fill, (uint32_t)n, &room)) == 0 && room < (uint32_t)n)
-            st = ST_FALLBACK;
+        Ring *fr = fill.r;
+        st = rx_release_step(&rx, &fill, n, and_mask);
         if (st == 0) {
-            uint32_t cons = rr->cached_cons, prod = fr->cached_prod;
-            Slots fs = slots_of(&fill), rs = slots_of(&rx);
-            for (Py_ssize_t i = 0; i < n; i++)
-                *s_addr(fs, prod + (uint32_t)i) = *s_addr(rs, cons + (uint32_t)i) & and_mask;
-            store_release(word(&fill, fr->prod_off), prod + (uint32_t)n);
-            store_release(word(&rx, rr->cons_off), cons + (uint32_t)n);
-            fr->cached_prod = prod + (uint32_t)n;
-            rr->cached_cons = cons + (uint32_t)n;
             if (load_acquire(word(&fill, fr->flags_off)) & XDP_RING_NEED_WAKEUP)
                 st |= 1;
             /* flag 2: the Fill ring is at most half full now (exact: the
@@ -1825,25 +1841,15 @@ static PyObject *release_step(PyObject *mod, PyObject *const *a, Py_ssize_t narg
         return NULL;
     }
     Ring *rr = rx.r, *fr = fill.r;
-    uint32_t room = 0;
     if (rr->esize != 16 || fr->esize != 8) {
         PyErr_SetString(PyExc_ValueError, "release_step needs an RX ring and a Fill ring");
         st = -100;
-    } else if (start != rr->cached_cons || n < 2
-               || (uint64_t)n > (uint32_t)(rr->cached_prod - rr->cached_cons)) {
-        st = ST_FALLBACK;
-    } else if ((st = prod_free(&fill, (uint32_t)n, &room)) == 0 && room < (uint32_t)n) {
-        st = ST_FALLBACK;
+    } else if (start != rr->cached_cons) {
+        st = ST_FALLBACK; /* the ring moved under the batch: Python says so */
+    } else {
+        st = rx_release_step(&rx, &fill, n, and_mask);
     }
     if (st == 0) {
-        uint32_t cons = rr->cached_cons, prod = fr->cached_prod;
-        Slots fs = slots_of(&fill), rs = slots_of(&rx);
-        for (Py_ssize_t i = 0; i < n; i++)
-            *s_addr(fs, prod + (uint32_t)i) = *s_addr(rs, cons + (uint32_t)i) & and_mask;
-        store_release(word(&fill, fr->prod_off), prod + (uint32_t)n);
-        store_release(word(&rx, rr->cons_off), cons + (uint32_t)n);
-        fr->cached_prod = prod + (uint32_t)n;
-        rr->cached_cons = cons + (uint32_t)n;
         if (add_u64(rxp, s_received, (uint64_t)n) < 0) {
             st = -100;
             goto out;
