@@ -208,7 +208,7 @@ def test_forward_moves_frames_without_copy_and_routes_completions() -> None:
     k = FakeKernel(frame_size=2048, frame_count=32, ring=16, fill=16, comp=16)
     rx = k.rx_path(0, 16)
     tx = k.tx_path(16, 16)
-    tx.rx_peer, tx.rx_limit = rx, 16 * 2048
+    tx.pair(rx, 16 * 2048)
 
     core = FakeCore(tx)
 
@@ -248,7 +248,7 @@ def test_forward_sends_nothing_while_tx_frames_are_reserved() -> None:
     k = FakeKernel(frame_count=32, ring=16)
     rx = k.rx_path(0, 16)
     tx = k.tx_path(16, 16)
-    tx.rx_peer, tx.rx_limit = rx, 16 * k.frame_size
+    tx.pair(rx, 16 * k.frame_size)
     tx.seek(1)
     k.receive([b"q" * 60])
     rx.seek(1)

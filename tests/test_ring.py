@@ -319,7 +319,7 @@ def test_corrupt_completion_address_is_refused_and_nothing_moves() -> None:
 def test_corrupt_routed_completion_is_refused() -> None:
     k = FakeKernel(frame_count=32, ring=16)
     rx, tx = k.rx_path(0, 16), k.tx_path(16, 16)
-    tx.rx_peer, tx.rx_limit = rx, 16 * k.frame_size
+    tx.pair(rx, 16 * k.frame_size)
     assert k.receive([bytes(60)] * 3) == 3
     assert rx.seek(3) == 3
     assert tx.forward(rx, 3) == 3

@@ -376,7 +376,7 @@ def test_forward_errors() -> None:
     rx = k.rx_path(0, 16)
     other = k.rx_path(0, 16)
     tx = k.tx_path(16, 16)
-    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    tx.pair(rx, 16 * FS)
     with pytest.raises(ValueError, match=r"^can only forward from an RX half on the same "
                                          r"UMEM$"):
         tx.forward(other, 0)
@@ -396,7 +396,7 @@ def test_forward_partial_when_the_tx_ring_is_short() -> None:
     k.rx = type(k.rx)(16, "desc")
     rx = k.rx_path(0, 16)
     tx = k.tx_path(16, 16)
-    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    tx.pair(rx, 16 * FS)
     tx.seek(2)
     tx.set_lengths(60, 2)
     tx.commit(2)  # two of four TX slots in use
@@ -431,7 +431,7 @@ def test_forward_never_sends_part_of_a_multi_buffer_packet() -> None:
         rx = k.rx_path(0, 16)
         tx = k.tx_path(16, 16)
         rx.multi_buffer = tx.multi_buffer = True
-        tx.rx_peer, tx.rx_limit = rx, 16 * FS
+        tx.pair(rx, 16 * FS)
         tx.seek(8 - room)
         tx.set_lengths(60, 8 - room)
         tx.commit(8 - room)  # room for `room` descriptors
@@ -792,7 +792,7 @@ def test_locked_tx_path_holds_its_lock_and_passes_arguments() -> None:
     k = FakeKernel(frame_count=32, ring=16)
     rx = k.rx_path(0, 16)
     tx = _ring.LockedTxPath(k.tx.area, k.comp.area, k.addrs(16, 16), FS, k.umem_view)
-    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    tx.pair(rx, 16 * FS)
     k.receive([b"f" * 60] * 2)
     assert rx.seek(2) == 2
     results: list[object] = []
@@ -904,7 +904,7 @@ def test_rx_batch_forward_of_everything_gives_nothing_back_to_fill() -> None:
     k = FakeKernel(frame_count=32, ring=16)
     rx = k.rx_path(0, 16)
     tx = k.tx_path(16, 16)
-    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    tx.pair(rx, 16 * FS)
     core = FakeCore(tx)
 
     class FakeTx:
@@ -986,7 +986,7 @@ def test_forward_takes_returns_and_reclaims_at_half_the_completion_ring() -> Non
     k = FakeKernel(frame_count=32, ring=16, fill=16, comp=8)  # reclaim at 4 in flight
     rx = k.rx_path(0, 16)
     tx = k.tx_path(16, 16)
-    tx.rx_peer, tx.rx_limit = rx, 16 * FS
+    tx.pair(rx, 16 * FS)
     k.receive([b"a" * 60] * 2)
     assert rx.seek(2) == 2 and tx.forward(rx, 2) == 2
     k.transmit()

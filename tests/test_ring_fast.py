@@ -92,8 +92,7 @@ def test_forward_refuses_a_corrupt_tx_consumer_and_writes_nothing(start: int) ->
     k.rx = type(k.rx)(16, "desc", start)
     rx = k.rx_path(0, 32)
     tx = k.tx_path(32, 32)
-    tx.rx_peer, tx.rx_limit = rx, 32 * k.frame_size
-    rx.has_returners = True
+    tx.pair(rx, 32 * k.frame_size)
     assert tx.seek(4) == 4
     tx.set_lengths(60, 4)
     tx.commit(4)  # the TX ring is full as far as the cache knows

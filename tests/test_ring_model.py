@@ -72,7 +72,7 @@ class RingModel(RuleBasedStateMachine):
         self.rx = k.rx_path(0, RX_FRAMES)
         self.tx = _ring.LockedTxPath(k.tx.area, k.comp.area, k.addrs(RX_FRAMES, TX_FRAMES), FS,
                                      k.umem_view)
-        self.tx.rx_peer, self.tx.rx_limit = self.rx, RX_LIMIT
+        self.tx.pair(self.rx, RX_LIMIT)
         self.umem = np.frombuffer(k.umem, np.uint8)
         self.umem2d = self.umem.reshape(-1, FS)
         self.tag = 1

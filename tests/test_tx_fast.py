@@ -147,8 +147,7 @@ def test_reserve_routes_forwarded_frames_back_to_the_rx_side(start: int) -> None
     k = FakeKernel(frame_count=32, ring=8, comp=8, start=start)
     rx = k.rx_path(0, 16)
     tx = k.tx_path(16, 16)
-    tx.rx_peer, tx.rx_limit = rx, 16 * FS
-    rx.has_returners = True
+    tx.pair(rx, 16 * FS)
     assert k.receive([bytes([i]) * 60 for i in range(3)]) == 3
     assert rx.seek(3) == 3
     rx_frames = [k.rx.entry(k.rx.cons + i)[0] & ~(FS - 1) for i in range(3)]
@@ -257,8 +256,7 @@ def l2fwd(start: int, comp: int = 8) -> tuple[FakeKernel, _ring.RxPath, _ring.Lo
     k = FakeKernel(frame_count=32, ring=8, comp=comp, start=start)
     rx = k.rx_path(0, 16)
     tx = _ring.LockedTxPath(k.tx.area, k.comp.area, k.addrs(16, 16), FS, k.umem_view)
-    tx.rx_peer, tx.rx_limit = rx, 16 * FS
-    rx.has_returners = True
+    tx.pair(rx, 16 * FS)
     return k, rx, tx
 
 
@@ -451,21 +449,26 @@ def test_release_tops_the_fill_ring_up_and_takes_returned_frames(start: int) -> 
     # at most half full (5 of 8 free): the spares fill it up
     assert k.fill_contents() == frames[:3] + spare[:5]
     assert path.received == 3 and path.pool.count == 19
-    # frames a TX side gave back go into the Fill ring after the spares that
-    # waited longer (as take_returns and refill do)
+    # frames a TX side gave back go in before the batch's own, as commit
+    # takes them: with some waiting, the C release leaves the batch to the
+    # Python code (nothing done), whose release_batch takes them first
     path.has_returners = True
     k.fill.set_flags(0)
     taken = k.fill_contents()[:4]
     k.fill.cons = (k.fill.cons + 4) & U32  # the kernel took four more
     path.returns.push_array(path.pool.snapshot()[-2:])  # (as if two were in flight)
     path.pool.tail -= 2
-    back = path.returns.snapshot().tolist()
-    assert release(path, rx_batch(k, path, 2, core)) == 0  # (not asked: no wakeup)
+    b = rx_batch(k, path, 2, core)
     if path.fast_release:
-        assert k.fill_contents()[-4:] == frames[3:5] + spare[5:7]
-        assert path.pool.snapshot().tolist()[-2:] == back
-    # (the Python code takes the returned frames first, so the released ones
-    # wait in the pool: either way every frame is in one place)
+        fill_prod, rx_cons = k.fill.prod, k.rx.cons
+        assert _ring.C.release_step(path, 2, b._start) == -4
+        assert (k.fill.prod, k.rx.cons, path.returns.count) == (fill_prod, rx_cons, 2)
+    assert path.release_batch(2) == 0  # (not asked: no wakeup)
+    # the returned frames queue behind the spares that waited longer, the
+    # oldest four of which fill the Fill ring up; the batch's own frames
+    # then find it full and wait in the pool after the returned ones
+    assert k.fill_contents()[-4:] == spare[5:9]
+    assert path.pool.snapshot().tolist()[-4:] == spare[-2:] + frames[3:5]
     assert path.returns.count == 0 and path.received == 5
     free = set(range(0, 32 * FS, FS)) - set(taken) - set(frames[5:8])
     assert sorted(k.fill_contents() + path.pool.snapshot().tolist()) == sorted(free)
@@ -506,15 +509,12 @@ def test_release_refuses_frames_returned_twice(start: int) -> None:
     path.returns.push_array(k.addrs(0, 9))  # 8 spares + 9 > 16: some came back twice
     b = rx_batch(k, path, 4, core)
     if path.fast_release:
-        assert _ring.C.release_step(path, 4, b._start) & 4
-        b.released = True
-        with pytest.raises(RuntimeError, match=r"^frame pool overflow: a frame was returned "
-                                               r"twice$"):
-            path.finish_release()
-    else:
-        with pytest.raises(RuntimeError, match=r"^frame pool overflow: a frame was returned "
-                                               r"twice$"):
-            b.release()
+        # returned frames wait: the C release leaves it all to the Python code
+        assert _ring.C.release_step(path, 4, b._start) == -4
+        assert path.returns.count == 9 and path.received == 0
+    with pytest.raises(RuntimeError, match=r"^frame pool overflow: a frame was returned "
+                                           r"twice$"):
+        b.release()
 
 
 @pytest.mark.parametrize("start", NEAR_WRAP)

@@ -535,7 +535,7 @@ class TxPath(_FramePath):
         # may run in another thread. ``rx_peer`` and ``rx_limit`` (RX frames
         # are the addresses below it) are set by the socket when both halves
         # share one UMEM.
-        self.rx_peer: RxPath | None = None
+        self.rx_peer: RxPath | None = None  # (set by pair())
         self.rx_limit = 0
         self.foreign_in_flight = 0
         # Other sockets' RX sides on a shared UMEM that forward into this TX
@@ -631,6 +631,15 @@ class TxPath(_FramePath):
                 self.foreign_in_flight -= theirs
         comp.release(n)
         self.completed += n
+
+    def pair(self, rx: RxPath, rx_limit: int) -> None:
+        """Make ``rx`` (the RX half on the same UMEM, whose frames are the
+        addresses below ``rx_limit``) this side's peer: frames it forwards
+        here come back to it through its ``returns`` queue, which its
+        releases then look at (``has_returners``)."""
+        self.rx_peer = rx
+        self.rx_limit = rx_limit
+        rx.has_returners = True
 
     def add_peer(self, rx: RxPath) -> None:
         """Let ``rx`` (another socket's RX side on the same UMEM) forward into
@@ -1163,6 +1172,11 @@ class RxPath(_FramePath):
         every error, goes to ``commit``."""
         rx = self.rx
         if rx.ref is not None:
+            if self.has_returners:
+                returns = self.returns
+                if returns.tail != returns.head or self.extra_returns:
+                    # frames a TX side gave back go in first, as in commit
+                    self.take_returns()
             # copy to Fill, publish Fill, release RX, read the Fill flags
             st: int = C.release_fast(rx, self.fill, n, self.base_mask)
             if st >= 0:
@@ -1171,11 +1185,6 @@ class RxPath(_FramePath):
                     # (flag 2: the Fill ring is at most half full) the spare
                     # frames top it up (see _top_up)
                     self.refill()
-                if self.has_returners:
-                    returns = self.returns
-                    if returns.tail != returns.head or self.extra_returns:
-                        self.take_returns()  # frames a TX side gave back
-                        return self.fill.flags[0] & RING_NEED_WAKEUP
                 return st & 1
             # (-4: not the usual case; -1: a corrupt Fill consumer, which
             # commit's free_entries reports)

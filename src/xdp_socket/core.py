@@ -252,9 +252,7 @@ class XskCore:
                 if self.rx_path is not None:
                     # one UMEM: RX frames (addresses below rx_limit) may be
                     # forwarded on TX and must come back to the RX side
-                    self.tx_path.rx_peer = self.rx_path
-                    self.rx_path.has_returners = True
-                    self.tx_path.rx_limit = (base + n_rx) * umem.frame_size
+                    self.tx_path.pair(self.rx_path, (base + n_rx) * umem.frame_size)
             self.tx_path.multi_buffer = cfg.multi_buffer
         if group is not None:
             # the same queue: the kernel shares the group socket's buffer

@@ -1823,6 +1823,25 @@ static PyObject *release_step(PyObject *mod, PyObject *const *a, Py_ssize_t narg
     int closed = get_truth(rxp, s_closed);
     if (closed)
         return closed < 0 ? NULL : PyLong_FromLong(ST_FALLBACK);
+    /* Frames a TX side gave back go in before the batch's own (commit's
+     * order, which the ring model checks): left to the Python code. */
+    int hr = get_truth(rxp, s_has_returners);
+    if (hr) {
+        if (hr < 0)
+            return NULL;
+        int extra = get_truth(rxp, s_extra_returns);
+        if (extra)
+            return extra < 0 ? NULL : PyLong_FromLong(ST_FALLBACK);
+        PyObject *ret_o = PyObject_GetAttr(rxp, s_returns);
+        uint64_t head = 0, tail = 0;
+        int bad = ret_o == NULL || get_u64(ret_o, s_head, &head) < 0
+                  || get_u64(ret_o, s_tail, &tail) < 0;
+        Py_XDECREF(ret_o);
+        if (bad)
+            return NULL;
+        if (head != tail)
+            return PyLong_FromLong(ST_FALLBACK);
+    }
     PyObject *rx_o = PyObject_GetAttr(rxp, s_rx);
     if (rx_o == NULL)
         return NULL;
