@@ -14,6 +14,7 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -437,6 +438,24 @@ def release(path: _ring.RxPath, b: RxBatch) -> int:
     return int(path.release_batch(b.count))
 
 
+def top_up_meets_corrupt_fill_consumer(path: _ring.RxPath, b: RxBatch,
+                                       status_ok: Callable[[int], bool]) -> None:
+    """Release ``b`` when the top-up will read a corrupt Fill consumer: the C
+    release (its status checked by ``status_ok``) does the release and leaves
+    the top-up to the Python code, which raises; the Python path raises at
+    once."""
+    if path.fast_release:
+        assert status_ok(_ring.C.release_step(path, b.count, b._start))  # top-up left to Python
+        b.released = True
+        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
+                                                           r"ahead of producer"):
+            path.finish_release()
+    else:
+        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
+                                                           r"ahead of producer"):
+            b.release()
+
+
 @pytest.mark.parametrize("start", NEAR_WRAP)
 def test_release_tops_the_fill_ring_up_and_takes_returned_frames(start: int) -> None:
     k = FakeKernel(frame_count=32, ring=8, start=start)
@@ -486,16 +505,7 @@ def test_release_leaves_a_corrupt_fill_consumer_to_the_top_up(start: int) -> Non
     # top-up reads it (the release's room is in the cache)
     k.fill.cons = (k.fill.prod + 3) & U32
     b = rx_batch(k, path, 2, core)
-    if path.fast_release:
-        assert _ring.C.release_step(path, 2, b._start) & 4  # the top-up is left to Python
-        b.released = True
-        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
-                                                           r"ahead of producer"):
-            path.finish_release()
-    else:
-        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
-                                                           r"ahead of producer"):
-            b.release()
+    top_up_meets_corrupt_fill_consumer(path, b, lambda st: bool(st & 4))
     assert k.fill.prod == (fill_prod + 2) & U32  # the batch's frames, no spares
 
 
@@ -533,16 +543,7 @@ def test_release_top_up_rereads_the_fill_consumer(start: int) -> None:
     k.fill.cons = (k.fill.prod + 3) & U32  # ahead of our producer after the next 2
     fill_prod = k.fill.prod
     b = rx_batch(k, path, 2, core)
-    if path.fast_release:
-        assert _ring.C.release_step(path, 2, b._start) == 4 | 1  # (1: the Fill ring asks)
-        b.released = True
-        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
-                                                           r"ahead of producer"):
-            path.finish_release()
-    else:
-        with pytest.raises(_ring.RingCorruptedError, match=r"^ring corrupted: consumer \d+ is "
-                                                           r"ahead of producer"):
-            b.release()
+    top_up_meets_corrupt_fill_consumer(path, b, lambda st: st == 4 | 1)  # (1: the Fill ring asks)
     assert k.fill.prod == (fill_prod + 2) & U32 and path.pool.count == 9
 
 
