@@ -348,6 +348,7 @@ class Setup:
     pings: int = PINGS
     perf: Perf | None = None  # --method: syscall counts of the measured process
     tx_budget: int | None = None  # --tx-budget: XDP_MAX_TX_SKB_BUDGET for C and xdp-socket
+    c_batch_work_ns: int = 0  # --c-batch-work-ns: the same-core experiment (C rxdrop only)
 
 
 @dataclass
@@ -394,7 +395,13 @@ def _c(mode: str, iface: str, s: Setup, duration: float | None = None,
         "-d", f"{duration if duration is not None else s.duration:g}",
         "-w", f"{FIRST_PACKET_WAIT:g}", "-b", str(s.batch), "-s", str(FRAME_BYTES),
         "--xdp-mode", "native", "--quiet",
-    ] + (["--poll"] if poll else []) + _budget(s)  # fmt: skip
+    ] + (["--poll"] if poll else []) + _budget(s) + _work(s, mode)  # fmt: skip
+
+
+def _work(s: Setup, mode: str) -> list[str]:
+    """--c-batch-work-ns: the C rxdrop's busy time per batch (an experiment)."""
+    return ["--batch-work-ns", str(s.c_batch_work_ns)] if s.c_batch_work_ns and \
+        mode == "rxdrop" else []
 
 
 def _afpacket(mode: str, iface: str, s: Setup) -> list[str]:
@@ -1090,6 +1097,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tx-budget", type=_count(1, 2048, "--tx-budget"), default=None,
                    help="XDP_MAX_TX_SKB_BUDGET (frames per copy-mode kick) for C and xdp-socket "
                         "alike (default: the kernel's, 32)")
+    p.add_argument("--c-batch-work-ns", type=_count(0, 100_000_000, "--c-batch-work-ns"),
+                   default=0, metavar="NS",
+                   help="an experiment, not a comparison: the C rxdrop spins NS ns on every "
+                        "batch, as a slower receiver loop would (bench/README.md, 'Same core, "
+                        "poll'); refuses --write")
     p.add_argument("--pings", type=_count(1, 1000000, "--pings"), default=None,
                    help=f"latency rows: round trips recorded per run (default {PINGS})")
     p.add_argument("--method", action="store_true",
@@ -1116,6 +1128,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except ImportError:
             p.error("--plot needs matplotlib: pip install 'xdp-socket[bench]' "
                     "(or pip install matplotlib)")
+    if args.c_batch_work_ns and (args.write or args.write_to):
+        p.error("--c-batch-work-ns makes the C column an experiment: not for --write")
+    if args.c_batch_work_ns:
+        IMPL_TITLES["c"] = f"C libxdp, +{args.c_batch_work_ns} ns per batch"
     # (checked before a run, so a missing block does not waste it; --from-json
     # writes the saved run's batch size)
     start, end = marks(_saved_batch(args.from_json) if args.from_json else args.batch)
@@ -1263,7 +1279,7 @@ def main(argv: list[str] | None = None) -> int:
             with testing.veth_pair("bencha", "benchb", queues=1) as link:
                 s = Setup(link.a, link.b, link.a_index, link.b_index, args.duration,
                           args.cores[0], args.cores[1], xsk_ref, args.batch, args.pings,
-                          perf, args.tx_budget)  # fmt: skip
+                          perf, args.tx_budget, args.c_batch_work_ns)  # fmt: skip
                 for row in args.modes:
                     plans = [pl for impl in args.impls if (pl := plan(row, impl, s))]
                     # Round robin over the implementations, so that a drift in the

@@ -24,6 +24,14 @@ not what is measured. Rows (64-byte frames):
   replay-top    a pcap of --frames frames sent from A with ``--topspeed``,
                 counted at B by a counting XDP drop; rate = frames counted /
                 wall time of the whole command (start-up included).
+  replay-top-rx the same, counted by B's own rx_packets counter with nothing
+                attached to B (the frames go up B's stack and are dropped
+                there). On veth the peer's receive work runs on the sending
+                core, inside the replaying command's time: a counting XDP
+                program makes veth copy every skb-path frame into a page-pool
+                page first (skb_pp_cow_data) and run the program, per frame
+                work that both tools pay, so the two rows give different
+                ratios (bench/README.md has the figures).
   replay-pps    the same file at ``--pps 200000`` (5 s for a million frames):
                 the rate the command reports (sent / its own seconds), its
                 error against 200000, and what the peer counted.
@@ -52,9 +60,11 @@ import datetime
 import json
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,7 +78,7 @@ import run as benchrun  # noqa: E402  (bench/run.py: Procs, build_c, JSON parsin
 PY = sys.executable
 XS = [PY, "-m", "xdp_socket"]
 SHM = Path("/dev/shm")
-ROWS = ("capture-skb", "capture-live", "replay-top", "replay-pps")
+ROWS = ("capture-skb", "capture-live", "replay-top", "replay-top-rx", "replay-pps")
 PPS_TARGET = 200_000
 FRAME_BYTES = 64
 README_START = "<!-- tools-table: written by bench/tools.py --write-readme -->"
@@ -85,6 +95,13 @@ def count_packets(path: Path) -> int:
 
     with open_capture(str(path)) as r:
         return sum(len(b.lens) for b in r.batches(4096))
+
+
+def rx_packets(ifname: str) -> int:
+    """The interface's rx_packets counter, as `ip -s link` reports it."""
+    out = subprocess.run(["ip", "-s", "-j", "link", "show", "dev", ifname],
+                         capture_output=True, text=True, check=True).stdout
+    return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
 
 
 def make_replay_file(path: Path, frames: int) -> None:
@@ -205,24 +222,42 @@ class Bench:
         return {"pps": float(res["pps"]), "packets": int(res["packets"])}
 
     # --- replay --------------------------------------------------------------------------
-    def _replay(self, argv: list[str]) -> tuple[dict[str, Any], str]:
+    def _replay(self, argv: list[str], counter: bool) -> tuple[dict[str, Any], str]:
         from xdp_socket.drop import xdp_drop
 
         self._settle()
-        with xdp_drop(self.b) as drop:
+
+        def run() -> tuple[int, str, str, dict[str, float]]:
+            # the command's own CPU time: this process's children, around
+            # the one child started and reaped here
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.monotonic()
             p = self.procs.start(argv, self.dut_cpu)
             code, out, err = self.procs.finish(p, 120)
             wall = time.monotonic() - t
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return code, out, err, {"wall": wall, "user": r1.ru_utime - r0.ru_utime,
+                                    "sys": r1.ru_stime - r0.ru_stime}
+
+        if counter:
+            # The peer's own interface counter, with nothing attached to it:
+            # the frames go up the peer's stack and are dropped there.
+            before = rx_packets(self.b)
+            code, out, err, rec = run()
             time.sleep(0.05)
-            peer = drop.count()
+            peer = rx_packets(self.b) - before
+        else:
+            with xdp_drop(self.b) as drop:
+                code, out, err, rec = run()
+                time.sleep(0.05)
+                peer = drop.count()
         if code != 0:
             raise RuntimeError(f"{argv[0]} failed ({code}): {err.strip()[-300:]}")
-        return {"wall": wall, "peer": peer, "pps": peer / wall}, out
+        return {**rec, "peer": peer, "pps": peer / rec["wall"]}, out
 
-    def replay_xs(self, extra: list[str]) -> dict[str, Any]:
+    def replay_xs(self, extra: list[str], counter: bool = False) -> dict[str, Any]:
         rec, out = self._replay([*XS, "replay", str(self.replay_file), "-i", self.a,
-                                 "--quiet", "--json", *extra])
+                                 "--quiet", "--json", *extra], counter)
         res = benchrun.parse_json_output(out) or {}
         rec["sent"] = res.get("sent")
         rec["seconds"] = res.get("seconds")
@@ -230,8 +265,9 @@ class Bench:
             rec["rate"] = res["sent"] / res["seconds"]
         return rec
 
-    def replay_tcpreplay(self, extra: list[str]) -> dict[str, Any]:
-        rec, out = self._replay(["tcpreplay", "-i", self.a, *extra, str(self.replay_file)])
+    def replay_tcpreplay(self, extra: list[str], counter: bool = False) -> dict[str, Any]:
+        rec, out = self._replay(["tcpreplay", "-i", self.a, *extra, str(self.replay_file)],
+                                counter)
         m = re.search(r"Actual: (\d+) packets .*? sent in ([\d.]+) seconds", out)
         if m:
             rec["sent"], rec["seconds"] = int(m.group(1)), float(m.group(2))
@@ -256,6 +292,12 @@ class Bench:
                 out.append(("replay-top", "tcpreplay",
                             lambda: self.replay_tcpreplay(["--topspeed"])))
             out.append(("replay-top", "xdp-socket", lambda: self.replay_xs(["--topspeed"])))
+        if "replay-top-rx" in rows:
+            if shutil.which("tcpreplay"):
+                out.append(("replay-top-rx", "tcpreplay",
+                            lambda: self.replay_tcpreplay(["--topspeed"], counter=True)))
+            out.append(("replay-top-rx", "xdp-socket",
+                        lambda: self.replay_xs(["--topspeed"], counter=True)))
         if "replay-pps" in rows:
             if shutil.which("tcpreplay"):
                 out.append(("replay-pps", "tcpreplay",
@@ -308,16 +350,26 @@ def table(results: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
             f"| capture the live-frames stream to a pcap on tmpfs (Mpps written) "
             f"| C rxdrop takes {_med([v / 1e6 for v in c], '{:.2f}')} "
             f"| {_med([v / 1e6 for v in xs], '{:.2f}')} | {ratio(xs, c)} |")
-    n = None
-    for k in (("replay-top", "xdp-socket"), ("replay-top", "tcpreplay")):
-        for r in results.get(k, []):
-            n = n or r.get("sent")
-    if any(k[0] == "replay-top" for k in results):
-        t, xs = get("replay-top", "tcpreplay", "pps"), get("replay-top", "xdp-socket", "pps")
+    def cpu(row: str, tool: str) -> str:
+        return (f"; user {_med(get(row, tool, 'user'), '{:.2f}')} s, "
+                f"sys {_med(get(row, tool, 'sys'), '{:.2f}')} s")
+
+    for row, how in (("replay-top", "by a counting XDP drop on the peer"),
+                     ("replay-top-rx", "by the peer's rx_packets, nothing attached")):
+        if not any(k[0] == row for k in results):
+            continue
+        n = None
+        for k in ((row, "xdp-socket"), (row, "tcpreplay")):
+            for r in results.get(k, []):
+                n = n or r.get("sent")
+        t, xs = get(row, "tcpreplay", "pps"), get(row, "xdp-socket", "pps")
+
         lines.append(
-            f"| replay {n or '?'} frames --topspeed (Mpps counted at the peer over the "
-            f"whole command) | tcpreplay {_med([v / 1e6 for v in t], '{:.3f}')} "
-            f"| {_med([v / 1e6 for v in xs], '{:.3f}')} | {ratio(xs, t)} |")
+            f"| replay {n or '?'} frames --topspeed (Mpps over the whole command, counted "
+            f"{how}; the command's CPU time) "
+            f"| tcpreplay {_med([v / 1e6 for v in t], '{:.3f}')}{cpu(row, 'tcpreplay')} "
+            f"| {_med([v / 1e6 for v in xs], '{:.3f}')}{cpu(row, 'xdp-socket')} "
+            f"| {ratio(xs, t)} |")
     if any(k[0] == "replay-pps" for k in results):
         t = get("replay-pps", "tcpreplay", "rate")
         xs = get("replay-pps", "xdp-socket", "rate")
@@ -388,7 +440,6 @@ def main(argv: list[str] | None = None) -> int:
              "empty")
     xsk_ref = None if args.no_c else benchrun.build_c()
     # Compile every module the tools import into the bytecode cache (see the top).
-    import subprocess
 
     subprocess.run([*XS, "replay", "--help"], capture_output=True, check=False)
     subprocess.run([PY, "-c", "import xdp_socket.cli.capture, xdp_socket.cli.replay, "
@@ -404,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     with benchrun._signals_interrupt(), testing.veth_pair("toola", "toolb", queues=1) as link:
         bench = Bench(args, link.a, link.b, link.a_index, link.b_index, xsk_ref)
         try:
-            if {"replay-top", "replay-pps"} & set(args.rows):
+            if {"replay-top", "replay-top-rx", "replay-pps"} & set(args.rows):
                 make_replay_file(bench.replay_file, args.frames)
             cells = bench.cells()
             for run in range(1, args.runs + 1):

@@ -82,6 +82,7 @@ struct opts {
 	bool quiet;
 	bool poll; /* rx modes: poll(2) on an empty RX ring instead of spinning */
 	unsigned long long pings; /* latency: round trips to record */
+	unsigned long long batch_work_ns; /* rxdrop: busy time added to every batch */
 };
 
 /* Where the syscalls go; see the file comment. */
@@ -155,6 +156,9 @@ static void usage(FILE *f)
 		"                  poll(2) for POLLIN (100 ms timeout) instead of spinning\n"
 		"  -n PINGS        latency: round trips to record (default 10000), after %d\n"
 		"                  unrecorded warm-up pings; -d bounds the run too\n"
+		"  --batch-work-ns N  rxdrop: spin N ns on every non-empty batch (an\n"
+		"                  experiment: what a slower receiver loop costs; see\n"
+		"                  bench/README.md, \"Same core, poll\")\n"
 		"  --quiet         no per-second lines on stderr\n",
 		LAT_WARMUP);
 }
@@ -192,7 +196,8 @@ static int parse_secs(const char *s, double *out)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_XDP_MODE = 256, O_NO_WAKEUP, O_COUNT, O_BUDGET, O_DROP_PEER, O_PROG, O_DST, O_QUIET };
+	enum { O_XDP_MODE = 256, O_NO_WAKEUP, O_COUNT, O_BUDGET, O_DROP_PEER, O_PROG, O_DST, O_QUIET,
+	       O_WORK };
 	static const struct option lo[] = {
 		{ "xdp-mode", required_argument, NULL, O_XDP_MODE },
 		{ "no-need-wakeup", no_argument, NULL, O_NO_WAKEUP },
@@ -202,6 +207,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "prog", required_argument, NULL, O_PROG },
 		{ "dst-mac", required_argument, NULL, O_DST },
 		{ "quiet", no_argument, NULL, O_QUIET },
+		{ "batch-work-ns", required_argument, NULL, O_WORK },
 		{ "poll", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -300,6 +306,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case O_QUIET:
 			o->quiet = true;
 			break;
+		case O_WORK:
+			if (parse_uint(optarg, 100000000, &o->batch_work_ns))
+				DIE_USAGE("--batch-work-ns: 0..100000000");
+			break;
 		case 'p':
 			o->poll = true;
 			break;
@@ -321,6 +331,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		DIE_USAGE("-i IFACE is required");
 	if (o->drop_peer && o->mode != M_TXONLY)
 		DIE_USAGE("--drop-peer only goes with txonly");
+	if (o->batch_work_ns && o->mode != M_RXDROP)
+		DIE_USAGE("--batch-work-ns is for rxdrop");
 	if (o->poll && o->mode != M_RXDROP && o->mode != M_L2FWD && o->mode != M_LATENCY)
 		DIE_USAGE("--poll only goes with rxdrop, l2fwd and latency");
 }
@@ -660,6 +672,17 @@ static void wait_rx(struct ctx *c)
 	}
 }
 
+/* The --batch-work-ns experiment: CPU time spent in the loop, as a slower
+ * language's per-batch overhead would be (a spin, not a sleep: it must not
+ * hand the core to anyone). */
+static void spin_ns(unsigned long long ns)
+{
+	double end = now_s() + (double)ns * 1e-9;
+
+	while (now_s() < end)
+		;
+}
+
 static void run_rxdrop(struct ctx *c)
 {
 	double t_setup = now_s(), now = t_setup;
@@ -685,6 +708,8 @@ static void run_rxdrop(struct ctx *c)
 		if (!c->started)
 			start_clock(c, now);
 		c->cnt.rx_batches++;
+		if (c->o.batch_work_ns)
+			spin_ns(c->o.batch_work_ns);
 		while (xsk_ring_prod__reserve(&c->fq, n, &idx_fq) != n) {
 			if (stop_flag)
 				break;
