@@ -181,3 +181,46 @@ def test_plot(tmp_path: Path) -> None:
     r = _render(tmp_path, results(None), "--plot", str(png))
     assert r.returncode == 0, r.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_c_batch_work_is_refused_with_write() -> None:
+    """The same-core experiment makes the C column something else than C: it
+    may never be written into the README's tables."""
+    r = subprocess.run([sys.executable, str(RUN_PY), "--c-batch-work-ns", "1000", "--write"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2 and "not for --write" in r.stderr
+
+
+TOOLS_TABLE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import tools
+raw = json.loads(sys.argv[2])
+print(tools.table({tuple(k.split("/")): v for k, v in raw.items()}))
+"""
+
+
+def test_tools_table_has_both_replay_counts() -> None:
+    """bench/tools.py's replay rows: each counting method gets its own row with
+    its own ratio and the commands' CPU time (made-up figures)."""
+    def rec(pps: float, user: float, system: float) -> dict[str, Any]:
+        return {"wall": 1e6 / pps, "peer": 1000000, "pps": pps, "sent": 1000000,
+                "user": user, "sys": system}
+
+    raw = {
+        "replay-top/tcpreplay": [rec(250e3, 0.4, 3.0), rec(260e3, 0.4, 3.1)],
+        "replay-top/xdp-socket": [rec(350e3, 0.5, 2.0), rec(370e3, 0.5, 2.1)],
+        "replay-top-rx/tcpreplay": [rec(300e3, 0.3, 2.6)],
+        "replay-top-rx/xdp-socket": [rec(600e3, 0.4, 1.3)],
+    }
+    r = subprocess.run([sys.executable, "-c", TOOLS_TABLE, str(RUN_PY.parent), json.dumps(raw)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| replay")]
+    assert len(rows) == 2
+    xdp_row, rx_row = rows
+    assert "counting XDP drop" in xdp_row and "rx_packets" in rx_row
+    assert "tcpreplay 0.255 (0.250-0.260); user 0.40 (0.40-0.40) s, sys 3.05 (3.00-3.10) s" \
+        in xdp_row
+    assert xdp_row.endswith("| 1.41x |")  # 0.360 / 0.255
+    assert "| 0.600; user 0.40 s, sys 1.30 s | 2.00x |" in rx_row
