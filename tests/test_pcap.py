@@ -371,6 +371,141 @@ def test_pcapng_foreign_sections_interfaces_blocks() -> None:
         ]
 
 
+# --- pcapng in batches: the accelerated scan and the block parser agree ---------------
+
+
+def _mixed_pcapng(n: int = 300) -> tuple[bytes, list[Packet]]:
+    """The foreign file, then runs of EPBs (mixed lengths, some with options,
+    two interfaces of the second section with different resolutions) cut by
+    a skipped custom block and an SPB."""
+    raw, expected = _foreign_pcapng()
+    le = "<"
+    raw += _idb(le, 1, 0, _opt(le, 9, bytes([6])))  # interface 4: microseconds
+    tail = b""
+    for i in range(n):
+        data = bytes([i % 251]) * (i % 97 + 1)
+        iface, ts = (3, 5_000 + i) if i % 3 else (4, 1_700_000_000_000_000 + i)
+        tail += _epb(le, iface - 3, ts, data, len(data) + i % 2,
+                     opts=_opt(le, 1, b"comment") if i % 7 == 0 else b"")
+        expected.append(Packet(ts if iface == 3 else ts * 1000, data, len(data) + i % 2, iface))
+        if i == n // 2:
+            tail += _blk(le, 0x40000BAD, b"custom") + _blk(le, 3, struct.pack("<I", 2) + b"ab")
+            expected.append(Packet(0, b"ab", 2, 3))
+    return raw + tail, expected
+
+
+def _batched(src: IO[bytes] | Path, max_packets: int) -> list[Packet]:
+    got: list[Packet] = []
+    with open_capture(src) as r:
+        for b in r.batches(max_packets):
+            assert 0 < len(b.lens) <= max_packets
+            for i in range(len(b.lens)):
+                got.append(Packet(int(b.timestamps_ns[i]), bytes(b.data[i, : b.lens[i]]),
+                                  int(b.orig_lens[i]), int(b.interfaces[i])))
+    return got
+
+
+def _accel_modes() -> list[str]:
+    from xdp_socket import accelerator
+
+    return ["c", "python"] if accelerator() == "c" else ["python"]
+
+
+@pytest.fixture(params=_accel_modes())
+def ng_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """batches() on pcapng through the accelerated scan ("c") or the block
+    parser alone ("python", as without the accelerator)."""
+    from xdp_socket import _ring
+
+    if request.param == "python":
+        monkeypatch.setattr(_ring, "accel", None)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("chunk", [61, 997, 1 << 22])
+@pytest.mark.parametrize("max_packets", [1, 5, 256])
+def test_pcapng_batches_match_iteration(ng_path: str, chunk: int, max_packets: int,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    import xdp_socket.pcap as pcap_mod
+
+    monkeypatch.setattr(pcap_mod, "_BATCH_CHUNK", chunk)
+    raw, expected = _mixed_pcapng()
+    assert list(read_capture(io.BytesIO(raw))) == expected
+    assert _batched(io.BytesIO(raw), max_packets) == expected
+    path = tmp_path / "mixed.pcapng"
+    path.write_bytes(raw)
+    assert _batched(path, max_packets) == expected  # the readinto path
+
+
+def test_pcapng_batches_take_runs_of_epbs_in_one_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the accelerator a run of EPBs is one pcap_scan call and one batch,
+    not a packet at a time."""
+    from xdp_socket import _ring
+
+    if _ring.accel is None:
+        pytest.skip("the scan is the accelerator's (the python path is tested above)")
+    calls: list[int] = []
+    real = _ring.accel
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def pcap_scan(self, *a: object) -> object:
+            calls.append(len(a))
+            return real.pcap_scan(*a)
+
+    monkeypatch.setattr(_ring, "accel", Counting())
+    buf = io.BytesIO()
+    with PcapngWriter(buf) as w:
+        for i in range(1000):
+            w.write(bytes([i % 256]) * 60, NS + i)
+    with open_capture(io.BytesIO(buf.getvalue())) as r:
+        sizes = [len(b.lens) for b in r.batches(256)]
+    assert sizes == [256, 256, 256, 232]
+    assert calls == [8] * 4  # the pcapng form of the call, once per batch
+
+
+def test_pcapng_batches_fail_like_iteration(ng_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut anywhere or corrupted at random, a pcapng file gives batches() the
+    error iteration gives, at the same offset (or both read it whole): the
+    scan leaves every block it does not take to the block parser."""
+    import xdp_socket.pcap as pcap_mod
+
+    monkeypatch.setattr(pcap_mod, "_BATCH_CHUNK", 997)
+    raw, _ = _mixed_pcapng(40)
+
+    def outcome(f: object) -> tuple[str, object]:
+        try:
+            return "ok", f()  # type: ignore[operator]
+        except CaptureFormatError as e:
+            return "error", str(e)
+
+    for n in range(0, len(raw), 3):
+        cut = raw[:n]
+        assert outcome(lambda: _batched(io.BytesIO(cut), 64)) == \
+            outcome(lambda: list(read_capture(io.BytesIO(cut)))), n
+    rng = random.Random(7)
+    for _ in range(800):
+        buf = bytearray(raw)
+        for _ in range(rng.randrange(1, 4)):
+            buf[rng.randrange(len(buf))] = rng.choice([0, 0xFF, 0x7F, 0x80, rng.randrange(256)])
+        bad = bytes(buf)
+        got = outcome(lambda: _batched(io.BytesIO(bad), rng.choice([1, 7, 64])))
+        if got[0] == "error" and "64-bit nanoseconds" in str(got[1]):
+            continue  # a corrupted timestamp that a Python int holds and int64 does not
+        assert got == outcome(lambda: list(read_capture(io.BytesIO(bad))))
+
+
+def test_pcapng_batch_timestamp_beyond_int64(ng_path: str) -> None:
+    le = "<"
+    raw = _shb(le) + _idb(le, 1, 0, _opt(le, 9, bytes([9]))) + _epb(le, 0, (1 << 64) - 1, b"x")
+    assert list(read_capture(io.BytesIO(raw)))[0].timestamp_ns == (1 << 64) - 1
+    with pytest.raises(CaptureFormatError, match="64-bit nanoseconds"):
+        _batched(io.BytesIO(raw), 8)
+
+
 # ---------------------------------------------------------------------------
 # malformed input
 

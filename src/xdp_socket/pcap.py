@@ -95,6 +95,7 @@ _READ_CHUNK = 1024 * 1024
 # What the batch reader reads at a time (a chunk holds thousands of records).
 _BATCH_CHUNK = 4 * 1024 * 1024
 _NO_BYTES = np.empty(0, np.uint8)
+_END = object()  # next()'s default: the block parser has finished
 # Shorter runs of equal-length records are batched with their neighbours.
 _MIN_RUN = 8
 
@@ -686,8 +687,10 @@ class _Stream:
 
     def __init__(self, f: IO[bytes], fmt: str) -> None:
         self._f = f
-        self.offset = 0
+        self.offset = 0  # of the next byte a read returns
         self.fmt = fmt
+        # bytes given back (unread), read again before the file's
+        self._back: memoryview = memoryview(b"")
         self.regular = False  # a regular file with readinto (see read_more)
         # (io.UnsupportedOperation, from a file object without an fd, is both)
         with contextlib.suppress(AttributeError, OSError, ValueError):
@@ -706,6 +709,13 @@ class _Stream:
         """
         if n <= 0:
             return b""
+        back = self._back
+        if back:
+            take = min(n, len(back))
+            self._back = back[take:]
+            self.offset += take
+            head = bytes(back[:take])
+            return head if take == n else head + self.read_upto(n - take)
         parts: list[bytes] = []
         got = 0
         while got < n:
@@ -736,6 +746,16 @@ class _Stream:
         reused: the batches already handed out are views into the old ones.
         """
         left = len(buf) - pos
+        back = self._back
+        if back:
+            # what was given back first (one copy, no read)
+            self._back = memoryview(b"")
+            out = np.empty(left + len(back), np.uint8)
+            out[:left] = buf[pos:]
+            out[left:] = np.frombuffer(back, np.uint8)
+            self.offset += len(back)
+            out.flags.writeable = False
+            return out
         out = np.empty(left + n, np.uint8)
         out[:left] = buf[pos:]
         if self.regular:
@@ -759,6 +779,14 @@ class _Stream:
         out.flags.writeable = False  # batches' data: views, read-only as bytes were
         return out
 
+    def unread(self, data: np.ndarray[Any, Any], offset: int) -> None:
+        """Give back bytes of a read_more buffer that start at stream offset
+        ``offset``, so that the next reads return them first (and the
+        offsets in errors are theirs)."""
+        assert not self._back, "unread twice without reading"
+        self._back = data.data.cast("B")
+        self.offset = offset
+
     def read_exact(self, n: int, what: str) -> bytes:
         start = self.offset
         data = self.read_upto(n)
@@ -781,6 +809,19 @@ def _ts_units(tsresol: int) -> int:
     if tsresol & _TSRESOL_POW2:
         return 1 << (tsresol & 0x7F)
     return int(10**tsresol)  # int(): mypy types int ** int as Any
+
+
+def _ng_timestamps(raw: npt.NDArray[np.uint64], iface: CaptureInterface) -> npt.NDArray[np.int64]:
+    """_to_ns over an array: numpy where the result fits in int64 exactly, the
+    per-packet Python integers otherwise (exotic resolutions, timestamps far
+    from now), which give the same values, or the same OverflowError."""
+    units, off = iface.ts_units, iface.ts_offset_s
+    top = int(raw.max()) if len(raw) else 0
+    if units <= _NS_PER_S and _NS_PER_S % units == 0:
+        mult = _NS_PER_S // units
+        if top * mult + abs(off) * _NS_PER_S < 1 << 62:
+            return raw.astype(np.int64) * mult + off * _NS_PER_S
+    return np.fromiter((_to_ns(int(r), units, off) for r in raw.tolist()), np.int64, len(raw))
 
 
 def _to_ns(ts: int, units: int, offset_s: int) -> int:
@@ -849,6 +890,8 @@ class CaptureReader:
         if le == _BT_SHB:
             s.fmt = "pcapng"
             self.format = "pcapng"
+            self._ng_order = "<"  # the current section's (the block parser keeps them)
+            self._ng_base = 0
             blocks = self._pcapng_packets(head)
             # Read up to the first Interface Description Block now, so that
             # header errors surface here and linktype/snaplen are known before
@@ -860,6 +903,8 @@ class CaptureReader:
                     break
                 if self.interfaces:
                     break
+            self._ng_blocks = blocks
+            self._ng_lookahead = lookahead
             rest = (p for p in blocks if p is not None)
             self._packets: Iterator[Packet] = itertools.chain(lookahead, rest)
             return
@@ -915,7 +960,9 @@ class CaptureReader:
         (without it: one numpy operation per run of equal-length records), so
         the cost is per batch, not per packet; ``data`` is a read-only view
         into the chunk when the batch has one length, a zero-padded copy
-        otherwise. pcapng is parsed block by block and grouped. Do not mix
+        otherwise. pcapng is read the same way with the accelerator (runs of
+        Enhanced Packet Blocks in one call, every other block through the
+        block parser); without it, block by block and grouped. Do not mix
         with plain iteration on the same reader.
         """
         check_int("max_packets", max_packets, min=1, max=1 << 20)
@@ -923,7 +970,20 @@ class CaptureReader:
             raise ValueError("read from a closed capture reader")
         if self.format == "pcap":
             return self._pcap_batches(max_packets)
-        return _group(self._packets, max_packets)
+        if _ring.accel is not None:
+            return self._ts_checked(self._pcapng_batches(max_packets))
+        return self._ts_checked(_group(self._packets, max_packets))
+
+    def _ts_checked(self, batches: Iterator[PacketBatch]) -> Iterator[PacketBatch]:
+        """A pcapng timestamp (64 bits in any unit, plus an offset in
+        seconds) can exceed what a batch's int64 nanoseconds hold: a format
+        error, not numpy's OverflowError."""
+        try:
+            yield from batches
+        except OverflowError:
+            raise self._stream.error(
+                "a packet timestamp does not fit in 64-bit nanoseconds (batches() holds "
+                "them in an int64 array; iterating the reader gives Python integers)") from None
 
     def close(self) -> None:
         """Close the file if it was opened from a path; stop iteration either way."""
@@ -1070,10 +1130,103 @@ class CaptureReader:
         return pos, PacketBatch(ts, data, lens, hdr[:, 3].astype(np.uint32),
                                 np.zeros(len(heads), np.intp))
 
+    def _pcapng_batches(self, max_packets: int) -> Iterator[PacketBatch]:
+        """pcapng in batches: the file read in large chunks, each run of
+        Enhanced Packet Blocks decoded by one accelerator call, and every
+        other block (section and interface headers, statistics, an EPB the
+        scan will not take because something is wrong with it) given to the
+        block parser, one block at a time, so both paths agree on every
+        value and every error."""
+        s = self._stream
+        acc = _ring.accel
+        assert acc is not None
+        blocks = self._ng_blocks
+        if self._ng_lookahead:  # the packet the header read looked ahead at
+            yield from _group(iter(self._ng_lookahead), max_packets)
+            self._ng_lookahead = []
+        hdr = np.empty((max_packets, 5), np.uint32)
+        offs = np.empty(max_packets, np.int64)
+        buf: np.ndarray[Any, Any] = _NO_BYTES
+        pos = 0
+        while True:
+            if self._file is None:
+                return
+            left = len(buf) - pos
+            if left < 8:
+                more = s.read_more(buf, pos, _BATCH_CHUNK)
+                if more is not None:
+                    buf, pos = more, 0
+                    continue
+                if not left:
+                    return  # end of file between blocks
+                one = False  # a truncated block header: the parser says so
+            else:
+                order = self._ng_order
+                btype, total = struct.unpack_from(order + "II", buf.data, pos)
+                if btype == _BT_EPB and 32 <= total <= _MAX_BLOCK_LEN and not total % 4:
+                    if total > left:
+                        more = s.read_more(buf, pos, max(_BATCH_CHUNK, total - left))
+                        if more is not None:
+                            buf, pos = more, 0
+                            continue
+                    else:
+                        k, end, _, hi = acc.pcap_scan(
+                            buf, pos, max_packets, (order == ">") == (sys.byteorder == "little"),
+                            MAX_RECORD_LEN, hdr, offs, len(self.interfaces) - self._ng_base)
+                        if k:
+                            yield self._ng_batch(buf, k, hi, hdr, offs)
+                            pos = end
+                            continue
+                # One block through the parser: exactly its bytes when its
+                # length can be trusted and it is all here (the parser reads
+                # no further), else all that is left (a section header,
+                # whose length depends on the byte order it sets; a block
+                # longer than the buffer; a length the parser will refuse).
+                one = btype != _BT_SHB and 12 <= total <= left and not total % 4
+            at = s.offset - left  # stream offset of buf[pos]
+            if one:
+                end_offset = s.offset
+                s.unread(buf[pos : pos + total], at)
+                pos += total
+            else:
+                s.unread(buf[pos:], at)
+                buf, pos = _NO_BYTES, 0
+            item = next(blocks, _END)
+            if one:  # the parser took exactly that block; the rest is still in buf
+                s.offset = end_offset
+            if item is _END:
+                return
+            if item is not None:
+                yield from _group(iter([item]), 1)  # type: ignore[list-item]
+
+    def _ng_batch(self, buf: np.ndarray[Any, Any], k: int, longest: int,
+                  hdr: np.ndarray[Any, Any], offs: np.ndarray[Any, Any]) -> PacketBatch:
+        """The PacketBatch of k EPBs that pcap_scan decoded into hdr/offs."""
+        h = hdr[:k]
+        lens = h[:, 3].copy()
+        data = np.zeros((k, longest), np.uint8)
+        acc = _ring.accel
+        assert acc is not None
+        acc.gather_rows(buf, offs, lens, k, data)
+        ifs = h[:, 0].astype(np.intp)
+        raw = (h[:, 1].astype(np.uint64) << np.uint64(32)) | h[:, 2]
+        ifaces, base = self.interfaces, self._ng_base
+        if (ifs == ifs[0]).all():  # the usual case: one interface
+            ts = _ng_timestamps(raw, ifaces[base + int(ifs[0])])
+        else:
+            ts = np.empty(k, np.int64)
+            for i in np.unique(ifs).tolist():
+                sel = ifs == i
+                ts[sel] = _ng_timestamps(raw[sel], ifaces[base + i])
+        return PacketBatch(ts, data, lens, h[:, 4].copy(), ifs + self._ng_base)
+
     # --- pcapng -------------------------------------------------------------
 
     def _pcapng_packets(self, first4: bytes) -> Iterator[Packet | None]:
-        """Yield each packet, and ``None`` after each new interface."""
+        """Yield each packet, and ``None`` after every other block: one block
+        per step, which _pcapng_batches relies on (it hands this parser one
+        block at a time). The current section's byte order and first
+        interface go to ``_ng_order``/``_ng_base`` as well."""
         s = self._stream
         order = "<"
         section_base = 0  # index in self.interfaces of this section's interface 0
@@ -1128,6 +1281,8 @@ class CaptureReader:
                 major, minor = struct.unpack_from(order + "HH", body)
                 if major != 1:
                     raise s.error(f"unsupported pcapng version {major}.{minor}", start + 12)
+                self._ng_order, self._ng_base = order, section_base
+                yield None
             elif btype == _BT_IDB:
                 if len(self.interfaces) >= MAX_INTERFACES:
                     raise s.error(f"more than {MAX_INTERFACES} interface description blocks "
@@ -1138,6 +1293,8 @@ class CaptureReader:
                 yield self._parse_epb(order, btype, body, start, section_base)
             elif btype == _BT_SPB:
                 yield self._parse_spb(order, body, start, section_base)
+            else:
+                yield None  # one block per step (see _pcapng_batches)
 
     def _parse_idb(self, order: str, body: memoryview, start: int) -> CaptureInterface:
         s = self._stream

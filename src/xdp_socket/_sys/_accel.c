@@ -689,31 +689,100 @@ static PyObject *write_rows(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 }
 
 /*
- * pcap_scan(buf, pos, max_packets, swap, max_caplen, hdr, offs)
+ * pcap_scan(buf, pos, max_packets, swap, max_caplen, hdr, offs[, ifaces])
  *     -> (k, end, shortest, longest)
- * Walk the classic-pcap records of ``buf`` from byte ``pos``: for each whole
- * record (16-byte header and its captured bytes), while fewer than
- * ``max_packets``, write its header words (byte-swapped when ``swap``) to
- * row k of ``hdr`` (a C-contiguous uint32 (N, 4) array) and the offset of
- * its data to ``offs[k]`` (int64). Stops before an incomplete record or one
- * whose captured length exceeds ``max_caplen``: the caller reads more, or
- * reports that record. ``end`` is the offset after the last record taken;
- * shortest/longest are its captured lengths' extremes. The offsets depend
- * on each other, so numpy can only do this one record per call; here it is
- * one call per batch whatever the lengths.
+ * Walk the records of ``buf`` from byte ``pos``: for each whole record,
+ * while fewer than ``max_packets``, write its header words (byte-swapped
+ * when ``swap``) to row k of ``hdr`` (a C-contiguous uint32 array) and the
+ * offset of its packet bytes to ``offs[k]`` (int64). ``end`` is the offset
+ * after the last record taken; shortest/longest are its captured lengths'
+ * extremes. The offsets depend on each other, so numpy can only do this one
+ * record per call; here it is one call per batch whatever the lengths.
+ *
+ * Without ``ifaces``: classic pcap, 16-byte record headers, ``hdr`` rows
+ * (sec, frac, caplen, origlen). Stops before an incomplete record or one
+ * whose captured length exceeds ``max_caplen``.
+ *
+ * With ``ifaces`` (the interfaces the current section has defined so far):
+ * pcapng Enhanced Packet Blocks, ``hdr`` rows (if_id, ts_high, ts_low,
+ * caplen, origlen). Stops before any other block type and before an EPB
+ * that is incomplete in ``buf`` or that the block parser would refuse (a
+ * length below 32, not a multiple of 4, above ``max_caplen`` + 1 MiB, a
+ * trailing length that differs, packet bytes beyond the block, an interface
+ * not defined): the caller hands that block to its block parser, which
+ * reports it with the same message whichever path met it first.
  */
 static inline uint32_t bswap_if(uint32_t v, int swap) { return swap ? __builtin_bswap32(v) : v; }
+
+static Py_ssize_t scan_pcap(const uint8_t *b, Py_ssize_t len, Py_ssize_t *pos, Py_ssize_t maxp,
+                            int swap, uint32_t max_caplen, uint32_t *h, int64_t *o,
+                            uint32_t *lo, uint32_t *hi)
+{
+    Py_ssize_t k = 0, p = *pos;
+    while (k < maxp && p <= len - 16) {
+        uint32_t w[4];
+        memcpy(w, b + p, 16); /* unaligned in the file */
+        for (int j = 0; j < 4; j++)
+            w[j] = bswap_if(w[j], swap);
+        if (w[2] > max_caplen || (Py_ssize_t)w[2] > len - p - 16)
+            break;
+        memcpy(h + 4 * k, w, 16);
+        o[k] = p + 16;
+        *lo = w[2] < *lo ? w[2] : *lo;
+        *hi = w[2] > *hi ? w[2] : *hi;
+        p += 16 + (Py_ssize_t)w[2];
+        k++;
+    }
+    *pos = p;
+    return k;
+}
+
+#define EPB_TYPE 6u
+#define EPB_MIN 32u /* header 8, five fields 20, trailing length 4 */
+
+static Py_ssize_t scan_pcapng(const uint8_t *b, Py_ssize_t len, Py_ssize_t *pos,
+                              Py_ssize_t maxp, int swap, uint32_t max_caplen, uint32_t ifaces,
+                              uint32_t *h, int64_t *o, uint32_t *lo, uint32_t *hi)
+{
+    /* the block parser's limit on any block: a record's limit and 1 MiB */
+    uint64_t max_block = (uint64_t)max_caplen + 1024 * 1024;
+    Py_ssize_t k = 0, p = *pos;
+    while (k < maxp && p <= len - (Py_ssize_t)EPB_MIN) {
+        uint32_t w[7], trailer;
+        memcpy(w, b + p, 28); /* type, total, if_id, ts_hi, ts_lo, caplen, origlen */
+        for (int j = 0; j < 7; j++)
+            w[j] = bswap_if(w[j], swap);
+        uint32_t total = w[1];
+        if (w[0] != EPB_TYPE || total < EPB_MIN || total % 4 || total > max_block
+            || (Py_ssize_t)total > len - p)
+            break;
+        memcpy(&trailer, b + p + total - 4, 4);
+        if (bswap_if(trailer, swap) != total || w[5] > total - EPB_MIN || w[2] >= ifaces)
+            break;
+        memcpy(h + 5 * k, w + 2, 20);
+        o[k] = p + 28;
+        *lo = w[5] < *lo ? w[5] : *lo;
+        *hi = w[5] > *hi ? w[5] : *hi;
+        p += total;
+        k++;
+    }
+    *pos = p;
+    return k;
+}
 
 static PyObject *pcap_scan(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 {
     Py_buffer bv, hv, ov;
     Py_ssize_t pos, maxp;
     int swap;
-    uint32_t max_caplen;
+    uint32_t max_caplen, ifaces = 0;
 
-    if (check_nargs(nargs, 7, "pcap_scan") || arg_count(a[1], &pos, PY_SSIZE_T_MAX)
-        || arg_count(a[2], &maxp, PY_SSIZE_T_MAX) || (swap = PyObject_IsTrue(a[3])) < 0
-        || arg_u32(a[4], &max_caplen))
+    if (nargs != 8 && check_nargs(nargs, 7, "pcap_scan"))
+        return NULL;
+    int ng = nargs == 8;
+    if (arg_count(a[1], &pos, PY_SSIZE_T_MAX) || arg_count(a[2], &maxp, PY_SSIZE_T_MAX)
+        || (swap = PyObject_IsTrue(a[3])) < 0 || arg_u32(a[4], &max_caplen)
+        || (ng && arg_u32(a[7], &ifaces)))
         return NULL;
     if (PyObject_GetBuffer(a[0], &bv, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -726,7 +795,8 @@ static PyObject *pcap_scan(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         PyBuffer_Release(&bv);
         return NULL;
     }
-    Py_ssize_t room = hv.len / 16 < ov.len / 8 ? hv.len / 16 : ov.len / 8;
+    Py_ssize_t row = ng ? 20 : 16;
+    Py_ssize_t room = hv.len / row < ov.len / 8 ? hv.len / row : ov.len / 8;
     if (((uintptr_t)hv.buf & 3) || ((uintptr_t)ov.buf & 7) || maxp > room) {
         PyBuffer_Release(&ov);
         PyBuffer_Release(&hv);
@@ -734,25 +804,11 @@ static PyObject *pcap_scan(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "pcap_scan: output arrays too small or misaligned");
         return NULL;
     }
-    const uint8_t *b = bv.buf;
-    Py_ssize_t len = bv.len, k = 0;
-    uint32_t *h = hv.buf;
-    int64_t *o = ov.buf;
     uint32_t lo = UINT32_MAX, hi = 0;
-    while (k < maxp && pos <= len - 16) {
-        uint32_t w[4];
-        memcpy(w, b + pos, 16); /* unaligned in the file */
-        for (int j = 0; j < 4; j++)
-            w[j] = bswap_if(w[j], swap);
-        if (w[2] > max_caplen || (Py_ssize_t)w[2] > len - pos - 16)
-            break;
-        memcpy(h + 4 * k, w, 16);
-        o[k] = pos + 16;
-        lo = w[2] < lo ? w[2] : lo;
-        hi = w[2] > hi ? w[2] : hi;
-        pos += 16 + (Py_ssize_t)w[2];
-        k++;
-    }
+    Py_ssize_t k = ng ? scan_pcapng(bv.buf, bv.len, &pos, maxp, swap, max_caplen, ifaces, hv.buf,
+                                    ov.buf, &lo, &hi)
+                      : scan_pcap(bv.buf, bv.len, &pos, maxp, swap, max_caplen, hv.buf, ov.buf,
+                                  &lo, &hi);
     PyBuffer_Release(&ov);
     PyBuffer_Release(&hv);
     PyBuffer_Release(&bv);
@@ -2001,7 +2057,7 @@ static PyMethodDef methods[] = {
     {"tx_peek", (PyCFunction)(void (*)(void))tx_peek, METH_FASTCALL,
      "tx_peek(tx, umem, frame_size, i, length) -> memoryview"},
     {"pcap_scan", (PyCFunction)(void (*)(void))pcap_scan, METH_FASTCALL,
-     "pcap_scan(buf, pos, max_packets, swap, max_caplen, hdr, offs) -> (k, end, shortest, longest)"},
+     "pcap_scan(buf, pos, max_packets, swap, max_caplen, hdr, offs[, ifaces]) -> (k, end, shortest, longest)"},
     {"gather_rows", (PyCFunction)(void (*)(void))gather_rows, METH_FASTCALL,
      "gather_rows(buf, offs, lens, n, out)"},
     {"write_rows", (PyCFunction)(void (*)(void))write_rows, METH_FASTCALL,
