@@ -11,8 +11,9 @@ given queue. Pacing:
 * --topspeed: as fast as the socket takes them.
 
 The file is read in large chunks and handled in batches: record headers of
-many packets are decoded at once, each batch is copied into reserved TX
-frames with one numpy copy and submitted with one kick. Every packet has a
+many packets are decoded at once (pcap, and pcapng with the compiled
+accelerator), each batch is copied into reserved TX frames in one step and
+submitted with one kick. Every packet has a
 due time on one absolute schedule counted from the start, so errors never
 accumulate: everything due (or due within 50 us) goes out in one
 transaction; the sender sleeps
@@ -162,7 +163,7 @@ def _check_linktypes(reader: Any, interfaces: Any) -> None:
 
 class _Sender:
     """Copies rows of packets into reserved TX frames, one ring transaction
-    (reserve, one numpy copy, submit and kick) per batch."""
+    (reserve, one copy of the batch's rows, submit and kick) per batch."""
 
     def __init__(self, tx: Any, stop: StopFlag, chain_above: int | None) -> None:
         self.tx = tx
