@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -560,8 +561,10 @@ def test_rx_wait_looks_kicks_polls_and_looks_again() -> None:
         t0 = time.monotonic()
         assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 50) == 0  # timed out
         assert time.monotonic() - t0 >= 0.04
-        b.send(b"x")  # the socket is readable but no packet is in the ring: woke
-        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 50) == 2
+        b.send(b"x")  # readable but no packet in the ring: it waits out its timeout
+        t0 = time.monotonic()
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 50) == 0
+        assert time.monotonic() - t0 >= 0.04
         a.recv(1)
         k.receive([b"p" * 60])
         assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 5000) == 1  # no wait
@@ -582,6 +585,50 @@ def test_rx_wait_looks_kicks_polls_and_looks_again() -> None:
         b.close()  # the peer hung up: an error, not a packet
         assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 5000) == -2
     finally:
+        a.close()
+        b.close()
+        os.close(wake)
+
+
+def test_rx_wait_keeps_its_timeout_through_signals() -> None:
+    """A signal during the wait runs its handler and the wait goes on for
+    what is left of the timeout: not returned early, not restarted whole
+    (a process that takes a signal every few ms would otherwise never time
+    out); a handler that raises ends the wait with its exception."""
+    if _ring.accel is None:
+        pytest.skip("the accelerator's own entry points")
+    C = _ring.C
+    k = FakeKernel(frame_count=16, ring=8)
+    path = k.rx_path()
+    k.fill.set_flags(0)
+    wake = os.eventfd(0, os.EFD_NONBLOCK)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    seen: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    def boom(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, note)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.15, 0.05)  # at 0.15 s, then every 50 ms
+        t0 = time.monotonic()
+        assert C.rx_wait(path.rx, path.fill, a.fileno(), wake, 400) == 0
+        spent = time.monotonic() - t0
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        assert len(seen) >= 3
+        assert 0.39 <= spent < 0.6  # (back at the first signal: 0.15 s; restarted: >= 0.55)
+        signal.signal(signal.SIGALRM, boom)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            C.rx_wait(path.rx, path.fill, a.fileno(), wake, 5000)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
         a.close()
         b.close()
         os.close(wake)

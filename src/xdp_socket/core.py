@@ -638,9 +638,10 @@ class XskCore:
     def wait_rx(self, path: _ring.RxPath, ms: int) -> int:
         """RxSocket.poll_wait's usual step in one C call (look at the RX
         ring, kick the Fill ring if it asks, one poll(2) of up to ``ms``
-        milliseconds on the socket and the wake eventfd, look again): 1 a
-        packet is there, 0 timed out, 2 woke with none, < 0 left to the
-        caller's Python steps (they redo it and report; see _accel.rx_wait)."""
+        milliseconds on the socket and the wake eventfd, look again; a wake
+        with nothing polls again for what is left): 1 a packet is there, 0
+        timed out, 2 or < 0 left to the caller's Python steps (they redo it
+        and report; see _accel.rx_wait)."""
         st: int = _ring.C.rx_wait(path.rx, path.fill, self.sock.fileno(), self._wake_fd, ms)
         return st
 

@@ -449,9 +449,9 @@ class RxSocket(_Half):
                 if core.closed or path.closed:
                     raise SocketClosedError(self._what)
                 return False
-            # (2: woke with nothing, a rare spurious wake: the loop below
-            # waits again, the whole timeout; < 0: the steps below redo it
-            # and report)
+            # (2: poll(2) failed, < 0: a ring or socket error or a close:
+            # the steps below redo it and report. Wakes with nothing,
+            # signals among them, the C call waits out itself.)
         self.kick()
         deadline = None if timeout is None else time.monotonic() + timeout
         if deadline is not None and timeout:

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <poll.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #define XDP_RING_NEED_WAKEUP 1 /* if_xdp.h */
@@ -1967,9 +1968,12 @@ out:
  * RxSocket.poll_wait's usual call (a finite timeout, nothing available yet)
  * in one call: look at the RX ring; kick the Fill ring if it asks (a
  * zero-length recvfrom); one poll(2) on the socket and the wake eventfd with
- * the GIL released; look again. 1: a packet is there; 0: the poll timed out
- * with none; 2: it woke with none (a spurious or interrupted wake: the
- * caller waits again). Negative, left to the Python code, which redoes the
+ * the GIL released; look again. 1: a packet is there; 0: the timeout passed
+ * with none. A wake with none (a signal, whose handlers run here, or a
+ * spurious one) polls again for what is left of the timeout, so a process
+ * that takes signals often still gets its timeout, not a new one per
+ * signal. 2: poll(2) failed otherwise. 2 and negative values are left to
+ * the Python code, which redoes the
  * step and reports: ST_CORRUPT a corrupt RX producer (nothing cached),
  * -2 POLLERR/POLLHUP/POLLNVAL on the socket, -3 the wake eventfd fired
  * (the socket is being closed), -(100 + errno) the Fill kick failed.
@@ -2021,28 +2025,51 @@ static PyObject *rx_wait(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         }
     }
     struct pollfd pf[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    int n;
-    Py_BEGIN_ALLOW_THREADS
-    n = poll(pf, 2, ms < 0 ? 0 : ms);
-    Py_END_ALLOW_THREADS
-    if (n < 0) {
-        st = 2; /* (EINTR: signals first, then the caller waits again) */
-        if (PyErr_CheckSignals() < 0)
-            st = -100;
-        goto out;
+    struct timespec t0, now;
+    int left = ms < 0 ? 0 : ms;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int n, err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        n = poll(pf, 2, left);
+        if (n < 0)
+            err = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0 && err != EINTR) {
+            st = 2; /* poll(2) itself failed: the Python steps redo it and raise */
+            goto out;
+        }
+        if (n < 0 && PyErr_CheckSignals() < 0) {
+            st = -100; /* a signal handler raised */
+            goto out;
+        }
+        if (n > 0 && (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL))) {
+            st = -2;
+            goto out;
+        }
+        if (n > 0 && pf[1].revents) {
+            st = -3;
+            goto out;
+        }
+        if (cons_avail(&rx, 1, &avail) < 0) {
+            st = ST_CORRUPT;
+            goto out;
+        }
+        if (avail) {
+            st = 1;
+            goto out;
+        }
+        if (n == 0)
+            break; /* timed out */
+        /* woke with nothing (EINTR, or a spurious wake): what is left */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long spent = (now.tv_sec - t0.tv_sec) * 1000LL
+                          + (now.tv_nsec - t0.tv_nsec) / 1000000LL;
+        if (spent >= ms)
+            break;
+        left = (int)(ms - spent);
     }
-    if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-        st = -2;
-        goto out;
-    }
-    if (pf[1].revents) {
-        st = -3;
-        goto out;
-    }
-    if (cons_avail(&rx, 1, &avail) < 0)
-        st = ST_CORRUPT;
-    else
-        st = avail ? 1 : n ? 2 : 0;
+    st = 0;
 out:
     PyBuffer_Release(&fill.view);
     PyBuffer_Release(&rx.view);
