@@ -235,3 +235,15 @@ def test_xsk_ref_batch_work_spins_per_batch(veth: testing.VethPair) -> None:
     # takes ~20000 batches a second at well under 1 us each)
     assert res["cpu"]["user_s"] >= 0.9 * batches * 200e-6
     assert batches <= 1.2 / 200e-6
+
+
+def test_packet_cost_script_times_each_piece() -> None:
+    script = RUN_PY.parent / "packet_cost.py"
+    r = subprocess.run([sys.executable, str(script), "-n", "1", "-r", "2"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = dict(line.split() for line in r.stdout.splitlines()[1:])
+    assert set(rows) == {"loop", "peeks", "peeks+copies", "copies-only"}
+    assert all(float(v) > 0 for v in rows.values())
+    # the body does at least what its parts do
+    assert float(rows["peeks+copies"]) > float(rows["loop"])
