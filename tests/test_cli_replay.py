@@ -166,6 +166,25 @@ def test_replay_refuses_non_ethernet(veth: testing.VethPair, tmp_path: Path) -> 
     assert len(lines) == 1 and "not Ethernet" in lines[0], r.stderr
 
 
+def test_replay_refuses_a_pcapng_packet_of_a_non_ethernet_interface(
+        veth: testing.VethPair, tmp_path: Path) -> None:
+    """pcapng: each packet's own interface is checked, in a batch that mixes
+    interfaces too."""
+    from test_pcap import _epb, _idb, _shb
+
+    le = "<"
+    eth = testing.make_frame(payload=b"eth")
+    raw = _shb(le) + _idb(le, 1, 0) + _idb(le, 101, 0)  # Ethernet, then RAW (IP)
+    raw += b"".join(_epb(le, 0, i, eth) for i in range(3)) + _epb(le, 1, 9, b"\x45" + bytes(40))
+    path = tmp_path / "mixed.pcapng"
+    path.write_bytes(raw)
+    r = replay(str(path), "-i", veth.a, "--topspeed", "--json")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "packet on capture interface 1 has link type 101" in lines[0], \
+        r.stderr
+
+
 def _good_pcap(tmp_path: Path) -> bytes:
     path = tmp_path / "good.pcap"
     write_pcap(path, frames(5))

@@ -150,11 +150,16 @@ def _reader(f: Any) -> Any:
 
 
 def _check_linktypes(reader: Any, interfaces: Any) -> None:
+    import numpy as np
+
     from ..pcap import LINKTYPE_ETHERNET
 
-    if reader.format == "pcap":
+    if reader.format == "pcap" or not len(interfaces):
         return  # one interface, checked with the header
-    for i in {int(x) for x in interfaces}:
+    lo, hi = int(interfaces.min()), int(interfaces.max())
+    # (a batch from a pcapng file is usually all one interface: two numpy
+    # reductions, not a Python set over every packet)
+    for i in (lo,) if lo == hi else np.unique(interfaces).tolist():
         lt = reader.interfaces[i].linktype
         if lt != LINKTYPE_ETHERNET:
             raise CliError(f"packet on capture interface {i} has link type "
