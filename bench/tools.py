@@ -32,6 +32,8 @@ not what is measured. Rows (64-byte frames):
                 page first (skb_pp_cow_data) and run the program, per frame
                 work that both tools pay, so the two rows give different
                 ratios (bench/README.md has the figures).
+  replay-ng-rx  replay-top-rx with the same frames in a pcapng file (one
+                Enhanced Packet Block each), for both tools.
   replay-pps    the same file at ``--pps 200000`` (5 s for a million frames):
                 the rate the command reports (sent / its own seconds), its
                 error against 200000, and what the peer counted.
@@ -78,7 +80,8 @@ import run as benchrun  # noqa: E402  (bench/run.py: Procs, build_c, JSON parsin
 PY = sys.executable
 XS = [PY, "-m", "xdp_socket"]
 SHM = Path("/dev/shm")
-ROWS = ("capture-skb", "capture-live", "replay-top", "replay-top-rx", "replay-pps")
+ROWS = ("capture-skb", "capture-live", "replay-top", "replay-top-rx", "replay-ng-rx",
+        "replay-pps")
 PPS_TARGET = 200_000
 FRAME_BYTES = 64
 README_START = "<!-- tools-table: written by bench/tools.py --write-readme -->"
@@ -102,6 +105,15 @@ def rx_packets(ifname: str) -> int:
     out = subprocess.run(["ip", "-s", "-j", "link", "show", "dev", ifname],
                          capture_output=True, text=True, check=True).stdout
     return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
+
+
+def to_pcapng(src: Path, dst: Path) -> None:
+    """The same packets and timestamps as a pcapng file (one EPB each)."""
+    from xdp_socket.pcap import PcapngWriter, open_capture
+
+    with open_capture(str(src)) as r, PcapngWriter(str(dst)) as w:
+        for b in r.batches(65536):
+            w.write_batch(b.data, b.lens, b.timestamps_ns)
 
 
 def make_replay_file(path: Path, frames: int) -> None:
@@ -132,11 +144,12 @@ class Bench:
         self.src_cpu, self.dut_cpu = args.cores
         self.procs = benchrun.Procs()
         self.replay_file = SHM / f"xs-tools-{os.getpid()}-in.pcap"
+        self.replay_ng = SHM / f"xs-tools-{os.getpid()}-in.pcapng"  # the same frames
         self.out_file = SHM / f"xs-tools-{os.getpid()}-out.pcap"
 
     def cleanup(self) -> None:
         self.procs.stop_all()
-        for p in (self.replay_file, self.out_file):
+        for p in (self.replay_file, self.replay_ng, self.out_file):
             p.unlink(missing_ok=True)
 
     # --- sources ---------------------------------------------------------------------
@@ -255,8 +268,9 @@ class Bench:
             raise RuntimeError(f"{argv[0]} failed ({code}): {err.strip()[-300:]}")
         return {**rec, "peer": peer, "pps": peer / rec["wall"]}, out
 
-    def replay_xs(self, extra: list[str], counter: bool = False) -> dict[str, Any]:
-        rec, out = self._replay([*XS, "replay", str(self.replay_file), "-i", self.a,
+    def replay_xs(self, extra: list[str], counter: bool = False,
+                  file: Path | None = None) -> dict[str, Any]:
+        rec, out = self._replay([*XS, "replay", str(file or self.replay_file), "-i", self.a,
                                  "--quiet", "--json", *extra], counter)
         res = benchrun.parse_json_output(out) or {}
         rec["sent"] = res.get("sent")
@@ -265,8 +279,10 @@ class Bench:
             rec["rate"] = res["sent"] / res["seconds"]
         return rec
 
-    def replay_tcpreplay(self, extra: list[str], counter: bool = False) -> dict[str, Any]:
-        rec, out = self._replay(["tcpreplay", "-i", self.a, *extra, str(self.replay_file)],
+    def replay_tcpreplay(self, extra: list[str], counter: bool = False,
+                         file: Path | None = None) -> dict[str, Any]:
+        rec, out = self._replay(["tcpreplay", "-i", self.a, *extra,
+                                 str(file or self.replay_file)],
                                 counter)
         m = re.search(r"Actual: (\d+) packets .*? sent in ([\d.]+) seconds", out)
         if m:
@@ -298,6 +314,13 @@ class Bench:
                             lambda: self.replay_tcpreplay(["--topspeed"], counter=True)))
             out.append(("replay-top-rx", "xdp-socket",
                         lambda: self.replay_xs(["--topspeed"], counter=True)))
+        if "replay-ng-rx" in rows:
+            ng = self.replay_ng
+            if shutil.which("tcpreplay"):
+                out.append(("replay-ng-rx", "tcpreplay",
+                            lambda: self.replay_tcpreplay(["--topspeed"], True, ng)))
+            out.append(("replay-ng-rx", "xdp-socket",
+                        lambda: self.replay_xs(["--topspeed"], True, ng)))
         if "replay-pps" in rows:
             if shutil.which("tcpreplay"):
                 out.append(("replay-pps", "tcpreplay",
@@ -355,7 +378,9 @@ def table(results: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
                 f"sys {_med(get(row, tool, 'sys'), '{:.2f}')} s")
 
     for row, how in (("replay-top", "by a counting XDP drop on the peer"),
-                     ("replay-top-rx", "by the peer's rx_packets, nothing attached")):
+                     ("replay-top-rx", "by the peer's rx_packets, nothing attached"),
+                     ("replay-ng-rx", "by the peer's rx_packets; the same frames in a "
+                                      "pcapng file")):
         if not any(k[0] == row for k in results):
             continue
         n = None
@@ -455,8 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     with benchrun._signals_interrupt(), testing.veth_pair("toola", "toolb", queues=1) as link:
         bench = Bench(args, link.a, link.b, link.a_index, link.b_index, xsk_ref)
         try:
-            if {"replay-top", "replay-top-rx", "replay-pps"} & set(args.rows):
+            if {"replay-top", "replay-top-rx", "replay-ng-rx", "replay-pps"} & set(args.rows):
                 make_replay_file(bench.replay_file, args.frames)
+            if "replay-ng-rx" in args.rows:
+                to_pcapng(bench.replay_file, bench.replay_ng)
             cells = bench.cells()
             for run in range(1, args.runs + 1):
                 for row, tool, fn in cells:

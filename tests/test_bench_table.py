@@ -212,15 +212,18 @@ def test_tools_table_has_both_replay_counts() -> None:
         "replay-top/xdp-socket": [rec(350e3, 0.5, 2.0), rec(370e3, 0.5, 2.1)],
         "replay-top-rx/tcpreplay": [rec(300e3, 0.3, 2.6)],
         "replay-top-rx/xdp-socket": [rec(600e3, 0.4, 1.3)],
+        "replay-ng-rx/tcpreplay": [rec(300e3, 0.3, 2.6)],
+        "replay-ng-rx/xdp-socket": [rec(450e3, 0.5, 1.4)],
     }
     r = subprocess.run([sys.executable, "-c", TOOLS_TABLE, str(RUN_PY.parent), json.dumps(raw)],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| replay")]
-    assert len(rows) == 2
-    xdp_row, rx_row = rows
+    assert len(rows) == 3
+    xdp_row, rx_row, ng_row = rows
     assert "counting XDP drop" in xdp_row and "rx_packets" in rx_row
     assert "tcpreplay 0.255 (0.250-0.260); user 0.40 (0.40-0.40) s, sys 3.05 (3.00-3.10) s" \
         in xdp_row
     assert xdp_row.endswith("| 1.41x |")  # 0.360 / 0.255
     assert "| 0.600; user 0.40 s, sys 1.30 s | 2.00x |" in rx_row
+    assert "pcapng" in ng_row and ng_row.endswith("| 1.50x |")
