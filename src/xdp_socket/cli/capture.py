@@ -72,7 +72,12 @@ status: 0 when -c/-d ended the capture, 130 after Ctrl-C, 143 after SIGTERM
 (the file is complete in every case), 1 on errors, 2 on bad arguments.
 """
 
-BATCH = 256  # packets per ring transaction: the Python cost is per batch
+# Packets per ring transaction, at most: the Python cost is per batch, and a
+# batch takes what is there, never waiting for more. 1024 against 256: 2.10
+# against 1.64 Mpps written from the live-frames generator (2026-12-02, medians
+# of 3 runs each, interleaved; no kernel drops either way). The frames of a
+# batch go back to the Fill ring before the file write.
+BATCH = 1024
 POLL_MS = 100  # short, so a stop signal is noticed promptly (poll restarts after EINTR)
 MAX_SNAPLEN = 262144
 DEFAULT_BUFFER_MIB = 64
