@@ -1978,10 +1978,26 @@ out:
  * -2 POLLERR/POLLHUP/POLLNVAL on the socket, -3 the wake eventfd fired
  * (the socket is being closed), -(100 + errno) the Fill kick failed.
  */
+/* rx_wait's look at the RX ring: 1 when the wait is over (``st`` set to 1, a
+ * packet is there, or to ST_CORRUPT) */
+static int rx_look(Map *rx, long *st)
+{
+    uint32_t avail = 0;
+
+    if (cons_avail(rx, 1, &avail) < 0) {
+        *st = ST_CORRUPT;
+        return 1;
+    }
+    if (avail) {
+        *st = 1;
+        return 1;
+    }
+    return 0;
+}
+
 static PyObject *rx_wait(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 {
     Map rx, fill;
-    uint32_t avail = 0;
     int fd, wake_fd, ms;
     long st = 0;
 
@@ -2003,14 +2019,8 @@ static PyObject *rx_wait(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         st = -100;
         goto out;
     }
-    if (cons_avail(&rx, 1, &avail) < 0) {
-        st = ST_CORRUPT;
+    if (rx_look(&rx, &st))
         goto out;
-    }
-    if (avail) {
-        st = 1;
-        goto out;
-    }
     if (load_acquire(word(&fill, fill.r->flags_off)) & XDP_RING_NEED_WAKEUP) {
         ssize_t r;
         int err = 0;
@@ -2051,14 +2061,8 @@ static PyObject *rx_wait(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
             st = -3;
             goto out;
         }
-        if (cons_avail(&rx, 1, &avail) < 0) {
-            st = ST_CORRUPT;
+        if (rx_look(&rx, &st))
             goto out;
-        }
-        if (avail) {
-            st = 1;
-            goto out;
-        }
         if (n == 0)
             break; /* timed out */
         /* woke with nothing (EINTR, or a spurious wake): what is left */
