@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import IO
@@ -887,3 +888,35 @@ def test_open_on_live_pipe_returns_after_header(writer: Writer) -> None:
 def test_read_capture_checks_header_immediately() -> None:
     with pytest.raises(CaptureFormatError):
         read_capture(io.BytesIO(b"not a capture file"))
+
+
+@pytest.mark.parametrize("writer", [PcapWriter, PcapngWriter])
+def test_batches_on_a_live_pipe_hand_on_what_has_arrived(writer: Writer, ng_path: str) -> None:
+    """batches() on a pipe whose writer is still open yields the packets
+    that have arrived, without waiting for a whole chunk or for the writer
+    to close (``tcpdump -w - | xdp-socket replay -``; dumpcap writes pcapng)."""
+    rfd, wfd = os.pipe()
+    with os.fdopen(rfd, "rb") as inp, os.fdopen(wfd, "wb") as out:
+        w = writer(out)
+        for i in range(3):
+            w.write(b"first" + bytes(60), NS + i)
+        w.flush()
+        got: list[list[int]] = []
+
+        def read() -> None:
+            with open_capture(inp) as r:
+                for b in r.batches(64):
+                    got.append([int(t) for t in b.timestamps_ns])
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        end = time.monotonic() + 5
+        while sum(map(len, got)) < 3 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert sum(map(len, got)) == 3, "the first packets waited for more"
+        w.write(b"second" + bytes(60), NS + 3)
+        w.close()
+        out.close()
+        t.join(5)
+        assert not t.is_alive()
+    assert [ts for b in got for ts in b] == [NS, NS + 1, NS + 2, NS + 3]

@@ -811,6 +811,34 @@ def _ts_units(tsresol: int) -> int:
     return int(10**tsresol)  # int(): mypy types int ** int as Any
 
 
+def _scan_epbs(buf: np.ndarray[Any, Any], pos: int, max_packets: int, swap: bool,
+               max_caplen: int, hdr: np.ndarray[Any, Any], offs: np.ndarray[Any, Any],
+               ifaces: int) -> tuple[int, int, int, int]:
+    """The accelerator's pcapng pcap_scan (_accel.c) in Python, for the
+    pure-Python install: the same rows, the same stops (every block the block
+    parser might refuse, and every other block type, is left to it)."""
+    order = ">" if swap == (sys.byteorder == "little") else "<"
+    head = struct.Struct(order + "7I")
+    word = struct.Struct(order + "I")
+    view = buf.data
+    end = len(buf)
+    max_block = max_caplen + 1024 * 1024
+    k = 0
+    lo, hi = 0xFFFFFFFF, 0
+    while k < max_packets and pos <= end - 32:
+        btype, total, if_id, ts_hi, ts_lo, caplen, orig = head.unpack_from(view, pos)
+        if (btype != _BT_EPB or total < 32 or total % 4 or total > max_block
+                or total > end - pos or word.unpack_from(view, pos + total - 4)[0] != total
+                or caplen > total - 32 or if_id >= ifaces):
+            break
+        hdr[k] = (if_id, ts_hi, ts_lo, caplen, orig)
+        offs[k] = pos + 28
+        lo, hi = min(lo, caplen), max(hi, caplen)
+        pos += total
+        k += 1
+    return k, pos, lo if k else 0, hi
+
+
 def _ng_timestamps(raw: npt.NDArray[np.uint64], iface: CaptureInterface) -> npt.NDArray[np.int64]:
     """_to_ns over an array: numpy where the result fits in int64 exactly, the
     per-packet Python integers otherwise (exotic resolutions, timestamps far
@@ -960,19 +988,19 @@ class CaptureReader:
         (without it: one numpy operation per run of equal-length records), so
         the cost is per batch, not per packet; ``data`` is a read-only view
         into the chunk when the batch has one length, a zero-padded copy
-        otherwise. pcapng is read the same way with the accelerator (runs of
-        Enhanced Packet Blocks in one call, every other block through the
-        block parser); without it, block by block and grouped. Do not mix
-        with plain iteration on the same reader.
+        otherwise. pcapng is read the same way (runs of Enhanced Packet Blocks
+        in one accelerator call, or one Python loop without it; every other
+        block through the block parser), into padded copies. On a pipe, a
+        batch holds what has arrived: it does not wait for a whole chunk or
+        for ``max_packets``. Do not mix with plain iteration on the same
+        reader.
         """
         check_int("max_packets", max_packets, min=1, max=1 << 20)
         if self._file is None:
             raise ValueError("read from a closed capture reader")
         if self.format == "pcap":
             return self._pcap_batches(max_packets)
-        if _ring.accel is not None:
-            return self._ts_checked(self._pcapng_batches(max_packets))
-        return self._ts_checked(_group(self._packets, max_packets))
+        return self._ts_checked(self._pcapng_batches(max_packets))
 
     def _ts_checked(self, batches: Iterator[PacketBatch]) -> Iterator[PacketBatch]:
         """A pcapng timestamp (64 bits in any unit, plus an offset in
@@ -1132,14 +1160,15 @@ class CaptureReader:
 
     def _pcapng_batches(self, max_packets: int) -> Iterator[PacketBatch]:
         """pcapng in batches: the file read in large chunks, each run of
-        Enhanced Packet Blocks decoded by one accelerator call, and every
+        Enhanced Packet Blocks decoded by one accelerator call (without it,
+        one Python loop with the same checks), and every
         other block (section and interface headers, statistics, an EPB the
         scan will not take because something is wrong with it) given to the
         block parser, one block at a time, so both paths agree on every
         value and every error."""
         s = self._stream
         acc = _ring.accel
-        assert acc is not None
+        scan = acc.pcap_scan if acc is not None else _scan_epbs
         blocks = self._ng_blocks
         if self._ng_lookahead:  # the packet the header read looked ahead at
             yield from _group(iter(self._ng_lookahead), max_packets)
@@ -1170,7 +1199,7 @@ class CaptureReader:
                             buf, pos = more, 0
                             continue
                     else:
-                        k, end, _, hi = acc.pcap_scan(
+                        k, end, _, hi = scan(
                             buf, pos, max_packets, (order == ">") == (sys.byteorder == "little"),
                             MAX_RECORD_LEN, hdr, offs, len(self.interfaces) - self._ng_base)
                         if k:
@@ -1206,8 +1235,11 @@ class CaptureReader:
         lens = h[:, 3].copy()
         data = np.zeros((k, longest), np.uint8)
         acc = _ring.accel
-        assert acc is not None
-        acc.gather_rows(buf, offs, lens, k, data)
+        if acc is not None:
+            acc.gather_rows(buf, offs, lens, k, data)
+        else:
+            for i, (o, n) in enumerate(zip(offs[:k].tolist(), lens.tolist(), strict=True)):
+                data[i, :n] = buf[o : o + n]
         ifs = h[:, 0].astype(np.intp)
         raw = (h[:, 1].astype(np.uint64) << np.uint64(32)) | h[:, 2]
         ifaces, base = self.interfaces, self._ng_base
