@@ -196,6 +196,30 @@ static int map_ring(PyObject *o, Map *m)
     return 0;
 }
 
+/*
+ * The two rings an entry point takes first: ``first`` a descriptor ring
+ * (16-byte entries), ``second`` one of ``esize2``-byte entries (8: Fill or
+ * Completion, 16: TX). On failure an exception is set ("<what> needs
+ * <kinds>" for the wrong kind of ring) and nothing stays mapped.
+ */
+static int map_two(PyObject *first, PyObject *second, Map *m1, Map *m2, int esize2,
+                   const char *what, const char *kinds)
+{
+    if (map_ring(first, m1) < 0)
+        return -1;
+    if (map_ring(second, m2) < 0) {
+        PyBuffer_Release(&m1->view);
+        return -1;
+    }
+    if (m1->r->esize != 16 || m2->r->esize != esize2) {
+        PyBuffer_Release(&m2->view);
+        PyBuffer_Release(&m1->view);
+        PyErr_Format(PyExc_ValueError, "%s needs %s", what, kinds);
+        return -1;
+    }
+    return 0;
+}
+
 static int map_plain(PyObject *o, Py_buffer *v)
 {
     return PyObject_GetBuffer(o, v, PyBUF_WRITABLE);
@@ -468,19 +492,12 @@ static PyObject *rx_to_fill(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
     if (check_nargs(nargs, 6, "rx_to_fill") || arg_u32(a[2], &cons) || arg_u32(a[3], &prod)
         || arg_u64(a[5], &and_mask))
         return NULL;
-    if (map_ring(a[0], &rx) < 0)
+    if (map_two(a[0], a[1], &rx, &fill, 8, "rx_to_fill",
+                "a descriptor ring and an address ring") < 0)
         return NULL;
-    if (map_ring(a[1], &fill) < 0) {
-        PyBuffer_Release(&rx.view);
-        return NULL;
-    }
-    if (rx.r->esize != 16 || fill.r->esize != 8) {
-        PyErr_SetString(PyExc_ValueError, "rx_to_fill needs a descriptor ring and an address ring");
+    if (arg_count(a[4], &n, rx.r->entries < fill.r->entries ? rx.r->entries
+                                                            : fill.r->entries) < 0)
         n = -1;
-    } else if (arg_count(a[4], &n, rx.r->entries < fill.r->entries ? rx.r->entries
-                                                                   : fill.r->entries) < 0) {
-        n = -1;
-    }
     if (n >= 0) {
         Slots fs = slots_of(&fill), rs = slots_of(&rx);
         for (Py_ssize_t i = 0; i < n; i++)
@@ -510,19 +527,11 @@ static PyObject *forward(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 
     if (check_nargs(nargs, 5, "forward") || arg_u32(a[2], &cons) || arg_u32(a[3], &prod))
         return NULL;
-    if (map_ring(a[0], &rx) < 0)
+    if (map_two(a[0], a[1], &rx, &tx, 16, "forward", "two descriptor rings") < 0)
         return NULL;
-    if (map_ring(a[1], &tx) < 0) {
-        PyBuffer_Release(&rx.view);
-        return NULL;
-    }
-    if (rx.r->esize != 16 || tx.r->esize != 16) {
-        PyErr_SetString(PyExc_ValueError, "forward needs two descriptor rings");
+    if (arg_count(a[4], &n, rx.r->entries < tx.r->entries ? rx.r->entries
+                                                          : tx.r->entries) < 0)
         n = -1;
-    } else if (arg_count(a[4], &n, rx.r->entries < tx.r->entries ? rx.r->entries
-                                                                 : tx.r->entries) < 0) {
-        n = -1;
-    }
     if (n >= 0) {
         Slots ts = slots_of(&tx), rs = slots_of(&rx);
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -1124,18 +1133,10 @@ static PyObject *release_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
 
     if (check_nargs(nargs, 4, "release_fast") || arg_u64(a[3], &and_mask))
         return NULL;
-    if (map_ring(a[0], &rx) < 0)
+    if (map_two(a[0], a[1], &rx, &fill, 8, "release_fast", "an RX ring and a Fill ring") < 0)
         return NULL;
-    if (map_ring(a[1], &fill) < 0) {
-        PyBuffer_Release(&rx.view);
-        return NULL;
-    }
-    if (rx.r->esize != 16 || fill.r->esize != 8) {
-        PyErr_SetString(PyExc_ValueError, "release_fast needs an RX ring and a Fill ring");
+    if (arg_n(a[2], &n) < 0)
         st = -100;
-    } else if (arg_n(a[2], &n) < 0) {
-        st = -100;
-    }
     if (st == 0) {
         Ring *fr = fill.r;
         st = rx_release_step(&rx, &fill, n, and_mask);
@@ -1172,18 +1173,11 @@ static PyObject *forward_fast(PyObject *mod, PyObject *const *a, Py_ssize_t narg
     long st = 0;
     uint32_t k = 0;
 
-    if (check_nargs(nargs, 3, "forward_fast") || map_ring(a[0], &rx) < 0)
+    if (check_nargs(nargs, 3, "forward_fast")
+        || map_two(a[0], a[1], &rx, &tx, 16, "forward_fast", "two descriptor rings") < 0)
         return NULL;
-    if (map_ring(a[1], &tx) < 0) {
-        PyBuffer_Release(&rx.view);
-        return NULL;
-    }
-    if (rx.r->esize != 16 || tx.r->esize != 16) {
-        PyErr_SetString(PyExc_ValueError, "forward_fast needs two descriptor rings");
+    if (arg_n(a[2], &n) < 0)
         st = -100;
-    } else if (arg_n(a[2], &n) < 0) {
-        st = -100;
-    }
     if (st == 0) {
         Ring *rr = rx.r, *tr = tx.r;
         if (n < 0 || (uint64_t)n > (uint32_t)(rr->cached_prod - rr->cached_cons))
@@ -2008,17 +2002,8 @@ static PyObject *rx_wait(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
     ms = (int)PyLong_AsLong(a[4]);
     if (PyErr_Occurred())
         return NULL;
-    if (map_ring(a[0], &rx) < 0)
+    if (map_two(a[0], a[1], &rx, &fill, 8, "rx_wait", "an RX ring and a Fill ring") < 0)
         return NULL;
-    if (map_ring(a[1], &fill) < 0) {
-        PyBuffer_Release(&rx.view);
-        return NULL;
-    }
-    if (rx.r->esize != 16 || fill.r->esize != 8) {
-        PyErr_SetString(PyExc_ValueError, "rx_wait needs an RX ring and a Fill ring");
-        st = -100;
-        goto out;
-    }
     if (rx_look(&rx, &st))
         goto out;
     if (load_acquire(word(&fill, fill.r->flags_off)) & XDP_RING_NEED_WAKEUP) {
