@@ -34,6 +34,25 @@ def test_every_listed_subcommand_is_registered() -> None:
     assert names <= set(cli_main.SUBCOMMANDS)
 
 
+def test_a_command_imports_only_its_own_module() -> None:
+    # main() registers just the subcommand its command line names (start-up
+    # time: replay is compared with tcpreplay by its whole run); a command
+    # that is not one still gets the full list in its error.
+    code = ("import sys; from xdp_socket.cli import main as m\n"
+            "p = m.build_parser('filter')\n"
+            "sub = next(a for a in p._actions if a.dest == 'command')\n"
+            "print(sorted(sub.choices), sorted(k for k in sys.modules\n"
+            "      if k.startswith('xdp_socket.cli.') and k.split('.')[-1] in m.SUBCOMMANDS))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['filter'] ['xdp_socket.cli.filter']"
+    r = run("no-such-command")
+    assert r.returncode == 2
+    assert "invalid choice" in r.stderr and "replay" in r.stderr and "capture" in r.stderr
+    r = run("filter", "--help")
+    assert r.returncode == 0 and "usage: xdp-socket filter" in r.stdout
+
+
 def test_no_command_is_a_usage_error() -> None:
     r = run()
     assert r.returncode == 2
@@ -101,7 +120,8 @@ def test_permission_error_is_one_line(monkeypatch: pytest.MonkeyPatch,
         raise xdp_error(1, "create AF_XDP socket", "eth9", 0)
 
     parser = cli_main.build_parser
-    monkeypatch.setattr(cli_main, "build_parser", lambda: _with_func(parser(), boom))
+    monkeypatch.setattr(cli_main, "build_parser",
+                        lambda only=None: _with_func(parser(only), boom))
     assert cli_main.main(["info"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("xdp-socket info: permission denied: create AF_XDP socket on eth9")

@@ -19,7 +19,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -84,6 +83,10 @@ def _library() -> Any:
     with _load_lock:
         if _lib is not None:
             return _lib
+        # (imported here: ctypes.util brings subprocess and more, ~6 ms of
+        # every command's start-up, for a lookup that only this needs)
+        import ctypes.util
+
         names = list(_LIBRARY_NAMES)
         found = ctypes.util.find_library("pcap")
         if found and found not in names:

@@ -30,7 +30,12 @@ Run `xdp-socket COMMAND --help` for each command's options.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or with ``only`` that one (``main``
+    passes the one its command line names): importing and registering all of
+    them cost ~20 ms of every command's start-up, which a short ``replay``
+    pays against tcpreplay's whole run."""
+    names = (only,) if only in SUBCOMMANDS else SUBCOMMANDS
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Linux AF_XDP sockets from Python: tools.",
@@ -41,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    for name in names:
         modname = f"{__package__}.{name}"
         try:
             mod = importlib.import_module(modname)
@@ -169,8 +174,9 @@ def entry() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     _guard_standard_streams()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words[0] if words else None)
+    args = parser.parse_args(words)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
