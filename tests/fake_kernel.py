@@ -7,10 +7,13 @@ start the free-running indices anywhere (just below 2**32 to test the wrap).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from xdp_socket import _ring
+from xdp_socket.core import XskCore
 
 PROD, CONS, FLAGS, DESC = 0, 64, 128, 192  # offsets like the kernel's (cache-line apart)
 U32 = 0xFFFFFFFF
@@ -159,6 +162,8 @@ class FakeCore:
     """Stands in for ``XskCore`` under batches: counts kicks, forwards on the
     given TX path, and can be closed."""
 
+    _kick_always = False  # (read by XskCore.write_submit_tx)
+
     def __init__(self, tx_path: _ring.TxPath | None = None) -> None:
         self.tx_path = tx_path
         self.closed = False
@@ -173,6 +178,16 @@ class FakeCore:
         path.submit_len(n, length)
         if kick:
             self.drive_tx()
+
+    def write_submit_tx(self, path: _ring.TxPath, rows: Any, n: int, lens: Any, kick: bool,
+                        rest: int) -> bool:
+        """XskCore's, on its C call with no socket (fd -1: the ring work
+        only); its kick is counted here."""
+        if not XskCore.write_submit_tx(self, path, rows, n, lens, False, rest):  # type: ignore[arg-type]
+            return False
+        if kick:
+            self.drive_tx()
+        return True
 
     def kick_fill(self) -> None:
         self.fill_kicks += 1

@@ -288,7 +288,7 @@ class RingModel(RuleBasedStateMachine):
             self.tx_batch_op(b, op, blens, data)
         want_frames = [self.m_umem[a : a + FS] for a in self.res[:c]]
         assert np.array_equal(b.frames(), np.array(want_frames).reshape(c, FS))
-        end = data.draw(st.sampled_from(["with", "submit", "raise", "cancel"]))
+        end = data.draw(st.sampled_from(["with", "submit", "raise", "cancel", "submit_array"]))
         bad = [ln for ln in blens if not 0 <= ln <= FS]
         if end == "with":
             first0 = blens.index(0) if 0 in blens else c
@@ -317,6 +317,39 @@ class RingModel(RuleBasedStateMachine):
                 self.m_tx_commit(blens[:k])
                 self.res_len[: c - k] = [0] * (c - k)
                 assert core.tx_kicks == k % 2
+        elif end == "submit_array":
+            # rows and lengths given now: whatever the ops above wrote into
+            # the first k frames is overwritten, and only those k go
+            k = data.draw(st.integers(0, c))
+            width = data.draw(st.sampled_from([1, 14, 60, FS]))
+            arr = np.stack([self.payload(width) for _ in range(k)]) if k else \
+                np.zeros((0, width), np.uint8)
+            how = data.draw(st.sampled_from(["default", "scalar", "array", "bad"]))
+            arg: object
+            if how == "default":
+                lens, arg = [width] * k, None
+            elif how == "scalar":
+                ln = data.draw(LENGTHS)
+                lens, arg = [ln] * k, ln
+            elif how == "array":
+                lens = [data.draw(LENGTHS) for _ in range(k)]
+                arg = np.array(lens, np.uint32)
+            else:
+                lens, arg = [0] * k, np.zeros(k, np.uint32)
+            if how == "bad" and k:
+                before = self.umem2d.copy()
+                with pytest.raises(ValueError, match=rf"every length must be 1\.\.{FS}"):
+                    b.submit_array(arr, arg)
+                assert np.array_equal(self.umem2d, before)  # nothing copied
+                end = "cancel"
+            else:
+                kick = data.draw(st.booleans())
+                assert b.submit_array(arr, arg, kick=kick) == k
+                for i in range(k):
+                    self.m_umem[self.res[i] : self.res[i] + width] = arr[i]
+                self.m_tx_commit(lens)
+                self.res_len[: c - k] = [0] * (c - k)
+                assert core.tx_kicks == (1 if kick else 0)
         elif end == "raise":
             with pytest.raises(KeyError), b:
                 raise KeyError("boom")

@@ -222,6 +222,66 @@ def test_reserve_fast_and_submit_fast_refuse_what_they_cannot_do() -> None:
         assert C.submit_fast(tx, tx.tx, 1, 60, s.fileno(), True) == -3
 
 
+def test_write_submit_refuses_what_it_cannot_do_and_sends_the_rows() -> None:
+    """TxBatch.submit_array's C step: anything unusual (no or too many
+    frames, a length outside 1..frame, an address that would not hold its
+    row) is -4 with nothing written or moved; the usual case copies, sets
+    the lengths, publishes and counts; a failed kick still publishes every
+    frame and returns the kick's status."""
+    if _ring.accel is None:
+        pytest.skip("the accelerator's own entry points")
+    C = _ring.C
+    k = FakeKernel(frame_count=16, ring=8)
+    tx = k.tx_path()
+    assert reserve(tx, 6) == 6
+    records = np.arange(8 * 90, dtype=np.uint16).astype(np.uint8).reshape(8, 90)
+    rows = records[:, 10:80]  # strided, like the pcap reader's (8 rows, 6 frames)
+
+    def call(n: int, lens: Any, fd: int = -1, always: bool = False, tx_ring: Any = None,
+             data: Any = rows) -> int:
+        st: int = C.write_submit(tx, tx_ring or tx.tx, n, tx.umem, data, FS, lens, fd, always)
+        return st
+
+    before, umem = state(k, tx), bytes(k.umem)
+    for n, lens in ((0, 60), (7, 60), (6, 0), (6, FS + 1),
+                    (6, np.array([60] * 5 + [0], np.uint32))):
+        assert call(n, lens) == -4
+    slot = (tx.tx.cached_prod + 3) & tx.tx.mask
+    good = int(tx.tx.area.addrs[slot])
+    for bad in (16 * FS, 16 * FS - 10, FS - 30):
+        tx.tx.area.addrs[slot] = bad
+        assert call(6, 60) == -4
+    tx.tx.area.addrs[slot] = good
+    assert state(k, tx) == before and bytes(k.umem) == umem
+    with pytest.raises(ValueError, match="needs a TX ring"):
+        call(6, 60, tx_ring=tx.comp)
+    with pytest.raises(ValueError, match="n uint32 lengths"):
+        call(6, np.full(6, 60, np.int64))
+    with pytest.raises(ValueError, match="n uint32 lengths"):
+        call(6, np.full(5, 60, np.uint32))
+    with pytest.raises(ValueError, match="rows of at most a frame"):
+        call(2, 60, data=np.zeros((2, FS + 1), np.uint8))
+    with pytest.raises(ValueError, match="rows of at most a frame"):
+        call(6, 60, data=rows[:5])
+    with pytest.raises(ValueError, match="rows of at most a frame"):
+        call(6, 60, data=records[:, ::2])  # bytes not adjacent in a row
+    assert state(k, tx) == before and bytes(k.umem) == umem
+
+    lens = np.array([60, 61, 62, 63, 70], np.uint32)
+    assert call(5, lens) == 0  # fd -1: no kick
+    assert tx.reserved == tx.tx.reserved == 1 and tx.submitted == 5
+    assert k.tx.prod == tx.tx.cached_prod
+    assert k.transmit() == 5
+    assert k.sent[-5:] == [bytes(rows[i, : lens[i]]) for i in range(5)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        # (an unconnected UDP socket refuses the kick: proof one was made,
+        # and every frame is published all the same)
+        assert reserve(tx, 6) == 6
+        assert call(6, 64, s.fileno(), True) == errno.EDESTADDRREQ
+        assert tx.reserved == 0 and tx.submitted == 11 and k.tx.prod == tx.tx.cached_prod
+        assert k.transmit() == 6 and k.sent[-6:] == [bytes(r[:64]) for r in rows[:6]]
+
+
 class _Sock:
     def fileno(self) -> int:
         return -1  # the C call makes no kick

@@ -541,6 +541,26 @@ class XskCore:
         if kick:
             self.drive_tx()
 
+    def write_submit_tx(self, path: _ring.TxPath, rows: Any, n: int, lens: Any, kick: bool,
+                        rest: int) -> bool:
+        """TxBatch.submit_array's usual case in one C call (C.write_submit):
+        the first ``n`` reserved frames get the rows and ``lens`` (an int, or
+        n uint32) and are published and, with ``kick``, kicked a part at a
+        time; the ``rest`` reserved after them get their lengths cleared.
+        False: not the usual case (no accelerator, a lock to hold, anything
+        to report), nothing done."""
+        if not path.fast_submit:
+            return False
+        st: int = _ring.C.write_submit(path, path.tx, n, path.umem, rows, path.frame_size, lens,
+                                       self.sock.fileno() if kick else -1, self._kick_always)
+        if st == -4:
+            return False
+        if rest:
+            path.clear_lengths(rest)
+        if st:
+            self._kick_status(path, st)
+        return True
+
     def _kick_status(self, path: _ring.TxPath, status: int) -> None:
         """What a C kick loop's non-zero status asks for (see drive_tx)."""
         if status == -1:  # no progress: reclaiming may make room

@@ -637,6 +637,38 @@ static PyObject *set_lens(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
  * there) but the ring is shared memory: each is checked to lie in the UMEM
  * with the whole row inside its own frame before anything is written.
  */
+/* The rows argument of write_rows and write_submit: at least n rows of at
+ * most a frame, each row's bytes adjacent. 0 (sv held) or -1 (error set). */
+static int get_rows(PyObject *o, Py_ssize_t n, uint64_t frame_size, Py_buffer *sv,
+                    const char *who)
+{
+    if (PyObject_GetBuffer(o, sv, PyBUF_RECORDS_RO) < 0)
+        return -1;
+    if (sv->ndim != 2 || sv->itemsize != 1 || sv->shape[0] < n
+        || (sv->shape[1] > 1 && sv->strides[1] != 1) || (uint64_t)sv->shape[1] > frame_size) {
+        PyBuffer_Release(sv);
+        PyErr_Format(PyExc_ValueError,
+                     "%s needs n rows of at most a frame, bytes adjacent in a row", who);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether the addresses in TX slots start..start+n-1 each lie in the UMEM
+ * with ``width`` bytes inside their own frame (the ring is shared memory:
+ * checked before anything is written). */
+static int rows_fit(Slots ts, uint32_t start, Py_ssize_t n, uint64_t umem_len, uint64_t width,
+                    uint64_t frame_size)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t addr = *s_addr(ts, start + (uint32_t)i);
+        if (addr >= umem_len || umem_len - addr < width
+            || (addr & (frame_size - 1)) + width > frame_size)
+            return 0;
+    }
+    return 1;
+}
+
 static PyObject *write_rows(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 {
     Map tx;
@@ -665,29 +697,15 @@ static PyObject *write_rows(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
         PyBuffer_Release(&tx.view);
         return NULL;
     }
-    if (PyObject_GetBuffer(a[4], &sv, PyBUF_RECORDS_RO) < 0) {
+    if (get_rows(a[4], n, frame_size, &sv, "write_rows") < 0) {
         PyBuffer_Release(&uv);
         PyBuffer_Release(&tx.view);
-        return NULL;
-    }
-    if (sv.ndim != 2 || sv.itemsize != 1 || sv.shape[0] < n
-        || (sv.shape[1] > 1 && sv.strides[1] != 1) || (uint64_t)sv.shape[1] > frame_size) {
-        PyBuffer_Release(&sv);
-        PyBuffer_Release(&uv);
-        PyBuffer_Release(&tx.view);
-        PyErr_SetString(PyExc_ValueError,
-                        "write_rows needs n rows of at most a frame, bytes adjacent in a row");
         return NULL;
     }
     uint64_t width = (uint64_t)sv.shape[1];
-    uint64_t umem_len = (uint64_t)uv.len;
     Slots ts = slots_of(&tx);
-    for (Py_ssize_t i = 0; status == 0 && i < n; i++) {
-        uint64_t addr = *s_addr(ts, start + (uint32_t)i);
-        if (addr >= umem_len || umem_len - addr < width
-            || (addr & (frame_size - 1)) + width > frame_size)
-            status = ST_CORRUPT;
-    }
+    if (!rows_fit(ts, start, n, (uint64_t)uv.len, width, frame_size))
+        status = ST_CORRUPT;
     const uint8_t *src = sv.buf;
     uint8_t *umem = uv.buf;
     for (Py_ssize_t i = 0; status == 0 && i < n; i++)
@@ -1580,6 +1598,124 @@ static PyObject *submit_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs
     return PyLong_FromLong(status);
 }
 
+/*
+ * write_submit(path, tx, n, umem, rows, frame_size, lens, fd, always)
+ *   -> status | ST_FALLBACK
+ * TxBatch.submit_array's usual case: TxBatch.write_array then TxBatch.submit
+ * of the first n reserved frames, interleaved. The rows are copied, given
+ * their lengths (``lens``: one int for all, or a uint32 buffer of n) and
+ * published WRITE_KICK_CHUNK at a time, each part kicked (fd >= 0) before the
+ * next is copied. Why: in copy mode the kernel copies every frame again
+ * into an skb during the kick, and sends it on before the next, touching
+ * a few KiB of its own per frame; copied 2048 at a time the first frames are
+ * out of the cache again by the time their kick reaches them (the kernel's
+ * copy took ~0.24 s per million 64-byte frames in a replay, ~0.07 s at 64
+ * per kick). After a kick that made no progress or failed, the rest is
+ * published without kicks and the status returned, as submit_fast does.
+ * ST_FALLBACK (nothing done): n is not 1..reserved, a length is not
+ * 1..frame_size, or a TX slot's address would not hold its row (the Python
+ * path then raises in its own words).
+ */
+#define WRITE_KICK_CHUNK 256
+
+static PyObject *write_submit(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
+{
+    Map tx;
+    Py_buffer uv, sv, lv;
+    Py_ssize_t n;
+    uint64_t frame_size;
+    uint32_t length = 0;
+    int fd, always, have_lens = 0;
+
+    if (check_nargs(nargs, 9, "write_submit") || arg_n(a[2], &n) < 0
+        || arg_u64(a[5], &frame_size) || (always = PyObject_IsTrue(a[8])) < 0)
+        return NULL;
+    fd = (int)PyLong_AsLong(a[7]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (frame_size == 0 || (frame_size & (frame_size - 1))) {
+        PyErr_SetString(PyExc_ValueError, "frame_size must be a power of two");
+        return NULL;
+    }
+    if (PyLong_Check(a[6])) {
+        if (arg_u32(a[6], &length) < 0)
+            return NULL;
+    } else {
+        if (PyObject_GetBuffer(a[6], &lv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            return NULL;
+        have_lens = 1;
+        if (lv.itemsize != 4 || lv.len < n * 4) {
+            PyBuffer_Release(&lv);
+            PyErr_SetString(PyExc_ValueError, "write_submit needs n uint32 lengths");
+            return NULL;
+        }
+    }
+    if (map_ring(a[1], &tx) < 0)
+        goto fail_lens;
+    Ring *r = tx.r;
+    if (r->esize != 16) {
+        PyErr_SetString(PyExc_ValueError, "write_submit needs a TX ring");
+        goto fail_tx;
+    }
+    if (map_plain(a[3], &uv) < 0)
+        goto fail_tx;
+    if (get_rows(a[4], n > 0 ? n : 0, frame_size, &sv, "write_submit") < 0)
+        goto fail_umem;
+    uint64_t width = (uint64_t)sv.shape[1];
+    Slots ts = slots_of(&tx);
+    uint32_t prod = r->cached_prod;
+    const uint32_t *lens = have_lens ? (const uint32_t *)lv.buf : NULL;
+    int usual = n > 0 && (uint64_t)n <= r->reserved
+                && rows_fit(ts, prod, n, (uint64_t)uv.len, width, frame_size);
+    for (Py_ssize_t i = 0; usual && i < n; i++) {
+        uint32_t len = lens ? lens[i] : length;
+        usual = len > 0 && len <= frame_size;
+    }
+    uint64_t submitted;
+    if (!usual || get_u64(a[0], s_submitted, &submitted) < 0) {
+        PyBuffer_Release(&sv);
+        PyBuffer_Release(&uv);
+        PyBuffer_Release(&tx.view);
+        if (have_lens)
+            PyBuffer_Release(&lv);
+        return PyErr_Occurred() ? NULL : PyLong_FromLong(ST_FALLBACK);
+    }
+    const uint8_t *src = sv.buf;
+    uint8_t *umem = uv.buf;
+    int status = 0;
+    for (uint32_t lo = 0; lo < (uint32_t)n; lo += WRITE_KICK_CHUNK) {
+        uint32_t hi = (uint32_t)n - lo > WRITE_KICK_CHUNK ? lo + WRITE_KICK_CHUNK : (uint32_t)n;
+        for (uint32_t i = lo; i < hi; i++) {
+            memcpy(umem + *s_addr(ts, prod + i), src + (Py_ssize_t)i * sv.strides[0], width);
+            *s_len(ts, prod + i) = lens ? lens[i] : length;
+        }
+        store_release(word(&tx, r->prod_off), prod + hi);
+        uint32_t pending = 0;
+        if (fd >= 0 && status == 0)
+            status = kick_loop(&tx, fd, always, &pending);
+    }
+    r->cached_prod = prod + (uint32_t)n;
+    r->reserved -= (uint32_t)n;
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&uv);
+    PyBuffer_Release(&tx.view);
+    if (have_lens)
+        PyBuffer_Release(&lv);
+    if (set_u64(a[0], s_reserved, r->reserved) < 0
+        || set_u64(a[0], s_submitted, submitted + (uint64_t)n) < 0)
+        return NULL;
+    return PyLong_FromLong(status);
+
+fail_umem:
+    PyBuffer_Release(&uv);
+fail_tx:
+    PyBuffer_Release(&tx.view);
+fail_lens:
+    if (have_lens)
+        PyBuffer_Release(&lv);
+    return NULL;
+}
+
 /* RxPath.take_returns' usual case (no extra_returns queues): the frames the
  * TX side gave back, after any older ones waiting in the RX pool, go into the
  * Fill ring as far as it has room; the rest wait in the pool (as
@@ -2103,6 +2239,8 @@ static PyMethodDef methods[] = {
      "forward_fast(rx, tx, n) -> forwarded, -1 (corrupt) or -4 (not the usual case)"},
     {"reserve_fast", (PyCFunction)(void (*)(void))reserve_fast, METH_FASTCALL,
      "reserve_fast(path, tx, comp, pool, n, clear_len) -> reserved (<= n) or < 0"},
+    {"write_submit", (PyCFunction)(void (*)(void))write_submit, METH_FASTCALL,
+     "write_submit(path, tx, n, umem, rows, frame_size, lens, fd, always) -> status or -4"},
     {"submit_fast", (PyCFunction)(void (*)(void))submit_fast, METH_FASTCALL,
      "submit_fast(path, tx, n, length, fd, always) -> kick status or -4"},
     {"forward_kick", (PyCFunction)(void (*)(void))forward_kick, METH_FASTCALL,
