@@ -97,6 +97,44 @@ def test_tx_batch_cancel_on_exception_sends_nothing_and_keeps_frames() -> None:
     assert sorted(locs) == list(k.addrs(0, 16))
 
 
+def test_tx_batch_submit_array_sends_rows_and_leaves_the_rest_reserved_unwritten() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.tx_path()
+    # every slot holds a length from a first round (see the cancel test)
+    first = tx_batch(k, path, 16)
+    first.fill(b"x" * 59)
+    assert first.submit() == 16
+    k.transmit()
+    assert path.reclaim() == 16
+    core = FakeCore(path)
+    b = tx_batch(k, path, 6, core)
+    rows = np.arange(3 * 80, dtype=np.uint16).astype(np.uint8).reshape(3, 80)[:, 5:75]
+    assert b.submit_array(rows, np.array([60, 61, 70])) == 3
+    assert b.done and core.tx_kicks == 1
+    with pytest.raises(ValueError, match="already submitted"):
+        b.submit_array(rows)
+    k.transmit()
+    assert k.sent[16:] == [bytes(rows[0, :60]), bytes(rows[1, :61]), bytes(rows[2])]
+    # the other three stay reserved, their stale lengths cleared
+    assert path.reserved == 3
+    with pytest.raises(ValueError, match="frame 0 has no length"):
+        path.commit(1)
+    # bad input leaves the batch open and the UMEM untouched
+    b = tx_batch(k, path, 3, core)
+    umem = bytes(k.umem)
+    with pytest.raises(ValueError, match="expected a"):
+        b.submit_array(np.zeros((4, 10), np.uint8))
+    with pytest.raises(ValueError, match="do not fit"):
+        b.submit_array(np.zeros((1, k.frame_size + 1), np.uint8))
+    with pytest.raises(ValueError, match="expected 2 lengths"):
+        b.submit_array(np.zeros((2, 10), np.uint8), [10])
+    assert bytes(k.umem) == umem and not b.done
+    assert b.submit_array(np.full((3, 10), 7, np.uint8), kick=False) == 3
+    assert core.tx_kicks == 1
+    k.transmit()
+    assert k.sent[19:] == [bytes([7] * 10)] * 3
+
+
 def test_tx_batch_context_submits_only_written_prefix() -> None:
     k = FakeKernel(frame_count=16, ring=16)
     path = k.tx_path()
