@@ -221,7 +221,9 @@ def test_tx_batch_submit_after_close_raises_socket_closed(veth: Any, how: str,
             rx.close()
         for call in (lambda: batch.submit(), lambda: batch.write(0, b"x" * 60),
                      lambda: batch.fill(b"y" * 60), lambda: batch.frame(0),
-                     lambda: batch.set_lengths(60)):
+                     lambda: batch.set_lengths(60),
+                     lambda: batch.write_array(np.zeros((4, 60), np.uint8)),
+                     lambda: batch.submit_array(np.zeros((4, 60), np.uint8))):
             err = _within(call, 2.0)
             assert isinstance(err, xs.SocketClosedError), repr(err)
         assert _within(batch.cancel, 2.0) is None  # nothing to give back: quiet

@@ -11,12 +11,12 @@ given queue. Pacing:
 * --topspeed: as fast as the socket takes them.
 
 The file is read in large chunks and handled in batches: record headers of
-many packets are decoded at once (pcap, and pcapng with the compiled
-accelerator), each batch is copied into reserved TX frames in one step and
-submitted with one kick. Every packet has a
-due time on one absolute schedule counted from the start, so errors never
-accumulate: everything due (or due within 50 us) goes out in one
-transaction; the sender sleeps
+many packets are decoded at once, and each batch is copied into reserved TX
+frames and submitted in one step (``TxBatch.submit_array``: with the
+compiled accelerator, kicked 256 frames at a time as they are copied).
+Every packet has a due time on one absolute schedule counted from the
+start, so errors never accumulate: everything due (or due within 50 us)
+goes out in one transaction; the sender sleeps
 when the next packet is more than ~1 ms ahead and busy-waits only the last
 stretch; when it falls behind it sends at once until it has caught up.
 Packets longer than a UMEM frame are skipped and counted (never cut); a
