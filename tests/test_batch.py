@@ -68,16 +68,22 @@ def test_tx_batch_partial_when_ring_short() -> None:
     assert len(b3) == 5
 
 
-def test_tx_batch_cancel_on_exception_sends_nothing_and_keeps_frames() -> None:
-    k = FakeKernel(frame_count=16, ring=16)
+def used_once(k: FakeKernel) -> _ring.TxPath:
+    """A TX path on ``k`` whose 16 slots have each been used once, so that
+    each still holds a length (59) from that round: on a fresh ring a step
+    that forgot to clear lengths would look right."""
     path = k.tx_path()
-    # use every slot once, so that each still holds a length from that round
-    # (on a fresh ring a cancel that forgot to clear them would look right)
     first = tx_batch(k, path, 16)
     first.fill(b"x" * 59)
     assert first.submit() == 16
     k.transmit()
     assert path.reclaim() == 16 and path.tx.area.lens.tolist() == [59] * 16
+    return path
+
+
+def test_tx_batch_cancel_on_exception_sends_nothing_and_keeps_frames() -> None:
+    k = FakeKernel(frame_count=16, ring=16)
+    path = used_once(k)
     with pytest.raises(RuntimeError), tx_batch(k, path, 8) as b:
         b.fill(b"y" * 60)
         raise RuntimeError("boom")
@@ -99,13 +105,7 @@ def test_tx_batch_cancel_on_exception_sends_nothing_and_keeps_frames() -> None:
 
 def test_tx_batch_submit_array_sends_rows_and_leaves_the_rest_reserved_unwritten() -> None:
     k = FakeKernel(frame_count=16, ring=16)
-    path = k.tx_path()
-    # every slot holds a length from a first round (see the cancel test)
-    first = tx_batch(k, path, 16)
-    first.fill(b"x" * 59)
-    assert first.submit() == 16
-    k.transmit()
-    assert path.reclaim() == 16
+    path = used_once(k)
     core = FakeCore(path)
     b = tx_batch(k, path, 6, core)
     rows = np.arange(3 * 80, dtype=np.uint16).astype(np.uint8).reshape(3, 80)[:, 5:75]
