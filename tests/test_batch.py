@@ -135,6 +135,34 @@ def test_tx_batch_submit_array_sends_rows_and_leaves_the_rest_reserved_unwritten
     assert k.sent[19:] == [bytes([7] * 10)] * 3
 
 
+@pytest.mark.parametrize("how", ["write_array", "submit_array"])
+def test_tx_batch_rows_may_be_views_into_the_frames_they_go_to(how: str) -> None:
+    """Rows that overlap their own destination frames come out as they were
+    before the copy, on both paths: each row starts 8 bytes before its frame,
+    where a plain forward copy would read bytes it has just overwritten
+    (numpy copies overlapping arrays through a buffer; the C loops memmove)."""
+    k = FakeKernel(frame_count=16, ring=16)
+    path = k.tx_path()
+    fs = k.frame_size
+    first = tx_batch(k, path, 1)  # frame 0 goes round once: the batch gets 1..5
+    first.fill(b"x" * 60)
+    first.submit()
+    k.transmit()
+    b = tx_batch(k, path, 5)
+    assert b.addrs.tolist() == [i * fs for i in range(1, 6)]
+    flat = np.frombuffer(k.umem, np.uint8)
+    flat[: 6 * fs] = np.arange(6 * fs, dtype=np.uint32).astype(np.uint8)
+    rows = np.lib.stride_tricks.as_strided(flat[fs - 8 :], shape=(5, 60), strides=(fs, 1))
+    want = [bytes(r) for r in rows]
+    if how == "write_array":
+        b.write_array(rows)
+        b.submit()
+    else:
+        assert b.submit_array(rows) == 5
+    k.transmit()
+    assert k.sent[1:] == want
+
+
 def test_tx_batch_context_submits_only_written_prefix() -> None:
     k = FakeKernel(frame_count=16, ring=16)
     path = k.tx_path()

@@ -709,7 +709,9 @@ static PyObject *write_rows(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
     const uint8_t *src = sv.buf;
     uint8_t *umem = uv.buf;
     for (Py_ssize_t i = 0; status == 0 && i < n; i++)
-        memcpy(umem + *s_addr(ts, start + (uint32_t)i), src + i * sv.strides[0], width);
+        /* (memmove: the rows may be views into the UMEM, even into the very
+         * frames they go to, as numpy's copy allows) */
+        memmove(umem + *s_addr(ts, start + (uint32_t)i), src + i * sv.strides[0], width);
     PyBuffer_Release(&sv);
     PyBuffer_Release(&uv);
     PyBuffer_Release(&tx.view);
@@ -1686,7 +1688,7 @@ static PyObject *write_submit(PyObject *mod, PyObject *const *a, Py_ssize_t narg
     for (uint32_t lo = 0; lo < (uint32_t)n; lo += WRITE_KICK_CHUNK) {
         uint32_t hi = (uint32_t)n - lo > WRITE_KICK_CHUNK ? lo + WRITE_KICK_CHUNK : (uint32_t)n;
         for (uint32_t i = lo; i < hi; i++) {
-            memcpy(umem + *s_addr(ts, prod + i), src + (Py_ssize_t)i * sv.strides[0], width);
+            memmove(umem + *s_addr(ts, prod + i), src + (Py_ssize_t)i * sv.strides[0], width);
             *s_len(ts, prod + i) = lens ? lens[i] : length;
         }
         store_release(word(&tx, r->prod_off), prod + hi);
