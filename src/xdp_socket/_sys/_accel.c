@@ -627,16 +627,6 @@ static PyObject *set_lens(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/*
- * write_rows(tx, start, n, umem, rows, frame_size) -> 0 or ST_CORRUPT
- * Copy row i of ``rows`` (a 2-D uint8 array whose rows may be strided, e.g.
- * records in a pcap chunk) into the frame whose address is in TX slot
- * start+i, for i < n: what TxBatch.write_array does with a numpy fancy
- * assignment, without the index arrays and numpy's buffered iteration (a
- * tenth of a replay's user time). The addresses are ours (reserve put them
- * there) but the ring is shared memory: each is checked to lie in the UMEM
- * with the whole row inside its own frame before anything is written.
- */
 /* The rows argument of write_rows and write_submit: at least n rows of at
  * most a frame, each row's bytes adjacent. 0 (sv held) or -1 (error set). */
 static int get_rows(PyObject *o, Py_ssize_t n, uint64_t frame_size, Py_buffer *sv,
@@ -669,6 +659,16 @@ static int rows_fit(Slots ts, uint32_t start, Py_ssize_t n, uint64_t umem_len, u
     return 1;
 }
 
+/*
+ * write_rows(tx, start, n, umem, rows, frame_size) -> 0 or ST_CORRUPT
+ * Copy row i of ``rows`` (a 2-D uint8 array whose rows may be strided, e.g.
+ * records in a pcap chunk) into the frame whose address is in TX slot
+ * start+i, for i < n: what TxBatch.write_array does with a numpy fancy
+ * assignment, without the index arrays and numpy's buffered iteration (a
+ * tenth of a replay's user time). The addresses are ours (reserve put them
+ * there) but the ring is shared memory: each is checked to lie in the UMEM
+ * with the whole row inside its own frame before anything is written.
+ */
 static PyObject *write_rows(PyObject *mod, PyObject *const *a, Py_ssize_t nargs)
 {
     Map tx;
@@ -1541,6 +1541,19 @@ static int kick_loop(Map *tx, int fd, int always, uint32_t *pending_out)
     return status;
 }
 
+/* The accounting of n published TX frames (submitted before them):
+ * the ring's cached producer and reserved count, path.reserved and
+ * path.submitted. 0, or -1 with a Python error. */
+static int tx_submitted(PyObject *path, Ring *r, uint32_t n, uint64_t submitted)
+{
+    r->cached_prod += n;
+    r->reserved -= n;
+    if (set_u64(path, s_reserved, r->reserved) < 0
+        || set_u64(path, s_submitted, submitted + (uint64_t)n) < 0)
+        return -1;
+    return 0;
+}
+
 /*
  * submit_fast(path, tx, n, length, fd, always) -> status | ST_FALLBACK
  * TxPath.submit_len then (fd >= 0) XskCore.drive_tx in one call: the first
@@ -1585,10 +1598,7 @@ static PyObject *submit_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs
     for (uint32_t i = 0; i < (uint32_t)n; i++)
         *s_len(ts, prod + i) = length;
     store_release(word(&tx, r->prod_off), prod + (uint32_t)n);
-    r->cached_prod = prod + (uint32_t)n;
-    r->reserved -= (uint32_t)n;
-    if (set_u64(path, s_reserved, r->reserved) < 0
-        || set_u64(path, s_submitted, submitted + (uint64_t)n) < 0) {
+    if (tx_submitted(path, r, (uint32_t)n, submitted) < 0) {
         PyBuffer_Release(&tx.view);
         return NULL;
     }
@@ -1612,8 +1622,9 @@ static PyObject *submit_fast(PyObject *mod, PyObject *const *a, Py_ssize_t nargs
  * a few KiB of its own per frame; copied 2048 at a time the first frames are
  * out of the cache again by the time their kick reaches them (the kernel's
  * copy took 0.18-0.20 s per million 64-byte frames in a replay on veth,
- * 0.04-0.05 s at 256 per kick). After a kick that made no progress or failed, the rest is
- * published without kicks and the status returned, as submit_fast does.
+ * 0.04-0.05 s at 256 per kick). After a kick that made no progress or
+ * failed, the rest is published without kicks and the status returned, as
+ * submit_fast does.
  * ST_FALLBACK (nothing done): n is not 1..reserved, a length is not
  * 1..frame_size, or a TX slot's address would not hold its row (the Python
  * path then raises in its own words).
@@ -1696,17 +1707,13 @@ static PyObject *write_submit(PyObject *mod, PyObject *const *a, Py_ssize_t narg
         if (fd >= 0 && status == 0)
             status = kick_loop(&tx, fd, always, &pending);
     }
-    r->cached_prod = prod + (uint32_t)n;
-    r->reserved -= (uint32_t)n;
+    int bad = tx_submitted(a[0], r, (uint32_t)n, submitted);
     PyBuffer_Release(&sv);
     PyBuffer_Release(&uv);
     PyBuffer_Release(&tx.view);
     if (have_lens)
         PyBuffer_Release(&lv);
-    if (set_u64(a[0], s_reserved, r->reserved) < 0
-        || set_u64(a[0], s_submitted, submitted + (uint64_t)n) < 0)
-        return NULL;
-    return PyLong_FromLong(status);
+    return bad ? NULL : PyLong_FromLong(status);
 
 fail_umem:
     PyBuffer_Release(&uv);
